@@ -1,0 +1,43 @@
+# IPP build, test and benchmark targets. `make help` lists them.
+GO ?= go
+BIN ?= bin/ipp
+IMAGE ?= ipp:dev
+# Seeds the fuzzers run from in `make test`; `make fuzz` explores further.
+FUZZTIME ?= 30s
+
+.PHONY: help build test test-unit test-e2e vet fmt fuzz bench bench-full sandbox image clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## Build bin/ipp
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/ipp
+
+test: vet test-unit test-e2e ## Run every test: vet, unit (race), e2e on the in-process cluster
+
+test-unit: ## Unit tests of the main module, with the race detector
+	$(GO) test -race -count=1 ./...
+
+test-e2e: ## End-to-end tests: in-process etcd, apiserver, scheduler, controller-manager, cloud emulators
+	cd e2e && $(GO) test -count=1 -timeout 40m ./...
+
+vet: ## go vet and gofmt over both modules
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	cd e2e && $(GO) vet ./...
+
+fmt: ## gofmt -w every Go file
+	gofmt -w $$(git ls-files '*.go')
+
+fuzz: ## Explore the admission fuzzers for FUZZTIME each
+	@for f in $$($(GO) test -list '^Fuzz' ./pkg/admission/ | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./pkg/admission/ || exit 1; done
+
+sandbox: ## Run the sandbox: an in-process cluster, the GCE emulator and ipp, with two example classes
+	cd e2e && $(GO) run ./cmd/sandbox
+
+image: ## Build the container image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+clean: ## Remove build output
+	rm -rf bin

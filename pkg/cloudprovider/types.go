@@ -1,0 +1,178 @@
+// Package cloudprovider defines the contract between the IPP controller and a cloud: create,
+// delete and list the instances that back dedicated nodes. Every method is idempotent, so the
+// controller can call it again after any failure, including a reply lost after the action happened.
+package cloudprovider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Ownership keys. Every instance a provider creates carries them, as GCE labels or EC2 tags, so
+// that List finds exactly what this cluster owns. Providers may have to encode the values to fit a
+// cloud's character set; List decodes them.
+const (
+	// TagCluster holds the cluster name.
+	TagCluster = "ipp-cluster"
+	// TagNode holds the dedicated node name.
+	TagNode = "ipp-node"
+	// TagClass holds the class.
+	TagClass = "ipp-class"
+	// TagNamespace holds the namespace in namespace scope, and is empty in cluster scope.
+	TagNamespace = "ipp-namespace"
+)
+
+// InstanceSpec says what instance to create for a dedicated node.
+type InstanceSpec struct {
+	// NodeName is the dedicated node name. It is the instance's name and the name the node's
+	// kubelet must register under.
+	NodeName string
+	// Class and Namespace are recorded on the instance for people and for List.
+	Class     string
+	Namespace string
+	// NodeLabels and NodeTaints are what the kubelet registers the Node with; the provider renders
+	// them into the instance's bootstrap. They never include the binding label.
+	NodeLabels map[string]string
+	NodeTaints []corev1.Taint
+	// IdempotencyKey is stable across retries of one creation and differs between two creations
+	// for the same node name (after the first instance was deleted). Providers derive their
+	// request tokens (GCE requestId, EC2 ClientToken) from it.
+	IdempotencyKey string
+}
+
+// InstanceState is the life-cycle state of an instance, mapped from the cloud's own states.
+type InstanceState string
+
+const (
+	// StatePending means the instance is being created or is booting.
+	StatePending InstanceState = "Pending"
+	// StateRunning means the instance is running.
+	StateRunning InstanceState = "Running"
+	// StateStopping means the instance is stopping or being deleted.
+	StateStopping InstanceState = "Stopping"
+	// StateStopped means the instance exists but is not running.
+	StateStopped InstanceState = "Stopped"
+	// StateTerminated means the instance is gone or going. List never returns such instances.
+	StateTerminated InstanceState = "Terminated"
+)
+
+// Instance is one instance this cluster owns.
+type Instance struct {
+	// NodeName is the dedicated node name the instance was created for.
+	NodeName string
+	// ID is the cloud's own identifier (the GCE instance name, the EC2 instance id).
+	ID string
+	// ProviderID is what the Node's spec.providerID must equal for the node to be this instance:
+	// gce://<project>/<zone>/<name> or aws:///<availability-zone>/<instance-id>.
+	ProviderID string
+	Class      string
+	Namespace  string
+	State      InstanceState
+	// CreatedAt is when the cloud created the instance.
+	CreatedAt time.Time
+}
+
+// Provider creates, deletes and lists the instances that back dedicated nodes.
+//
+// Errors returned by a Provider are *Error values (test them with IsRetryable, IsNotFound and the
+// other helpers) or context errors.
+type Provider interface {
+	// Name is the provider's flag value, such as "gce" or "ec2".
+	Name() string
+
+	// Create creates the instance for spec.NodeName and returns it. If an instance for that node
+	// already exists and is not terminated, Create returns it and creates nothing. A retry with the
+	// same IdempotencyKey after a lost reply never creates a second instance.
+	Create(ctx context.Context, spec InstanceSpec) (*Instance, error)
+
+	// Delete deletes the instance. Deleting an instance that is already gone succeeds. Delete
+	// returns once the cloud has accepted the deletion; List may show the instance as Stopping
+	// until it is gone.
+	Delete(ctx context.Context, instance Instance) error
+
+	// List returns every instance that this cluster owns and that is not terminated, found by the
+	// ownership labels or tags. It reads every page.
+	List(ctx context.Context) ([]Instance, error)
+
+	// RegistrationTimeout is how long an instance of this provider's configured type may take
+	// from creation to its Node registering, before the controller replaces it. Bare-metal types
+	// boot for minutes.
+	RegistrationTimeout() time.Duration
+}
+
+// ErrorKind classifies a provider error by what the caller should do about it.
+type ErrorKind string
+
+const (
+	// KindNotFound means the instance does not exist.
+	KindNotFound ErrorKind = "NotFound"
+	// KindRateLimited means the cloud throttled the call; retry with back-off.
+	KindRateLimited ErrorKind = "RateLimited"
+	// KindCapacity means the zone has no capacity for the machine type (GCE
+	// ZONE_RESOURCE_POOL_EXHAUSTED, EC2 InsufficientInstanceCapacity); retry later or elsewhere.
+	KindCapacity ErrorKind = "Capacity"
+	// KindQuota means a quota is exhausted; retrying helps only once quota frees up.
+	KindQuota ErrorKind = "Quota"
+	// KindTransient is a server-side failure (5xx, a timeout) that a retry may clear.
+	KindTransient ErrorKind = "Transient"
+	// KindInvalid means the request itself is wrong (bad machine type, missing permission);
+	// retrying the same request will not help.
+	KindInvalid ErrorKind = "Invalid"
+)
+
+// Error is a provider error with its kind. Op is the operation ("create", "delete", "list"),
+// Code the cloud's own error code where it gave one.
+type Error struct {
+	Kind ErrorKind
+	Op   string
+	Code string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("%s: %s (%s): %v", e.Op, e.Kind, e.Code, e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", e.Op, e.Kind, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// NewError returns an *Error of kind for op.
+func NewError(kind ErrorKind, op, code string, err error) *Error {
+	return &Error{Kind: kind, Op: op, Code: code, Err: err}
+}
+
+// KindOf returns the kind of err, or "" if err is not an *Error.
+func KindOf(err error) ErrorKind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return ""
+}
+
+// IsNotFound reports whether err says the instance does not exist.
+func IsNotFound(err error) bool { return KindOf(err) == KindNotFound }
+
+// IsRateLimited reports whether err is throttling.
+func IsRateLimited(err error) bool { return KindOf(err) == KindRateLimited }
+
+// IsCapacity reports whether err is a lack of capacity for the instance type.
+func IsCapacity(err error) bool { return KindOf(err) == KindCapacity }
+
+// IsQuota reports whether err is an exhausted quota.
+func IsQuota(err error) bool { return KindOf(err) == KindQuota }
+
+// IsRetryable reports whether calling again later may succeed. Invalid requests are not
+// retryable; errors that are not *Error (a context error, say) are treated as retryable.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	return KindOf(err) != KindInvalid
+}

@@ -1,0 +1,226 @@
+// Package isolation holds the names that every part of IPP agrees on: the Pod label that opts a
+// Pod into a class, the label and taint on IPP nodes, the controller-only label that binds a node to
+// its class, and the pure function from (cluster, namespace, class) to a class's dedicated node name.
+//
+// Nothing here talks to an API: the webhook derives a Pod's pin from this package alone, and the
+// controller derives the same name from the same inputs, so the two never need to agree at run time.
+package isolation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Defaults for the names in DESIGN.md. Each can be changed by a flag.
+const (
+	// DefaultPodLabel is the Pod label whose value is the Pod's isolation class.
+	DefaultPodLabel = "ipp-class"
+	// DefaultNodeLabel is the key of the label (value "true") that every IPP node carries.
+	DefaultNodeLabel = "ipp"
+	// DefaultNodeTaint is the key of the taint (value "true") that every IPP node carries.
+	DefaultNodeTaint = "ipp"
+	// DefaultClusterName is the cluster name used when none is given.
+	DefaultClusterName = "ipp"
+
+	// BindingLabel binds a node to a class. Its value is the dedicated node name. Only the
+	// controller writes it: the NodeRestriction admission plugin refuses kubelets that try to set
+	// labels under node-restriction.kubernetes.io/ on their own Node.
+	BindingLabel = "node-restriction.kubernetes.io/ipp-node"
+
+	// LabelValue is the value of the IPP node label and of the IPP taint.
+	LabelValue = "true"
+
+	// HostnameTopologyKey is the topology key of the autoscaler mode's anti-affinity.
+	HostnameTopologyKey = corev1.LabelHostname
+
+	// NodeNameField is the field that a matchFields node-selector requirement may select on.
+	NodeNameField = "metadata.name"
+)
+
+// Mode says how IPP keeps classes apart.
+type Mode string
+
+const (
+	// ModeDedicated pins every class to one dedicated node that the IPP controller creates.
+	ModeDedicated Mode = "dedicated"
+	// ModeAutoscaler keeps classes apart with inter-pod anti-affinity on a node pool that
+	// Cluster Autoscaler scales.
+	ModeAutoscaler Mode = "autoscaler"
+)
+
+// Modes lists the valid modes, in the order help text shows them.
+var Modes = []string{string(ModeDedicated), string(ModeAutoscaler)}
+
+// Scope says which Pods share a class.
+type Scope string
+
+const (
+	// ScopeNamespace scopes a class to its namespace: the same class name in two namespaces
+	// gives two dedicated nodes.
+	ScopeNamespace Scope = "namespace"
+	// ScopeCluster shares a class across namespaces.
+	ScopeCluster Scope = "cluster"
+)
+
+// Scopes lists the valid class scopes.
+var Scopes = []string{string(ScopeNamespace), string(ScopeCluster)}
+
+// Config is what the webhook and the controller need to agree on. The zero value is not valid;
+// start from DefaultConfig.
+type Config struct {
+	Mode        Mode
+	PodLabel    string
+	NodeLabel   string
+	NodeTaint   string
+	ClassScope  Scope
+	ClusterName string
+	// PinNodeName adds the matchFields metadata.name term to the pin. Without it the pin is the
+	// binding-label nodeSelector alone, which the scheduler cannot narrow to one node.
+	PinNodeName bool
+	// ExemptNamespaces are namespaces whose Pods the webhook neither mutates nor checks.
+	ExemptNamespaces sets.Set[string]
+}
+
+// DefaultConfig returns the configuration that DESIGN.md describes.
+func DefaultConfig() Config {
+	return Config{
+		Mode:             ModeDedicated,
+		PodLabel:         DefaultPodLabel,
+		NodeLabel:        DefaultNodeLabel,
+		NodeTaint:        DefaultNodeTaint,
+		ClassScope:       ScopeNamespace,
+		ClusterName:      DefaultClusterName,
+		PinNodeName:      true,
+		ExemptNamespaces: sets.New("kube-system", "ipp-system"),
+	}
+}
+
+// Validate reports the first field that is not valid, naming the flag that sets it.
+func (c Config) Validate() error {
+	switch c.Mode {
+	case ModeDedicated, ModeAutoscaler:
+	default:
+		return fmt.Errorf("invalid --mode %q: must be one of %s", c.Mode, strings.Join(Modes, ", "))
+	}
+	switch c.ClassScope {
+	case ScopeNamespace, ScopeCluster:
+	default:
+		return fmt.Errorf("invalid --class-scope %q: must be one of %s", c.ClassScope, strings.Join(Scopes, ", "))
+	}
+	for _, f := range []struct{ flag, value string }{
+		{"--pod-label", c.PodLabel},
+		{"--node-label", c.NodeLabel},
+		{"--node-taint", c.NodeTaint},
+	} {
+		if errs := validation.IsQualifiedName(f.value); len(errs) > 0 {
+			return fmt.Errorf("invalid %s %q: %s", f.flag, f.value, strings.Join(errs, "; "))
+		}
+	}
+	if c.ClusterName == "" {
+		return fmt.Errorf("invalid --cluster-name: must not be empty")
+	}
+	if errs := validation.IsDNS1123Label(c.ClusterName); len(errs) > 0 {
+		return fmt.Errorf("invalid --cluster-name %q: %s", c.ClusterName, strings.Join(errs, "; "))
+	}
+	for ns := range c.ExemptNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("invalid --exempt-namespaces entry %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	return nil
+}
+
+// Exempt reports whether Pods in namespace are exempt from IPP's admission checks.
+func (c Config) Exempt(namespace string) bool {
+	return c.ExemptNamespaces.Has(namespace)
+}
+
+// Class returns the Pod's isolation class and whether it has one. A Pod whose label is present but
+// empty has no class.
+func (c Config) Class(pod *corev1.Pod) (string, bool) {
+	class, ok := pod.Labels[c.PodLabel]
+	return class, ok && class != ""
+}
+
+// NodeName returns the dedicated node name of class in namespace under this configuration.
+func (c Config) NodeName(namespace, class string) string {
+	return NodeName(c.ClusterName, c.ClassScope, namespace, class)
+}
+
+// Tolerations returns the tolerations that an IPP Pod needs: the IPP taint with both effects.
+func (c Config) Tolerations() []corev1.Toleration {
+	return []corev1.Toleration{
+		{Key: c.NodeTaint, Operator: corev1.TolerationOpEqual, Value: LabelValue, Effect: corev1.TaintEffectNoSchedule},
+		{Key: c.NodeTaint, Operator: corev1.TolerationOpEqual, Value: LabelValue, Effect: corev1.TaintEffectNoExecute},
+	}
+}
+
+// Taints returns the taints that every IPP node registers with.
+func (c Config) Taints() []corev1.Taint {
+	return []corev1.Taint{
+		{Key: c.NodeTaint, Value: LabelValue, Effect: corev1.TaintEffectNoSchedule},
+		{Key: c.NodeTaint, Value: LabelValue, Effect: corev1.TaintEffectNoExecute},
+	}
+}
+
+// NodeLabels returns the labels that every IPP node registers with. It never includes
+// BindingLabel, which only the controller writes.
+func (c Config) NodeLabels() map[string]string {
+	return map[string]string{c.NodeLabel: LabelValue}
+}
+
+const (
+	nodeNamePrefix = "ipp-"
+	// hashLen hex characters of SHA-256: 48 bits, so that thousands of classes never collide.
+	hashLen = 12
+	// maxSlugLen keeps prefix + slug + "-" + hash within a DNS-1123 label's 63 characters.
+	maxSlugLen = validation.DNS1123LabelMaxLength - len(nodeNamePrefix) - 1 - hashLen
+)
+
+// NodeName returns the dedicated node name of a class: "ipp-<slug>-<hash>", where the slug is a
+// readable form of the class and the hash covers every input exactly. The result is always a valid
+// DNS-1123 label (and a valid GCE instance name) of at most 63 characters. In cluster scope the
+// namespace is ignored.
+//
+// The mapping is part of IPP's contract: changing it would move every class to a new node on
+// upgrade. TestNodeNameGolden pins it.
+func NodeName(cluster string, scope Scope, namespace, class string) string {
+	if scope != ScopeNamespace {
+		namespace = ""
+	}
+	// NUL cannot occur in any of the inputs, so the encoding is unambiguous.
+	sum := sha256.Sum256([]byte("ipp/v1\x00" + cluster + "\x00" + namespace + "\x00" + class))
+	return nodeNamePrefix + slug(class) + "-" + hex.EncodeToString(sum[:])[:hashLen]
+}
+
+// slug lower-cases s, turns every run of characters outside [a-z0-9] into one '-', trims '-' from
+// both ends and cuts the result to maxSlugLen. An empty slug becomes "class".
+func slug(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+			continue
+		}
+		dash = true
+	}
+	out := b.String()
+	if len(out) > maxSlugLen {
+		out = strings.TrimRight(out[:maxSlugLen], "-")
+	}
+	if out == "" {
+		return "class"
+	}
+	return out
+}
