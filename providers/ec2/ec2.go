@@ -247,7 +247,7 @@ func (p *Provider) Create(ctx context.Context, spec cloudprovider.InstanceSpec) 
 	var lastErr error
 	onlyUnsupported := true
 	for i, subnet := range subnets {
-		out, err := p.api.RunInstances(ctx, p.runInput(spec, userData, subnet, clientToken(spec.IdempotencyKey, i)))
+		out, err := p.api.RunInstances(ctx, p.runInput(spec, userData, subnet, clientToken(p.cfg.ClusterName, spec.IdempotencyKey, i)))
 		if err == nil {
 			if len(out.Instances) == 0 {
 				return nil, cloudprovider.NewError(cloudprovider.KindTransient, "create", "", fmt.Errorf("launching instance for %s: reply has no instance", spec.NodeName))

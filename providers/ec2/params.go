@@ -20,10 +20,11 @@ const maxClientToken = 64
 // A retry of the same attempt (after a lost reply, by the SDK or by the controller) must send the
 // same token, so that EC2 returns the instance it already started instead of starting another.
 // Each subnet gets a token of its own because EC2 rejects a token reused with other parameters
-// (IdempotentParameterMismatch). The key is hashed, so that any key fits EC2's 64 ASCII
-// characters and the token reveals nothing about it.
-func clientToken(idempotencyKey string, subnetIndex int) string {
-	sum := sha256.Sum256([]byte(idempotencyKey))
+// (IdempotentParameterMismatch). Tokens are scoped to the account and region, which several
+// clusters may share, so the cluster name is part of the token. Cluster and key are hashed, so
+// that any key fits EC2's 64 ASCII characters.
+func clientToken(cluster, idempotencyKey string, subnetIndex int) string {
+	sum := sha256.Sum256([]byte(cluster + "\x00" + idempotencyKey))
 	// "ipp-" + 48 hex digits + "-" + the index: at most 64 characters for 9 999 999 subnets.
 	return "ipp-" + hex.EncodeToString(sum[:24]) + "-" + strconv.Itoa(subnetIndex)
 }

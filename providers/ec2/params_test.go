@@ -1,6 +1,7 @@
 package ec2
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,27 +20,30 @@ import (
 func TestClientToken(t *testing.T) {
 	keys := []string{"", "k", "ipp-class0-cb543558de22/1", strings.Repeat("x", 500), "ünïcödé key"}
 	seen := map[string]string{}
-	for _, key := range keys {
-		for subnet := range 3 {
-			tok := clientToken(key, subnet)
-			if len(tok) > maxClientToken {
-				t.Errorf("clientToken(%q, %d) = %q: %d characters, more than %d", key, subnet, tok, len(tok), maxClientToken)
-			}
-			for _, r := range tok {
-				if r > 127 {
-					t.Errorf("clientToken(%q, %d) = %q: not ASCII", key, subnet, tok)
+	for _, cluster := range []string{"prod", "staging"} {
+		for _, key := range keys {
+			for subnet := range 3 {
+				tok := clientToken(cluster, key, subnet)
+				if len(tok) > maxClientToken {
+					t.Errorf("clientToken(%q, %q, %d) = %q: %d characters, more than %d", cluster, key, subnet, tok, len(tok), maxClientToken)
 				}
+				for _, r := range tok {
+					if r > 127 {
+						t.Errorf("clientToken(%q, %q, %d) = %q: not ASCII", cluster, key, subnet, tok)
+					}
+				}
+				if again := clientToken(cluster, key, subnet); again != tok {
+					t.Errorf("clientToken(%q, %q, %d) not stable: %q then %q", cluster, key, subnet, tok, again)
+				}
+				id := fmt.Sprintf("cluster %q key %q subnet %d", cluster, key, subnet)
+				if prev, ok := seen[tok]; ok {
+					t.Errorf("%s has token %q, same as %s", id, tok, prev)
+				}
+				seen[tok] = id
 			}
-			if again := clientToken(key, subnet); again != tok {
-				t.Errorf("clientToken(%q, %d) not stable: %q then %q", key, subnet, tok, again)
-			}
-			if prev, ok := seen[tok]; ok {
-				t.Errorf("clientToken(%q, %d) = %q, same as for %s", key, subnet, tok, prev)
-			}
-			seen[tok] = key
 		}
 	}
-	if tok := clientToken("k", 9999999); len(tok) > maxClientToken {
+	if tok := clientToken("c", "k", 9999999); len(tok) > maxClientToken {
 		t.Errorf("token for a large subnet index has %d characters", len(tok))
 	}
 }
