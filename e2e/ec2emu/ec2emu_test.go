@@ -794,3 +794,25 @@ func TestWireErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultCredentialChain runs the provider as ipp does, with credentials from the SDK's
+// default chain, fed by ec2emu.Env.
+func TestDefaultCredentialChain(t *testing.T) {
+	for _, kv := range ec2emu.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	srv, _ := newServer(t, ec2emu.Options{})
+	cfg := providerConfig(srv, "test")
+	cfg.Credentials = nil
+	p := newProvider(t, cfg)
+	if _, err := p.Create(context.Background(), spec("class0")); err != nil {
+		t.Fatalf("Create with credentials from the environment: %v", err)
+	}
+	flags := strings.Join(srv.IPPFlags(), " ")
+	for _, want := range []string{"--provider=ec2", "--ec2-endpoint=" + srv.URL(), "--ec2-subnet-ids=" + subnetA + "," + subnetB, "--ec2-region=" + region} {
+		if !strings.Contains(flags, want) {
+			t.Errorf("IPPFlags() = %s, lacks %s", flags, want)
+		}
+	}
+}

@@ -213,6 +213,32 @@ func (s *Server) Region() string { return s.opts.Region }
 // SubnetIDs returns the subnet ids, sorted; the first is the default subnet.
 func (s *Server) SubnetIDs() []string { return slices.Clone(s.subnets) }
 
+// ImageID is an AMI id the emulator accepts, for configuring the provider.
+const ImageID = "ami-0123456789abcdef0"
+
+// IPPFlags returns the ipp command-line flags that point its ec2 provider at this emulator,
+// with every subnet in sorted order and ImageID. Add --ec2-instance-type to pick a type.
+func (s *Server) IPPFlags() []string {
+	return []string{
+		"--provider=ec2",
+		"--ec2-region=" + s.opts.Region,
+		"--ec2-endpoint=" + s.URL(),
+		"--ec2-image-id=" + ImageID,
+		"--ec2-subnet-ids=" + strings.Join(s.subnets, ","),
+	}
+}
+
+// Env returns environment variables for an ipp process using this emulator: static credentials
+// for the SDK's default chain (the emulator checks only that requests are signed), and no
+// instance-metadata lookups.
+func Env() []string {
+	return []string{
+		"AWS_ACCESS_KEY_ID=AKIDEC2EMULATOR",
+		"AWS_SECRET_ACCESS_KEY=ec2-emulator-secret",
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
 // SetFaults replaces the injected faults.
 func (s *Server) SetFaults(f cloudemu.Faults) { s.faults.Set(f) }
 
@@ -366,9 +392,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The action happened; the caller must not learn so.
 		if hj, ok := w.(http.Hijacker); ok && s.faults.Draw(0.5) {
 			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
+				// Record first: the caller may look at the log as soon as it sees the drop.
 				call.Fault = "dropped-connection"
 				s.record(call)
+				_ = conn.Close()
 				return
 			}
 		}
