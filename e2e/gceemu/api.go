@@ -101,7 +101,9 @@ func (s *Server) routes() {
 // ServeHTTP serves the Compute API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// handle registers fn for pattern, with the checks, faults and call log every call gets.
+// handle registers fn for pattern, with the checks, faults and call log every call gets. Each
+// call is recorded before its reply is written, so that a client that has seen the reply (or
+// the dropped connection) finds the call in Calls.
 func (s *Server) handle(pattern, op string, mutating bool, fn handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		call := Call{
@@ -113,42 +115,63 @@ func (s *Server) handle(pattern, op string, mutating bool, fn handlerFunc) {
 			RequestID: r.URL.Query().Get("requestId"),
 			Query:     r.URL.RawQuery,
 		}
-		defer func() {
-			s.mu.Lock()
-			s.calls = append(s.calls, call)
-			s.mu.Unlock()
-			klog.V(5).InfoS("GCE emulator call", "op", op, "path", call.Path, "status", call.Status, "fault", call.Fault)
-		}()
+		fail := func(e *apiError) {
+			call.Status = e.Code
+			s.record(call)
+			writeError(w, e)
+		}
 		if aerr := s.checkScope(r); aerr != nil {
-			call.Status = writeError(w, aerr)
+			fail(aerr)
 			return
 		}
 		f := s.faults.Get()
 		if s.faults.Draw(f.ErrorRate) {
 			call.Fault = "error"
-			call.Status = writeError(w, errBackend)
+			fail(errBackend)
 			return
 		}
 		if s.faults.Draw(f.ThrottleRate) {
 			call.Fault = "throttle"
-			call.Status = writeError(w, errThrottle)
+			fail(errThrottle)
 			return
 		}
 		msg, aerr := fn(r, &call)
 		if mutating && aerr == nil && s.faults.Draw(f.LostReplyRate) {
 			call.Fault = "lostReply"
-			if s.faults.Draw(0.5) && dropConnection(w) {
-				return
+			if s.faults.Draw(0.5) {
+				if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					call.Status = 0
+					s.record(call)
+					_ = conn.Close()
+					return
+				}
 			}
-			call.Status = writeError(w, errLost)
+			fail(errLost)
 			return
 		}
 		if aerr != nil {
-			call.Status = writeError(w, aerr)
+			fail(aerr)
 			return
 		}
-		call.Status = writeMessage(w, msg)
+		b, err := protojson.Marshal(msg)
+		if err != nil {
+			fail(&apiError{Code: http.StatusInternalServerError, Status: "INTERNAL", Reason: "backendError", Message: err.Error()})
+			return
+		}
+		call.Status = http.StatusOK
+		s.record(call)
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b)
 	})
+}
+
+// record appends call to the call log.
+func (s *Server) record(call Call) {
+	s.mu.Lock()
+	s.calls = append(s.calls, call)
+	s.mu.Unlock()
+	klog.V(5).InfoS("GCE emulator call", "op", call.Op, "path", call.Path, "status", call.Status, "fault", call.Fault)
 }
 
 // checkScope checks the project and zone of the path.
@@ -171,33 +194,10 @@ func (s *Server) knownZone(zone string) bool {
 	return false
 }
 
-// dropConnection closes the client's connection without a reply. It reports false if the
-// connection cannot be taken over.
-func dropConnection(w http.ResponseWriter) bool {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return false
-	}
-	_ = conn.Close()
-	return true
-}
-
-func writeError(w http.ResponseWriter, e *apiError) int {
+func writeError(w http.ResponseWriter, e *apiError) {
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(e.Code)
 	_, _ = w.Write(e.body())
-	return e.Code
-}
-
-func writeMessage(w http.ResponseWriter, m proto.Message) int {
-	b, err := protojson.Marshal(m)
-	if err != nil {
-		return writeError(w, &apiError{Code: http.StatusInternalServerError, Status: "INTERNAL", Reason: "backendError", Message: err.Error()})
-	}
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
-	return http.StatusOK
 }
 
 func (s *Server) zoneURL(zone string) string {

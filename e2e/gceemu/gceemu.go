@@ -206,6 +206,21 @@ func (s *Server) URL() string {
 	return "http://" + s.listener.Addr().String()
 }
 
+// Image is a boot image for configuring the provider; the emulator accepts any image.
+const Image = "projects/" + DefaultProject + "/global/images/family/ipp-node"
+
+// IPPFlags returns the ipp command-line flags that point its gce provider at this emulator, in
+// the first zone, with Image. Add --gce-machine-type to pick a type.
+func (s *Server) IPPFlags() []string {
+	return []string{
+		"--provider=gce",
+		"--gce-project=" + s.opts.Project,
+		"--gce-zone=" + s.opts.Zones[0],
+		"--gce-endpoint=" + s.URL(),
+		"--gce-image=" + Image,
+	}
+}
+
 // Project is the project the server knows.
 func (s *Server) Project() string { return s.opts.Project }
 
@@ -301,17 +316,17 @@ func snapshot(inst *instance, pb *computepb.Instance, booted bool) Instance {
 	}
 }
 
-// Creations returns how many instances have been created under name, in any zone, since the
+// Created returns how many instances have been created under name, in any zone, since the
 // server started. A correct client never makes it exceed the number of times it meant to create
 // that instance.
-func (s *Server) Creations(name string) int {
+func (s *Server) Created(name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.creations[name]
 }
 
-// CreationCounts returns Creations for every name ever created.
-func (s *Server) CreationCounts() map[string]int {
+// CreatedCounts returns Created for every name ever created.
+func (s *Server) CreatedCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]int, len(s.creations))

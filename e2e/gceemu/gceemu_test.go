@@ -239,7 +239,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 			t.Errorf("Create again with key %q (-first +again):\n%s", key, diff)
 		}
 	}
-	if n := e.emu.Creations("ipp-a"); n != 1 {
+	if n := e.emu.Created("ipp-a"); n != 1 {
 		t.Errorf("ipp-a created %d times, want 1", n)
 	}
 	if n := len(e.emu.Instances()); n != 1 {
@@ -271,7 +271,7 @@ func TestLostReplyCreatesOnce(t *testing.T) {
 		if got.NodeName != name {
 			t.Errorf("retry returned %q", got.NodeName)
 		}
-		if n := e.emu.Creations(name); n != 1 {
+		if n := e.emu.Created(name); n != 1 {
 			t.Errorf("%s created %d times, want 1", name, n)
 		}
 		for _, c := range e.emu.Calls() {
@@ -507,7 +507,7 @@ func TestCapacityThenRetrySucceeds(t *testing.T) {
 	if _, err := p.Create(ctx, spec("ipp-c", "k")); err != nil {
 		t.Fatalf("retry after capacity: %v", err)
 	}
-	if n := e.emu.Creations("ipp-c"); n != 1 {
+	if n := e.emu.Created("ipp-c"); n != 1 {
 		t.Errorf("created %d times, want 1", n)
 	}
 }
