@@ -218,17 +218,17 @@ func (p *Provider) Create(ctx context.Context, spec cloudprovider.InstanceSpec) 
 			p.mu.Unlock()
 		}
 	}
-	if err != nil {
-		if isAlreadyExists(err) {
-			logger.V(4).Info("Instance exists already")
-			return p.existing(ctx, name)
-		}
+	if err != nil && !isAlreadyExists(err) {
 		return nil, providerError("create", action, err)
 	}
 	if spec.IdempotencyKey != "" {
 		p.mu.Lock()
 		delete(p.failed, spec.IdempotencyKey)
 		p.mu.Unlock()
+	}
+	if err != nil {
+		logger.V(4).Info("Instance exists already")
+		return p.existing(ctx, name)
 	}
 	logger.V(4).Info("Inserted instance", "operation", op.Proto().GetName())
 	gi, err := p.client.getInstance(ctx, name)
