@@ -429,6 +429,16 @@ func checkRBAC(t *testing.T, r rendered) {
 	}
 	for _, role := range only[*rbacv1.Role](t, r) {
 		check("Role", role.Name, role.Rules, true)
+		// The controller's Lease is the only one it may read or renew.
+		lease := false
+		for _, rule := range role.Rules {
+			if slices.Contains(rule.Resources, "leases") && slices.Contains(rule.Verbs, "update") {
+				lease = slices.Equal(rule.ResourceNames, []string{"ipp-controller"})
+			}
+		}
+		if !lease {
+			t.Errorf("Role %s: no get/update on the Lease ipp-controller by name", role.Name)
+		}
 	}
 	// Every binding binds the ipp ServiceAccount, which exists, to a role that exists.
 	sa := one[*corev1.ServiceAccount](t, r)

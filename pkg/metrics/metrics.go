@@ -54,8 +54,8 @@ var (
 	admissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace,
 		Name:      "admission_requests_total",
-		Help:      "Admission requests answered, by webhook (mutate, validate), operation (CREATE, UPDATE, DELETE, CONNECT, other) and verdict (allowed, patched, denied, error).",
-	}, []string{"webhook", "operation", "verdict"})
+		Help:      "Admission requests answered, by webhook (mutate, validate) and verdict (allowed, patched, denied, error).",
+	}, []string{"webhook", "verdict"})
 
 	admissionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace,
@@ -152,13 +152,12 @@ func init() {
 var admission admissionSeries
 
 var (
-	webhooks   = [...]string{WebhookMutate, WebhookValidate}
-	operations = [...]string{"CREATE", "UPDATE", "DELETE", "CONNECT", "other"}
-	verdicts   = [...]string{VerdictAllowed, VerdictPatched, VerdictDenied, VerdictError}
+	webhooks = [...]string{WebhookMutate, WebhookValidate}
+	verdicts = [...]string{VerdictAllowed, VerdictPatched, VerdictDenied, VerdictError}
 )
 
 type admissionSeries struct {
-	requests [len(webhooks)][len(operations)][len(verdicts)]prometheus.Counter
+	requests [len(webhooks)][len(verdicts)]prometheus.Counter
 	duration [len(webhooks)]prometheus.Observer
 }
 
@@ -166,14 +165,12 @@ func newAdmissionSeries() admissionSeries {
 	var s admissionSeries
 	for w, wn := range webhooks {
 		s.duration[w] = admissionDuration.WithLabelValues(wn)
-		for o, on := range operations {
-			for v, vn := range verdicts {
-				// Patched only happens on mutate; leave the series out of validate.
-				if vn == VerdictPatched && wn != WebhookMutate {
-					continue
-				}
-				s.requests[w][o][v] = admissionRequests.WithLabelValues(wn, on, vn)
+		for v, vn := range verdicts {
+			// Patched only happens on mutate; leave the series out of validate.
+			if vn == VerdictPatched && wn != WebhookMutate {
+				continue
 			}
+			s.requests[w][v] = admissionRequests.WithLabelValues(wn, vn)
 		}
 	}
 	return s
@@ -181,26 +178,12 @@ func newAdmissionSeries() admissionSeries {
 
 func webhookIndex(webhook string) (int, bool) {
 	switch webhook {
-	case WebhookMutate:
+	case WebhookMutate, "/" + WebhookMutate:
 		return 0, true
-	case WebhookValidate:
+	case WebhookValidate, "/" + WebhookValidate:
 		return 1, true
 	}
 	return 0, false
-}
-
-func operationIndex(op string) int {
-	switch op {
-	case "CREATE":
-		return 0
-	case "UPDATE":
-		return 1
-	case "DELETE":
-		return 2
-	case "CONNECT":
-		return 3
-	}
-	return 4
 }
 
 func verdictIndex(verdict string) (int, bool) {
@@ -217,11 +200,25 @@ func verdictIndex(verdict string) (int, bool) {
 	return 0, false
 }
 
+// AdmissionVerdict returns the verdict label of an answered request from the HTTP status code
+// sent and, for a 200, the response's allowed and patched.
+func AdmissionVerdict(code int, allowed, patched bool) string {
+	switch {
+	case code != 200:
+		return VerdictError
+	case !allowed:
+		return VerdictDenied
+	case patched:
+		return VerdictPatched
+	}
+	return VerdictAllowed
+}
+
 // ObserveAdmission records one answered admission request: webhook is WebhookMutate or
-// WebhookValidate, operation the request's operation ("CREATE", ...; "" when the body could not
-// be read), verdict one of the Verdict constants, elapsed the time it took. Unknown webhook or
-// verdict values are dropped rather than creating new series.
-func ObserveAdmission(webhook, operation, verdict string, elapsed time.Duration) {
+// WebhookValidate (or its path, "/mutate", "/validate"), verdict one of the Verdict constants
+// (see AdmissionVerdict), elapsed the time it took. Unknown webhook or verdict values are dropped
+// rather than creating new series.
+func ObserveAdmission(webhook, verdict string, elapsed time.Duration) {
 	w, ok := webhookIndex(webhook)
 	if !ok {
 		return
@@ -230,7 +227,7 @@ func ObserveAdmission(webhook, operation, verdict string, elapsed time.Duration)
 	if !ok {
 		return
 	}
-	if c := admission.requests[w][operationIndex(operation)][v]; c != nil {
+	if c := admission.requests[w][v]; c != nil {
 		c.Inc()
 	}
 	admission.duration[w].Observe(elapsed.Seconds())

@@ -23,18 +23,17 @@ import (
 
 func TestObserveAdmission(t *testing.T) {
 	tests := []struct {
-		name                        string
-		webhook, operation, verdict string
+		name             string
+		webhook, verdict string
 		// wantSeries is the series that must grow by one; empty means none does.
 		wantSeries []string
 	}{
-		{name: "mutate patched create", webhook: WebhookMutate, operation: "CREATE", verdict: VerdictPatched, wantSeries: []string{"mutate", "CREATE", "patched"}},
-		{name: "validate denied update", webhook: WebhookValidate, operation: "UPDATE", verdict: VerdictDenied, wantSeries: []string{"validate", "UPDATE", "denied"}},
-		{name: "unreadable body has no operation", webhook: WebhookValidate, operation: "", verdict: VerdictError, wantSeries: []string{"validate", "other", "error"}},
-		{name: "unknown operation is other", webhook: WebhookMutate, operation: "PATCH", verdict: VerdictAllowed, wantSeries: []string{"mutate", "other", "allowed"}},
-		{name: "unknown verdict is dropped", webhook: WebhookMutate, operation: "CREATE", verdict: "maybe"},
-		{name: "unknown webhook is dropped", webhook: "other", operation: "CREATE", verdict: VerdictAllowed},
-		{name: "patched on validate is dropped", webhook: WebhookValidate, operation: "CREATE", verdict: VerdictPatched},
+		{name: "mutate patched", webhook: WebhookMutate, verdict: VerdictPatched, wantSeries: []string{"mutate", "patched"}},
+		{name: "validate denied", webhook: WebhookValidate, verdict: VerdictDenied, wantSeries: []string{"validate", "denied"}},
+		{name: "by path", webhook: "/validate", verdict: VerdictError, wantSeries: []string{"validate", "error"}},
+		{name: "unknown verdict is dropped", webhook: WebhookMutate, verdict: "maybe"},
+		{name: "unknown webhook is dropped", webhook: "/healthz", verdict: VerdictAllowed},
+		{name: "patched on validate is dropped", webhook: WebhookValidate, verdict: VerdictPatched},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,7 +43,7 @@ func TestObserveAdmission(t *testing.T) {
 			if tc.wantSeries != nil {
 				before = testutil.ToFloat64(admissionRequests.WithLabelValues(tc.wantSeries...))
 			}
-			ObserveAdmission(tc.webhook, tc.operation, tc.verdict, 30*time.Microsecond)
+			ObserveAdmission(tc.webhook, tc.verdict, 30*time.Microsecond)
 			if got := testutil.CollectAndCount(admissionRequests); got != beforeSeries {
 				t.Errorf("series count = %d, want %d (no new series)", got, beforeSeries)
 			}
@@ -59,6 +58,26 @@ func TestObserveAdmission(t *testing.T) {
 				t.Errorf("total grew by %v, want %v", got, wantDelta)
 			}
 		})
+	}
+}
+
+func TestAdmissionVerdict(t *testing.T) {
+	tests := []struct {
+		code             int
+		allowed, patched bool
+		want             string
+	}{
+		{200, true, true, VerdictPatched},
+		{200, true, false, VerdictAllowed},
+		{200, false, false, VerdictDenied},
+		{400, false, false, VerdictError},
+		{413, false, false, VerdictError},
+		{500, false, false, VerdictError},
+	}
+	for _, tc := range tests {
+		if got := AdmissionVerdict(tc.code, tc.allowed, tc.patched); got != tc.want {
+			t.Errorf("AdmissionVerdict(%d, %v, %v) = %q, want %q", tc.code, tc.allowed, tc.patched, got, tc.want)
+		}
 	}
 }
 
@@ -247,6 +266,6 @@ func TestDocumented(t *testing.T) {
 func BenchmarkObserveAdmission(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		ObserveAdmission(WebhookMutate, "CREATE", VerdictPatched, 40*time.Microsecond)
+		ObserveAdmission(WebhookMutate, VerdictPatched, 40*time.Microsecond)
 	}
 }
