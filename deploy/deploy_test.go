@@ -117,8 +117,8 @@ var overlays = []struct {
 	wantArgs     []string
 	unwantedArgs []string
 }{
-	{dir: "overlays/gce", provider: "gce", wantArgs: []string{"--tls-secret=ipp-webhook-tls", "--gce-project=my-project"}},
-	{dir: "overlays/ec2", provider: "ec2", wantArgs: []string{"--tls-secret=ipp-webhook-tls", "--ec2-instance-type=i3.metal"}},
+	{dir: "overlays/gce", provider: "gce", wantArgs: []string{"--tls-secret=ipp-webhook-tls", "--cluster-name=my-cluster", "--gce-project=my-project"}},
+	{dir: "overlays/ec2", provider: "ec2", wantArgs: []string{"--tls-secret=ipp-webhook-tls", "--cluster-name=my-cluster", "--ec2-instance-type=i3.metal"}},
 	{
 		dir: "overlays/cert-manager", provider: "gce", certManager: true,
 		wantCMKinds:  map[string]int{"Issuer": 2, "Certificate": 2},
@@ -364,6 +364,9 @@ func checkDeployment(t *testing.T, r rendered) {
 	}
 	if len(c.Args) == 0 || c.Args[0] != "run" {
 		t.Errorf("args %q, want `ipp run ...`", c.Args)
+	}
+	if n := len(slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return !strings.HasPrefix(a, "--cluster-name=") })); n > 1 {
+		t.Errorf("args %q set --cluster-name %d times", c.Args, n)
 	}
 	if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--metrics-address=:") }) {
 		t.Errorf("args %q lack --metrics-address", c.Args)
