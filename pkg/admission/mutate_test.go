@@ -443,7 +443,7 @@ func TestRequestHandling(t *testing.T) {
 			r.Object.Raw = []byte(`{"spec":{"tolerations":"ipp"}}`)
 			return r
 		}},
-		{name: "duplicate fields", wantDenied: []string{"duplicate field"}, wantCode: 400, req: func(t *testing.T) *admissionv1.AdmissionRequest {
+		{name: "duplicate fields", wantDenied: []string{`duplicate object member name "spec"`}, wantCode: 400, req: func(t *testing.T) *admissionv1.AdmissionRequest {
 			r := request(t, admissionv1.Create, "default", nil, nil, false)
 			r.Object.Raw = []byte(`{"metadata":{"labels":{"ipp-class":"a"}},"spec":{"affinity":{}},"spec":{}}`)
 			return r
