@@ -2,8 +2,10 @@ package webhook
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,7 +40,10 @@ func BenchmarkHandler(b *testing.B) {
 			start := cpuTime()
 			for b.Loop() {
 				w := httptest.NewRecorder()
-				r := httptest.NewRequest(http.MethodPost, c.path, bytes.NewReader(body))
+				// A request as the server hands it over; httptest.NewRequest would add the cost of
+				// parsing an HTTP/1.1 request line.
+				r := &http.Request{Method: http.MethodPost, URL: &url.URL{Path: c.path}, Header: http.Header{"Content-Type": {"application/json"}},
+					Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
 				h.ServeHTTP(w, r)
 				if w.Code != http.StatusOK || !bytes.Contains(w.Body.Bytes(), []byte(`"allowed":true`)) {
 					b.Fatalf("status %d: %s", w.Code, w.Body.Bytes())

@@ -466,3 +466,53 @@ func TestAbortHandlerPanicPropagates(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	t.Error("http.ErrAbortHandler was swallowed")
 }
+
+// BenchmarkServeHTTPS sends mutating reviews to Serve over HTTPS on loopback from 64 concurrent
+// keep-alive HTTP/1.1 clients in the same process. Client and server share the CPUs, so this is a
+// floor for the server's throughput, not a measurement of it; issue 6's load generator measures it.
+func BenchmarkServeHTTPS(b *testing.B) {
+	dir := b.TempDir()
+	c := newTestCert(b, "bench")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	c.writePair(b, certFile, keyFile)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, isolation.DefaultConfig(), ServerOptions{Listener: ln, CertFile: certFile, KeyFile: keyFile})
+	}()
+	defer func() { cancel(); <-done }()
+	roots := x509.NewCertPool()
+	roots.AddCert(c.x509)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 256}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	url := "https://" + ln.Addr().String() + MutatePath
+	body := admissiontest.Review(admissiontest.Request("uid-1", "default", admissiontest.Pod("class0")))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.SetParallelism(32) // 64 clients on 2 CPUs
+	start := cpuTime()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	reportCPU(b, start)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
