@@ -27,7 +27,7 @@ func validate(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input)
 			offs = subtract(offs, offenses(cfg, in.old.spec()))
 		}
 		if len(offs) > 0 {
-			return denied(req, fmt.Sprintf("a Pod in namespace %q without the %s label must not tolerate the IPP taint or select IPP nodes: %s. Remove them, or give the Pod the label %s=<class> to run on IPP nodes of its own",
+			return denied(req, fmt.Sprintf("a Pod in namespace %q without the %s label must not tolerate the IPP taint or select IPP nodes: %s. Remove them, or give the Pod the label %s=<class> to run on IPP nodes of its own; cluster-wide agents (DaemonSets) belong in an exempt namespace",
 				req.Namespace, cfg.PodLabel, strings.Join(offs, "; "), cfg.PodLabel))
 		}
 		return allowed(req)

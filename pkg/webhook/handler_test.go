@@ -2,12 +2,17 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ipp-project/ipp/pkg/admission/admissiontest"
@@ -52,4 +57,44 @@ func BenchmarkHandler(b *testing.B) {
 			reportCPU(b, start)
 		})
 	}
+}
+
+// TestDocsExamples sends the AdmissionReviews of docs/examples to the handler and checks the
+// answers that docs/webhook.md shows.
+func TestDocsExamples(t *testing.T) {
+	h := NewHandler(isolation.DefaultConfig())
+	post := func(t *testing.T, path, file string) *admissionv1.AdmissionResponse {
+		t.Helper()
+		body, err := os.ReadFile(filepath.Join("..", "..", "docs", "examples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body)))
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+		review := &admissionv1.AdmissionReview{}
+		if err := json.Unmarshal(w.Body.Bytes(), review); err != nil {
+			t.Fatal(err)
+		}
+		return review.Response
+	}
+	t.Run("review.json is pinned to ipp-class0-1b5442993e86", func(t *testing.T) {
+		resp := post(t, MutatePath, "review.json")
+		if !resp.Allowed || resp.UID != "705ab4f5-6393-11e8-b7cc-42010a800002" {
+			t.Fatalf("response %+v", resp)
+		}
+		for _, want := range []string{`"path":"/spec/nodeSelector/node-restriction.kubernetes.io~1ipp-node","value":"ipp-class0-1b5442993e86"`, `"effect":"NoExecute"`, `"matchFields":[{"key":"metadata.name","operator":"In","values":["ipp-class0-1b5442993e86"]}]`} {
+			if !strings.Contains(string(resp.Patch), want) {
+				t.Errorf("patch %s does not contain %s", resp.Patch, want)
+			}
+		}
+	})
+	t.Run("review-stray.json is denied by /validate", func(t *testing.T) {
+		resp := post(t, ValidatePath, "review-stray.json")
+		if resp.Allowed || !strings.Contains(resp.Result.Message, "tolerates the IPP taint") {
+			t.Fatalf("response %+v", resp)
+		}
+	})
 }
