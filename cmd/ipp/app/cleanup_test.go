@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -306,6 +308,29 @@ func TestCleanupFlags(t *testing.T) {
 			err := root.Execute()
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("ipp %v: err = %v, want one containing %q", tc.args, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestOperationsDocListsEveryFlag keeps docs/operations.md's flag reference complete: every flag
+// of every subcommand must appear there as `--name`.
+func TestOperationsDocListsEveryFlag(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/operations.md")
+	if err != nil {
+		t.Fatalf("reading docs/operations.md: %v", err)
+	}
+	root := NewRootCommand()
+	for _, cmd := range root.Commands() {
+		if cmd.Hidden || cmd.Name() == "help" || cmd.Name() == "completion" {
+			continue
+		}
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Hidden || f.Name == "help" {
+				return
+			}
+			if !strings.Contains(string(doc), "`--"+f.Name+"`") {
+				t.Errorf("docs/operations.md does not document `--%s` of ipp %s (%s)", f.Name, cmd.Name(), f.Usage)
 			}
 		})
 	}
