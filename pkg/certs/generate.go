@@ -16,9 +16,24 @@ import (
 	"time"
 )
 
-// backdate is how far before its issue time a certificate's NotBefore is set, so that a peer
-// whose clock is a little behind still accepts it.
-const backdate = time.Minute
+// maxBackdate is how far before its issue time a certificate's NotBefore is set, so that a peer
+// whose clock is a little behind still accepts it. Certificates that live less than 20 minutes
+// (tests) are backdated by a twentieth of their validity instead.
+const maxBackdate = time.Minute
+
+// backdate returns the backdate of a certificate valid for validity.
+func backdate(validity time.Duration) time.Duration {
+	return min(maxBackdate, validity/20)
+}
+
+// backdateOf returns the backdate of a certificate whose lifetime (NotAfter - NotBefore) is
+// validity + backdate(validity).
+func backdateOf(lifetime time.Duration) time.Duration {
+	if lifetime >= 21*maxBackdate {
+		return maxBackdate
+	}
+	return lifetime / 21
+}
 
 // keyPair is a certificate with its private key, parsed and in PEM.
 type keyPair struct {
@@ -28,9 +43,9 @@ type keyPair struct {
 	keyPEM  []byte
 }
 
-// issuedAt returns when cert was issued (its NotBefore undoes the backdate).
+// issuedAt returns when cert was issued: its NotBefore plus the backdate.
 func issuedAt(cert *x509.Certificate) time.Time {
-	return cert.NotBefore.Add(backdate)
+	return cert.NotBefore.Add(backdateOf(cert.NotAfter.Sub(cert.NotBefore)))
 }
 
 // renewAt returns when a certificate is due for renewal: at two thirds of its lifetime.
@@ -68,7 +83,7 @@ func newCA(now time.Time, validity time.Duration) (*keyPair, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: fmt.Sprintf("ipp-webhook-ca@%d", now.Unix())},
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             now.Add(-backdate(validity)),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
@@ -106,7 +121,7 @@ func newServing(now time.Time, validity time.Duration, names []string, ca *keyPa
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    now.Add(-backdate),
+		NotBefore:    now.Add(-backdate(validity)),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

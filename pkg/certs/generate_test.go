@@ -19,8 +19,11 @@ func TestGenerate(t *testing.T) {
 	if !ca.cert.IsCA || ca.cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		t.Errorf("CA: IsCA=%v KeyUsage=%v, want a signing CA", ca.cert.IsCA, ca.cert.KeyUsage)
 	}
-	if got, want := ca.cert.NotBefore, t0.Add(-backdate); !got.Equal(want) {
+	if got, want := ca.cert.NotBefore, t0.Add(-maxBackdate); !got.Equal(want) {
 		t.Errorf("CA NotBefore = %v, want %v", got, want)
+	}
+	if got := issuedAt(ca.cert); !got.Equal(t0) {
+		t.Errorf("issuedAt(CA) = %v, want %v", got, t0)
 	}
 	if !matches(ca.cert, ca.key) {
 		t.Errorf("CA key does not match its certificate")
@@ -83,6 +86,21 @@ func TestGenerate(t *testing.T) {
 	}
 	if _, err := newServing(t0, time.Hour, nil, ca); err == nil {
 		t.Errorf("newServing with no names succeeded")
+	}
+}
+
+func TestBackdate(t *testing.T) {
+	for _, validity := range []time.Duration{21 * time.Second, 42 * time.Second, 10 * time.Minute, 20 * time.Minute, time.Hour, 90 * 24 * time.Hour} {
+		ca, err := newCA(t0, validity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := issuedAt(ca.cert); got.Sub(t0).Abs() > time.Second {
+			t.Errorf("validity %v: issuedAt = t0%+v, want t0 (within x509's second)", validity, got.Sub(t0))
+		}
+		if b := t0.Sub(ca.cert.NotBefore); b <= 0 || b > maxBackdate {
+			t.Errorf("validity %v: backdated by %v, want (0, %v]", validity, b, maxBackdate)
+		}
 	}
 }
 
