@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/metrics"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -61,12 +62,13 @@ func (o *webhookOptions) complete() (webhook.ServerOptions, error) {
 	if err := o.validate(); err != nil {
 		return webhook.ServerOptions{}, err
 	}
-	return webhook.ServerOptions{ListenAddress: o.listenAddress, CertFile: o.certFile, KeyFile: o.keyFile}, nil
+	return webhook.ServerOptions{ListenAddress: o.listenAddress, CertFile: o.certFile, KeyFile: o.keyFile, Observer: observeAdmission}, nil
 }
 
 func newWebhookCommand() *cobra.Command {
 	iso := newIsolationOptions()
 	wh := newWebhookOptions()
+	mo := metrics.NewOptions()
 	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Serve the mutating and validating admission webhook",
@@ -87,11 +89,16 @@ need no Kubernetes API access, so no kubeconfig is needed. See docs/webhook.md.`
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			return runWebhook(klog.NewContext(ctx, klog.Background()), cfg, opts)
+			ctx = klog.NewContext(ctx, klog.Background())
+			if _, err := mo.Start(ctx); err != nil {
+				return err
+			}
+			return runWebhook(ctx, cfg, opts)
 		},
 	}
 	iso.addFlags(cmd.Flags())
 	wh.addFlags(cmd.Flags())
+	mo.AddFlags(cmd.Flags())
 	addKlogFlags(cmd)
 	return cmd
 }
