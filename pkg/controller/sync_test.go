@@ -90,7 +90,9 @@ func TestDemand(t *testing.T) {
 		{"pinned pending", func(*fixture, *corev1.Pod) {}, true},
 		{"pinned running", func(_ *fixture, p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }, true},
 		{"unpinned", func(_ *fixture, p *corev1.Pod) { p.Spec.NodeSelector = nil }, false},
-		{"pinned elsewhere", func(_ *fixture, p *corev1.Pod) { p.Spec.NodeSelector[isolation.BindingLabel] = "ipp-other-0123456789ab" }, false},
+		{"pinned elsewhere", func(_ *fixture, p *corev1.Pod) {
+			p.Spec.NodeSelector[isolation.BindingLabel] = "ipp-other-0123456789ab"
+		}, false},
 		{"exempt namespace", func(f *fixture, p *corev1.Pod) { p.Namespace = "kube-system" }, false},
 		{"succeeded", func(_ *fixture, p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, false},
 		{"failed", func(_ *fixture, p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }, false},
