@@ -60,8 +60,10 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		// Either the cloud still has the previous instance of this name (GCE names are unique),
 		// or the key belonged to an instance that has since been deleted (EC2 remembers
 		// ClientTokens). Either way, try again later with a fresh key.
+		// It is a transient condition of the cloud, so it backs off like one.
 		r.newKey()
-		return 0, fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s; retrying", r.name, got.ID, got.State)
+		return 0, cloudprovider.NewError(cloudprovider.KindTransient, "create", "InstanceGoing",
+			fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s", r.name, got.ID, got.State))
 	}
 	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "waitingPods", len(r.demand))
 	r.notify(corev1.EventTypeNormal, ReasonProvisioning, "",

@@ -105,6 +105,7 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 		if after, err := r.deleteDuplicates(ctx, keep, liveInsts); err != nil || after > 0 {
 			return after, err
 		}
+		r.insts = r.c.instances.get(r.name)
 	}
 	trusted := r.trustedNode(keep)
 	after, err := r.distrust(ctx, keep, trusted)

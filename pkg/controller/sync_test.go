@@ -675,3 +675,67 @@ func TestNewRejectsAutoscalerMode(t *testing.T) {
 		t.Fatal("New accepted autoscaler mode")
 	}
 }
+
+func TestBindWithoutNodeNamePin(t *testing.T) {
+	// Where node names cannot be chosen (EKS), the Node of the instance has another name: it is
+	// found by providerID and bound by label alone.
+	f := newFixture(t)
+	f.cfg.PinNodeName = false
+	f.newController()
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	f.list()
+	f.mustSync(n)
+	inst := f.liveInstances()[0]
+	f.addNode(f.node("ip-10-0-0-1.ec2.internal", inst.ProviderID, t0))
+	f.events()
+
+	f.mustSync(n)
+
+	diff(t, "binding label", n, f.getNode("ip-10-0-0-1.ec2.internal").Labels[isolation.BindingLabel])
+	diff(t, "events", []string{"Normal Bound"}, f.events())
+}
+
+func TestNodeOfAnotherNameIsNotBoundWithNodeNamePin(t *testing.T) {
+	f := newFixture(t)
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	f.list()
+	f.mustSync(n)
+	inst := f.liveInstances()[0]
+	f.addNode(f.node("ip-10-0-0-1.ec2.internal", inst.ProviderID, t0))
+	f.actions()
+
+	f.mustSync(n)
+	f.mustSync("ip-10-0-0-1.ec2.internal")
+	diff(t, "kube actions", []string(nil), f.actions())
+}
+
+func TestEventHandlersEnqueue(t *testing.T) {
+	f := newFixture(t)
+	n := f.nodeName("a")
+	f.provider.Add(cloudprovider.Instance{NodeName: n, State: cloudprovider.StateRunning, CreatedAt: t0})
+	f.list()
+	f.drainQueue()
+	inst := f.liveInstances()[0]
+	queued := func() []string {
+		var out []string
+		for f.c.queue.Len() > 0 {
+			k, _ := f.c.queue.Get()
+			f.c.queue.Done(k)
+			out = append(out, k)
+		}
+		return sets.List(sets.New(out...))
+	}
+
+	f.c.enqueuePod(f.pod("p1", "a", t0))
+	diff(t, "after a Pod event", []string{n}, queued())
+
+	unlabelled := f.pod("p2", "a", t0)
+	delete(unlabelled.Labels, f.cfg.PodLabel)
+	f.c.enqueuePod(unlabelled)
+	diff(t, "after a Pod event without class", []string{}, queued())
+
+	f.c.enqueueNode(bound(f.node("other", inst.ProviderID, t0), "ipp-x-000000000000"))
+	diff(t, "after a Node event", sets.List(sets.New("other", "ipp-x-000000000000", n)), queued())
+}
