@@ -232,7 +232,7 @@ func (r *round) stale(node *corev1.Node) bool {
 		}
 		matchesLive = true
 	}
-	return node.Name == r.name && node.Annotations[AnnotationReaping] != "" && !matchesLive
+	return r.nameFits(node) && node.Annotations[AnnotationReaping] != "" && !matchesLive
 }
 
 func (r *round) warnUntrusted(node *corev1.Node, keep *cloudprovider.Instance, removed bool) {

@@ -739,3 +739,27 @@ func TestEventHandlersEnqueue(t *testing.T) {
 	f.c.enqueueNode(bound(f.node("other", inst.ProviderID, t0), "ipp-x-000000000000"))
 	diff(t, "after a Node event", sets.List(sets.New("other", "ipp-x-000000000000", n)), queued())
 }
+
+func TestReapWithoutNodeNamePinResumesAfterRestart(t *testing.T) {
+	// As TestReapResumesAfterRestart, with a Node that has its own name (EKS): it is found by
+	// its binding label.
+	f := newFixture(t)
+	f.cfg.PinNodeName = false
+	f.newController()
+	n := f.nodeName("a")
+	f.provider.Add(cloudprovider.Instance{NodeName: n, State: cloudprovider.StateRunning, CreatedAt: t0})
+	inst := f.liveInstances()[0]
+	node := bound(f.node("ip-10-0-0-1.ec2.internal", inst.ProviderID, t0), n)
+	node.Spec.Unschedulable = true
+	annotate(node, AnnotationIdleSince, rfc3339(t0), AnnotationReaping, rfc3339(t0), AnnotationCordoned, "true")
+	f.addNode(node)
+	if err := f.provider.Provider.Delete(f.ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Step(time.Hour)
+	f.list()
+	f.calls()
+
+	f.mustSync(n)
+	diff(t, "kube actions", []string{"delete nodes/ip-10-0-0-1.ec2.internal"}, f.actions())
+}
