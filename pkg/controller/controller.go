@@ -103,6 +103,8 @@ type nodeState struct {
 	reasons map[types.UID]string
 	// warned holds "uid/providerID" of Nodes already warned about as untrusted.
 	warned map[string]bool
+	// bound is "uid/providerID" of the Node last bound.
+	bound string
 }
 
 // New returns a controller that watches pods and nodes, which must be narrowed as

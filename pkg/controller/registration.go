@@ -20,9 +20,14 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 		if err := r.c.bindNode(ctx, node, r.name); err != nil {
 			return 0, err
 		}
-		logger.Info("Bound node to its class", "nodeObject", klog.KObj(node), "instance", inst.ID, "providerID", inst.ProviderID)
-		r.c.recorder.Event(node, corev1.EventTypeNormal, ReasonBound,
-			fmt.Sprintf("Node %s has the providerID of instance %s, which IPP created for it; bound with %s=%s", node.Name, inst.ID, isolation.BindingLabel, r.name))
+		// The informer may not have delivered the label yet when the next reconcile runs; the
+		// patch is idempotent, but log and tell once.
+		if key := string(node.UID) + "/" + node.Spec.ProviderID; r.st.bound != key {
+			r.st.bound = key
+			logger.Info("Bound node to its class", "nodeObject", klog.KObj(node), "instance", inst.ID, "providerID", inst.ProviderID)
+			r.c.recorder.Event(node, corev1.EventTypeNormal, ReasonBound,
+				fmt.Sprintf("Node %s has the providerID of instance %s, which IPP created for it; bound with %s=%s", node.Name, inst.ID, isolation.BindingLabel, r.name))
+		}
 	}
 	if len(r.demand) == 0 {
 		return r.idle(ctx, node, inst)

@@ -53,6 +53,11 @@ const (
 	AnnotationCordoned = "ipp.io/cordoned"
 )
 
+// creationTimestampSlack covers the whole-second precision of creation timestamps and a little
+// clock skew between the API server and the controller, when comparing a Node's creation with
+// the start of a List.
+const creationTimestampSlack = 2 * time.Second
+
 // errNotListed is returned while the provider's instances have not been listed yet.
 var errNotListed = errors.New("the provider's instances have not been listed yet")
 
@@ -208,7 +213,7 @@ func (r *round) distrust(ctx context.Context, keep *cloudprovider.Instance, trus
 			// Its kubelet (or cloud controller manager) has not set the providerID yet.
 			continue
 		}
-		if _, listedAt := r.c.instances.hasSynced(); !listedAt.After(node.CreationTimestamp.Time) {
+		if _, listedAt := r.c.instances.hasSynced(); !listedAt.After(node.CreationTimestamp.Add(creationTimestampSlack)) {
 			// Its instance may be too new for the last List: decide after the next one.
 			after = earliest(after, r.c.providerResync)
 			continue

@@ -248,6 +248,13 @@ func TestBind(t *testing.T) {
 	diff(t, "binding label", n, f.getNode(n).Labels[isolation.BindingLabel])
 	diff(t, "requeue after", time.Duration(0), after)
 
+	// The informer has not delivered the label yet: the patch is repeated, the Event is not.
+	if _, err := f.c.sync(f.ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "kube actions with a stale cache", []string{want}, f.actions())
+	diff(t, "events with a stale cache", []string(nil), f.events())
+
 	// Bound and in use: nothing more to do.
 	f.mustSync(n)
 	diff(t, "kube actions after binding", []string(nil), f.actions())
@@ -262,7 +269,7 @@ func TestUntrustedNode(t *testing.T) {
 	f.mustSync(n)
 	f.events()
 	f.addNode(f.node(n, "fake:///somebody-else", t0))
-	f.clock.Step(time.Second)
+	f.clock.Step(3 * time.Second) // past the creation timestamp's precision
 	f.list()
 
 	f.mustSync(n)
@@ -311,7 +318,13 @@ func TestUntrustedNodeWarningWaitsForAList(t *testing.T) {
 	diff(t, "events before a List", []string(nil), f.events())
 	diff(t, "requeue after", testResync, after)
 
+	// A List that starts within the creation timestamp's whole-second precision is not enough.
 	f.clock.Step(time.Second)
+	f.list()
+	f.mustSync(n)
+	diff(t, "events after a List in the same second", []string(nil), f.events())
+
+	f.clock.Step(2 * time.Second)
 	f.list()
 	f.mustSync(n)
 	diff(t, "events after a List", []string{"Warning UntrustedNode"}, f.events())
