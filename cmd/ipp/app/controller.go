@@ -101,6 +101,9 @@ func (o *controllerOptions) validate() error {
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return fmt.Errorf("invalid --kube-api-qps %v / --kube-api-burst %d: must be positive", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
+	if err := o.provider.validate(); err != nil {
+		return err
+	}
 	return o.leaderElection.Validate()
 }
 

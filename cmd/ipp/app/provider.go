@@ -62,12 +62,20 @@ func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
 	}
 }
 
+// validate checks the flags that need no file or cloud access.
+func (o *providerOptions) validate() error {
+	if _, ok := providerFactories[o.provider]; !ok {
+		return fmt.Errorf("invalid --provider %q: must be one of %s", o.provider, strings.Join(providerNames(), ", "))
+	}
+	return nil
+}
+
 // build returns the provider the flags choose.
 func (o *providerOptions) build(ctx context.Context, clusterName string) (cloudprovider.Provider, error) {
-	f, ok := providerFactories[o.provider]
-	if !ok {
-		return nil, fmt.Errorf("invalid --provider %q: must be one of %s", o.provider, strings.Join(providerNames(), ", "))
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
+	f := providerFactories[o.provider]
 	r, err := bootstrap.NewRendererFromFile(o.bootstrapTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --bootstrap-template: %w", err)
