@@ -52,6 +52,7 @@ func newControllerOptions() *controllerOptions {
 		retryMaxDelay:  controller.DefaultRetryMaxDelay,
 		workers:        4,
 		leaderElection: leader.DefaultConfig(),
+		provider:       providerOptions{provider: "gce"},
 	}
 }
 

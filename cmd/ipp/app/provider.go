@@ -51,7 +51,7 @@ type providerOptions struct {
 }
 
 func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.provider, "provider", "gce", "Cloud that creates the dedicated instances: "+strings.Join(providerNames(), " or ")+".")
+	fs.StringVar(&o.provider, "provider", o.provider, "Cloud that creates the dedicated instances: "+strings.Join(providerNames(), " or ")+".")
 	fs.StringVar(&o.bootstrapTemplate, "bootstrap-template", "", "Go text/template file for the instances' first-boot script (GCE startup-script, EC2 user data). Empty uses the built-in kubeadm-style join. It must make the kubelet register under the dedicated node name with the IPP node label and taints; see docs/operations.md.")
 	fs.StringVar(&o.join.APIServerEndpoint, "join-endpoint", "", "host:port of the API server that new nodes join (kubeadm join). Empty leaves joining to the image.")
 	fs.StringVar(&o.join.Token, "join-token", "", "Bootstrap token (<id>.<secret>) for kubeadm join. Prefer --join-token-file.")
