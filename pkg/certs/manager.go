@@ -95,9 +95,10 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 
 const queueKey = "tls"
 
-// Run keeps everything up to date until ctx is done. It watches the one Secret, so that a
-// certificate stored by another replica is served within moments, and syncs whenever the Secret
-// changes, when a certificate is due, and every Resync.
+// Run keeps everything up to date until ctx is done, then returns nil; failed syncs are logged
+// and retried with back-off. It watches the one Secret, so that a certificate stored by another
+// replica is served within moments, and syncs whenever the Secret changes, when a certificate is
+// due, and every Resync.
 func (m *Manager) Run(ctx context.Context) error {
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "secret", klog.KRef(m.opts.Namespace, m.opts.SecretName))
 	ctx = klog.NewContext(ctx, logger)
@@ -123,7 +124,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.queue.ShutDown()
 	}()
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		return ctx.Err()
+		// Only a cancelled ctx ends the wait: a shutdown, not an error.
+		return nil
 	}
 	m.queue.Add(queueKey)
 	for m.processNext(ctx) {

@@ -1,7 +1,9 @@
 package app
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +60,29 @@ func TestObserveAdmission(t *testing.T) {
 		if got := admissionCount(t, tc.webhook, tc.verdict) - before; got != 1 {
 			t.Errorf("%+v: ipp_admission_requests_total{webhook=%q,verdict=%q} grew by %v, want 1", tc.obs, tc.webhook, tc.verdict, got)
 		}
+	}
+}
+
+func TestRunTLSFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"run", "--tls-secret=ipp-webhook-tls", "--tls-cert-file=c.pem", "--tls-private-key-file=k.pem"}, "not both"},
+		{[]string{"run", "--tls-secret=Bad_Name"}, "invalid --tls-secret"},
+		{[]string{"run", "--tls-secret=ipp-webhook-tls", "--tls-serving-validity=0s"}, "invalid --tls-serving-validity"},
+		{[]string{"run"}, "--tls-secret"}, // neither files nor a Secret: the message names both ways
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			root := NewRootCommand()
+			root.SetArgs(tc.args)
+			root.SetOut(io.Discard)
+			root.SetErr(io.Discard)
+			err := root.Execute()
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ipp %v: err = %v, want one containing %q", tc.args, err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -24,6 +24,9 @@ type webhookOptions struct {
 	listenAddress string
 	certFile      string
 	keyFile       string
+	// certsFromSecret is set by `ipp run --tls-secret`: the certificate comes from the Secret that
+	// pkg/certs manages, not from files.
+	certsFromSecret bool
 }
 
 func newWebhookOptions() *webhookOptions {
@@ -48,8 +51,14 @@ func (o *webhookOptions) validate() error {
 	if err != nil {
 		return fmt.Errorf("invalid --listen-address %q: must be host:port with a port number, such as :8443", o.listenAddress)
 	}
+	if o.certsFromSecret {
+		if o.certFile != "" || o.keyFile != "" {
+			return fmt.Errorf("invalid --tls-cert-file/--tls-private-key-file with --tls-secret: the webhook serves either its own certificate from the Secret or the files, not both")
+		}
+		return nil
+	}
 	if o.certFile == "" {
-		return fmt.Errorf("missing --tls-cert-file: the webhook serves HTTPS only and needs a certificate file")
+		return fmt.Errorf("missing --tls-cert-file: the webhook serves HTTPS only and needs a certificate file (or, with ipp run, --tls-secret for a certificate ipp manages itself)")
 	}
 	if o.keyFile == "" {
 		return fmt.Errorf("missing --tls-private-key-file: the webhook serves HTTPS only and needs the certificate's key file")
