@@ -29,6 +29,8 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ipp-project/ipp/cmd/ipp/app"
 )
 
 // Rendered is the objects of one kustomization, decoded strictly.
@@ -146,6 +148,14 @@ func TestOverlays(t *testing.T) {
 				t.Errorf("image = %q, want the overlay's ipp:dev", c.Image)
 			}
 			args := c.Args
+			// Every argument is a flag that ipp knows.
+			sub, rest, err := app.NewRootCommand().Find(args)
+			if err != nil || sub.Name() != "run" {
+				t.Fatalf("args %q: not `ipp run`: %v", args, err)
+			}
+			if err := sub.ParseFlags(rest); err != nil {
+				t.Errorf("ipp run does not accept the Deployment's args: %v", err)
+			}
 			for _, want := range append([]string{"--provider=" + ov.provider}, ov.wantArgs...) {
 				if !slices.Contains(args, want) {
 					t.Errorf("args %q lack %s", args, want)
