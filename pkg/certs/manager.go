@@ -241,18 +241,15 @@ func (m *Manager) Sync(ctx context.Context) (time.Duration, error) {
 				return fmt.Errorf("updating Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
 			}
 		}
-		logger.Info("Stored TLS certificates", "changes", strings.Join(changes, "; "),
+		logger.Info("Stored TLS certificates", "changes", strings.Join(changeStrings(changes), "; "),
 			"caNotAfter", next.ca.cert.NotAfter, "servingNotAfter", next.serving.cert.NotAfter, "trustedCAs", len(next.trusted))
 		for _, c := range changes {
-			switch {
-			case strings.HasPrefix(c, "ca: created"), strings.HasPrefix(c, "ca: rotated"):
-				metrics.IncCertificateRotations("ca")
-			case strings.HasPrefix(c, "serving: issued"):
-				metrics.IncCertificateRotations("serving")
+			if c.kind == changeCA || c.kind == changeServing {
+				metrics.IncCertificateRotations(string(c.kind))
 			}
 		}
 		if m.onIssue != nil {
-			m.onIssue(changes)
+			m.onIssue(changeStrings(changes))
 		}
 		return nil
 	})

@@ -94,6 +94,32 @@ type planConfig struct {
 	overlap         time.Duration
 }
 
+// changeKind says what a change touched.
+type changeKind string
+
+const (
+	changeCA      changeKind = "ca"
+	changeServing changeKind = "serving"
+	changeBundle  changeKind = "bundle"
+)
+
+// change is one thing plan changed, for the log and the metrics.
+type change struct {
+	kind   changeKind
+	detail string
+}
+
+func (c change) String() string { return string(c.kind) + ": " + c.detail }
+
+// changeStrings returns the changes as strings, for the log.
+func changeStrings(changes []change) []string {
+	out := make([]string, len(changes))
+	for i, c := range changes {
+		out[i] = c.String()
+	}
+	return out
+}
+
 // plan returns the state that should be stored at now, given the current one (nil if there is
 // no Secret), what changed (empty if nothing), and when the state must be looked at again.
 //
@@ -104,12 +130,12 @@ type planConfig struct {
 // The CA is rotated at two thirds of its lifetime with overlap: the new CA joins the bundle
 // (serving stays on the old CA), serving switches to the new CA once the new bundle is installed
 // and overlap has passed, and the old CA leaves the bundle overlap after that.
-func plan(cfg planConfig, cur *state, now time.Time, caInstalled func(*x509.Certificate) bool) (*state, []string, time.Time, error) {
+func plan(cfg planConfig, cur *state, now time.Time, caInstalled func(*x509.Certificate) bool) (*state, []change, time.Time, error) {
 	next := &state{}
 	if cur != nil {
 		next.ca, next.serving, next.trusted = cur.ca, cur.serving, slices.Clone(cur.trusted)
 	}
-	var changes []string
+	var changes []change
 
 	switch {
 	case next.ca == nil || !now.Before(next.ca.cert.NotAfter):
@@ -119,7 +145,7 @@ func plan(cfg planConfig, cur *state, now time.Time, caInstalled func(*x509.Cert
 		}
 		// Nothing to overlap with: start over.
 		next.ca, next.trusted, next.serving = ca, []*x509.Certificate{ca.cert}, nil
-		changes = append(changes, "ca: created")
+		changes = append(changes, change{changeCA, "created"})
 	case !now.Before(renewAt(next.ca.cert)):
 		ca, err := newCA(now, cfg.caValidity)
 		if err != nil {
@@ -127,7 +153,7 @@ func plan(cfg planConfig, cur *state, now time.Time, caInstalled func(*x509.Cert
 		}
 		next.ca = ca
 		next.trusted = append([]*x509.Certificate{ca.cert}, next.trusted...)
-		changes = append(changes, "ca: rotated")
+		changes = append(changes, change{changeCA, "rotated"})
 	}
 	// Drop expired CAs from the bundle.
 	trusted := next.trusted[:1]
@@ -135,7 +161,7 @@ func plan(cfg planConfig, cur *state, now time.Time, caInstalled func(*x509.Cert
 		if now.Before(c.NotAfter) {
 			trusted = append(trusted, c)
 		} else {
-			changes = append(changes, "ca: dropped an expired CA from the bundle")
+			changes = append(changes, change{changeBundle, "dropped an expired CA"})
 		}
 	}
 	next.trusted = trusted
@@ -146,14 +172,14 @@ func plan(cfg planConfig, cur *state, now time.Time, caInstalled func(*x509.Cert
 			return nil, nil, time.Time{}, err
 		}
 		next.serving = serving
-		changes = append(changes, "serving: issued ("+reason+")")
+		changes = append(changes, change{changeServing, "issued (" + reason + ")"})
 	}
 
 	// Serving is on the current CA: once every server has had overlap to pick it up, the
 	// previous CA leaves the bundle.
 	if len(next.trusted) > 1 && signedBy(next.serving.cert, next.ca.cert) && !now.Before(issuedAt(next.serving.cert).Add(cfg.overlap)) {
 		next.trusted = next.trusted[:1]
-		changes = append(changes, "ca: dropped the previous CA from the bundle")
+		changes = append(changes, change{changeBundle, "dropped the previous CA"})
 	}
 
 	return next, changes, recheckAt(cfg, next), nil
