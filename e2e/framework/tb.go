@@ -92,8 +92,8 @@ func (tb *processTB) Fatalf(format string, args ...any) {
 	tb.Errorf(format, args...)
 	tb.FailNow()
 }
-func (tb *processTB) Helper()             {}
-func (tb *processTB) Log(args ...any)     { tb.logger.Info(fmt.Sprint(args...)) }
+func (tb *processTB) Helper()         {}
+func (tb *processTB) Log(args ...any) { tb.logger.Info(fmt.Sprint(args...)) }
 func (tb *processTB) Logf(f string, a ...any) {
 	tb.logger.Info(fmt.Sprintf(f, a...))
 }
@@ -103,10 +103,10 @@ func (tb *processTB) Setenv(key, value string) {
 		tb.Fatalf("setenv %s: %v", key, err)
 	}
 }
-func (tb *processTB) Skip(args ...any)          { tb.Fatal(append([]any{"skip: "}, args...)...) }
-func (tb *processTB) Skipf(f string, a ...any)  { tb.Fatalf("skip: "+f, a...) }
-func (tb *processTB) SkipNow()                  { tb.Fatal("skip") }
-func (tb *processTB) Skipped() bool             { return false }
+func (tb *processTB) Skip(args ...any)         { tb.Fatal(append([]any{"skip: "}, args...)...) }
+func (tb *processTB) Skipf(f string, a ...any) { tb.Fatalf("skip: "+f, a...) }
+func (tb *processTB) SkipNow()                 { tb.Fatal("skip") }
+func (tb *processTB) Skipped() bool            { return false }
 func (tb *processTB) TempDir() string {
 	dir, err := os.MkdirTemp("", "ipp-e2e-")
 	if err != nil {
