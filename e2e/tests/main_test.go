@@ -20,20 +20,31 @@ import (
 // cluster is the control plane every test in this package uses.
 var cluster *framework.ControlPlane
 
-var logVerbosity = flag.Int("cluster-v", 2, "klog verbosity of the control plane's log file")
+var (
+	logVerbosity = flag.Int("cluster-v", 2, "klog verbosity of the control plane's log")
+	logPath      = flag.String("cluster-log", "", "file for the control plane's log, kept after the run (default: a temp file, removed if the tests pass)")
+)
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
-	logDir, err := os.MkdirTemp("", "ipp-e2e-logs-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+func run(m *testing.M) (code int) {
+	logFile := *logPath
+	if logFile == "" {
+		logDir, err := os.MkdirTemp("", "ipp-e2e-logs-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		logFile = filepath.Join(logDir, "cluster.log")
+		defer func() {
+			if code == 0 {
+				_ = os.RemoveAll(logDir)
+			}
+		}()
 	}
-	logFile := filepath.Join(logDir, "cluster.log")
 	if err := framework.LogToFile(logFile, *logVerbosity); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -41,6 +52,7 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ctx = klog.NewContext(ctx, klog.Background())
+	var err error
 	cluster, err = framework.Start(ctx, framework.Options{EtcdLogFile: logFile})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Starting the control plane: %v (log: %s)\n", err, logFile)
@@ -50,12 +62,9 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "Control plane up in %v (etcd %v, apiserver %v, scheduler %v, controller-manager %v); log: %s\n",
 		t.Total.Round(time.Millisecond), t.Etcd.Round(time.Millisecond), t.APIServer.Round(time.Millisecond),
 		t.Scheduler.Round(time.Millisecond), t.ControllerManager.Round(time.Millisecond), logFile)
-	code := m.Run()
+	code = m.Run()
 	stopped := time.Now()
 	cluster.Stop()
 	fmt.Fprintf(os.Stderr, "Control plane stopped in %v\n", time.Since(stopped).Round(time.Millisecond))
-	if code == 0 {
-		_ = os.RemoveAll(logDir)
-	}
 	return code
 }
