@@ -43,7 +43,7 @@ replace (
 require (
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
-	github.com/ipp-project/ipp v0.0.0-00010101000000-000000000000
+	github.com/ipp-project/ipp v0.0.0
 	github.com/spf13/pflag v1.0.10
 	go.etcd.io/etcd/server/v3 v3.7.0
 	k8s.io/api v0.37.2
