@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -49,11 +50,9 @@ type Timings struct {
 
 // ControlPlane is a running control plane.
 type ControlPlane struct {
-	// CA signs the client certificates the apiserver accepts (--client-ca-file), and the
-	// webhook servers' certificates.
+	// CA signs the client certificates the apiserver accepts (--client-ca-file), the apiserver's
+	// serving certificate and the webhook servers' certificates: CA.CertPEM verifies every endpoint.
 	CA *CA
-	// ServerCAPEM verifies the apiserver's serving certificate.
-	ServerCAPEM []byte
 	// Host is the apiserver's URL, https://127.0.0.1:<port>.
 	Host string
 	// AdminConfig authenticates as a cluster admin (group system:masters) with a client certificate.
@@ -172,10 +171,29 @@ func (cp *ControlPlane) addStop(f func()) {
 func (cp *ControlPlane) Dir() string { return cp.dir }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdEndpoint, caFile string, extra []string) (err error) {
+	// The serving certificate is signed by the test CA and put where the test server looks for
+	// one (--cert-dir, parsed after the test server's own default), so it neither generates a
+	// self-signed one nor points its peer-proxy CA at a file that does not exist.
+	certDir := filepath.Join(cp.dir, "apiserver")
+	if err := os.Mkdir(certDir, 0o700); err != nil {
+		return fmt.Errorf("making apiserver cert dir: %w", err)
+	}
+	serving, err := cp.CA.ServingCert("kube-apiserver", []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(certDir, "apiserver.crt"), append(serving.CertPEM, cp.CA.CertPEM...), 0o600); err != nil {
+		return fmt.Errorf("writing apiserver certificate: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(certDir, "apiserver.key"), serving.KeyPEM, 0o600); err != nil {
+		return fmt.Errorf("writing apiserver key: %w", err)
+	}
 	flags := append([]string{
 		"--enable-admission-plugins=NodeRestriction",
 		"--authorization-mode=Node,RBAC",
 		"--client-ca-file=" + caFile,
+		"--cert-dir=" + certDir,
 	}, extra...)
 
 	storage := storagebackend.NewDefaultConfig(path.Join(uuid.New().String(), "registry"), nil)
@@ -203,12 +221,6 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdEndpoint, caFile
 	cp.addStop(server.TearDownFn)
 
 	cp.Host = server.ClientConfig.Host
-	// The apiserver made its own serving certificate (with the CA that signed it) in its dir; the
-	// framework leaves serving alone because the test server derives its peer-proxy CA from it.
-	cp.ServerCAPEM, err = os.ReadFile(filepath.Join(server.TmpDir, "apiserver.crt"))
-	if err != nil {
-		return fmt.Errorf("reading the apiserver's serving certificate: %w", err)
-	}
 	adminCert, err := cp.CA.ClientCert(AdminUser, "system:masters")
 	if err != nil {
 		return err
@@ -221,12 +233,12 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdEndpoint, caFile
 	return nil
 }
 
-// configFor returns a rest.Config that authenticates with kp and trusts only the apiserver's CA.
+// configFor returns a rest.Config that authenticates with kp and trusts only the test CA.
 func (cp *ControlPlane) configFor(kp KeyPair) *rest.Config {
 	return &rest.Config{
 		Host: cp.Host,
 		TLSClientConfig: rest.TLSClientConfig{
-			CAData:   cp.ServerCAPEM,
+			CAData:   cp.CA.CertPEM,
 			CertData: kp.CertPEM,
 			KeyData:  kp.KeyPEM,
 		},
