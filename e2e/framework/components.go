@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -100,7 +103,12 @@ func (cp *ControlPlane) startScheduler(ctx context.Context, kubeconfig string, e
 			return fmt.Errorf("listening for kube-scheduler: %w", err)
 		}
 		opts.SecureServing.Listener, opts.SecureServing.BindPort = ln, ln.Addr().(*net.TCPAddr).Port
+		// A certificate from the test CA where the scheduler looks for its pair, so it does not
+		// generate a self-signed one.
 		opts.SecureServing.ServerCert.CertDirectory = cp.dir
+		if err := cp.writeServingPair(opts.SecureServing.ServerCert.PairName); err != nil {
+			return err
+		}
 	}
 	opts.Authorization.AlwaysAllowPaths = append(opts.Authorization.AlwaysAllowPaths, "/healthz", "/readyz")
 
@@ -182,6 +190,21 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, kubeconfig, 
 			return err
 		}
 	default:
+	}
+	return nil
+}
+
+// writeServingPair writes <dir>/<pair>.crt (with the CA appended) and <pair>.key for 127.0.0.1.
+func (cp *ControlPlane) writeServingPair(pair string) error {
+	kp, err := cp.CA.ServingCert(pair, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cp.dir, pair+".crt"), append(slices.Clone(kp.CertPEM), cp.CA.CertPEM...), 0o600); err != nil {
+		return fmt.Errorf("writing %s certificate: %w", pair, err)
+	}
+	if err := os.WriteFile(filepath.Join(cp.dir, pair+".key"), kp.KeyPEM, 0o600); err != nil {
+		return fmt.Errorf("writing %s key: %w", pair, err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -183,7 +184,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdEndpoint, caFile
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(certDir, "apiserver.crt"), append(serving.CertPEM, cp.CA.CertPEM...), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(certDir, "apiserver.crt"), append(slices.Clone(serving.CertPEM), cp.CA.CertPEM...), 0o600); err != nil {
 		return fmt.Errorf("writing apiserver certificate: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(certDir, "apiserver.key"), serving.KeyPEM, 0o600); err != nil {
