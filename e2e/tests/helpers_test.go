@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ipp-project/ipp/e2e/framework"
@@ -132,4 +133,9 @@ func ignoreNotFound(err error) error {
 		return nil
 	}
 	return err
+}
+
+// waitFor polls cond every framework.PollInterval until it holds, fails, or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond wait.ConditionWithContextFunc) error {
+	return wait.PollUntilContextTimeout(ctx, framework.PollInterval, timeout, true, cond)
 }
