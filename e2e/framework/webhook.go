@@ -37,8 +37,11 @@ type WebhookOptions struct {
 	// ExemptNamespaces are excluded by namespaceSelector on kubernetes.io/metadata.name;
 	// nil means DefaultExemptNamespaces.
 	ExemptNamespaces []string
+	// NamespaceRequirements are ANDed with the exemption in the namespaceSelector, e.g. to give
+	// a second webhook its own namespaces.
+	NamespaceRequirements []metav1.LabelSelectorRequirement
 	// ProbeNamespace is where dry-run Pods are created to check that the apiserver calls the
-	// webhook; default "default". It must not be exempt.
+	// webhook; default "default". The namespaceSelector must select it.
 	ProbeNamespace string
 }
 
@@ -59,7 +62,8 @@ type Webhook struct {
 // calling <server>/mutate and a ValidatingWebhookConfiguration calling <server>/validate, both with
 // the CA bundle, failurePolicy Fail, sideEffects None, rules Pods CREATE and UPDATE, a
 // namespaceSelector that exempts opts.ExemptNamespaces by their immutable kubernetes.io/metadata.name
-// label, no objectSelector, admissionReviewVersions v1 and a 5 s timeout. It returns once the
+// label (and opts.NamespaceRequirements), no objectSelector, admissionReviewVersions v1 and a 5 s
+// timeout. It returns once the
 // apiserver has called both paths for a dry-run Pod, so the next Pod created goes through them.
 func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handler, opts WebhookOptions) (_ *Webhook, err error) {
 	if opts.Name == "" {
@@ -94,11 +98,11 @@ func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handle
 		}
 	}()
 
-	selector := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+	selector := &metav1.LabelSelector{MatchExpressions: append([]metav1.LabelSelectorRequirement{{
 		Key:      corev1.LabelMetadataName,
 		Operator: metav1.LabelSelectorOpNotIn,
 		Values:   opts.ExemptNamespaces,
-	}}}
+	}}, opts.NamespaceRequirements...)}
 	rules := []admissionregistrationv1.RuleWithOperations{{
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 		Rule: admissionregistrationv1.Rule{
