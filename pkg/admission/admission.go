@@ -1,0 +1,173 @@
+// Package admission holds IPP's admission decisions as pure functions: Mutate gives an IPP Pod the
+// tolerations and the pin of its isolation class, and Validate refuses any Pod whose final form
+// would break isolation. They read nothing but their arguments, call no API and never panic, so
+// they can be tested without a server and answer in microseconds; pkg/webhook carries them over
+// HTTPS.
+package admission
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// Mutate answers a mutating admission request. An IPP Pod (one with a non-empty class label)
+// outside the exempt namespaces gets the tolerations and the scheduling constraints of cfg.Mode as a
+// JSONPatch that applies to req.Object; it is denied if it presets spec.nodeName or asks for a node
+// other than its class's. Every other request is allowed unchanged. Mutating an already mutated Pod
+// adds nothing, so the API server may invoke the webhook again.
+//
+// Mutate never panics: a request it cannot decode is denied with a message that says why.
+func Mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
+	defer recoverResponse(req, &resp)
+	in, resp := prepare(cfg, req)
+	if resp != nil {
+		return resp
+	}
+	return mutate(cfg, req, in)
+}
+
+// Validate answers a validating admission request about the final Pod, after every mutating
+// webhook has run. It denies an IPP Pod that lacks part of its pin or tolerations, a Pod without
+// a class outside the exempt namespaces that tolerates the IPP taint or selects IPP nodes, and an
+// UPDATE that changes the class label or gives a Pod without a class IPP tolerations or selectors.
+//
+// Validate never panics: a request it cannot decode is denied with a message that says why.
+func Validate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
+	defer recoverResponse(req, &resp)
+	in, resp := prepare(cfg, req)
+	if resp != nil {
+		return resp
+	}
+	return validate(cfg, req, in)
+}
+
+// input is a decoded request that concerns IPP: a Pod CREATE or UPDATE outside the exempt
+// namespaces.
+type input struct {
+	pod *podObject
+	// old is the Pod before an UPDATE, nil on CREATE.
+	old *podObject
+	// raw is the Pod's JSON, which the patch applies to.
+	raw []byte
+}
+
+// prepare decodes req. It returns a response when the request needs no decision (not a Pod, a
+// subresource, DELETE, CONNECT, an exempt namespace) or cannot be decoded.
+func prepare(cfg isolation.Config, req *admissionv1.AdmissionRequest) (input, *admissionv1.AdmissionResponse) {
+	if req == nil {
+		return input{}, errored(nil, http.StatusBadRequest, "admission request is missing")
+	}
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return input{}, allowed(req)
+	}
+	switch req.Operation {
+	case admissionv1.Create, admissionv1.Update:
+	case admissionv1.Delete, admissionv1.Connect:
+		return input{}, allowed(req)
+	default:
+		return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("unsupported admission operation %q: want CREATE, UPDATE, DELETE or CONNECT", req.Operation))
+	}
+	if cfg.Exempt(req.Namespace) {
+		return input{}, allowed(req)
+	}
+	raw, err := rawObject(req.Object)
+	if err != nil {
+		return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("encoding request.object: %v", err))
+	}
+	if len(raw) == 0 {
+		return input{}, errored(req, http.StatusBadRequest, "request.object is missing: a Pod "+string(req.Operation)+" must carry the Pod")
+	}
+	pod, err := decodePod(raw)
+	if err != nil {
+		return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("decoding request.object as a Pod: %v", err))
+	}
+	in := input{pod: pod, raw: raw}
+	if req.Operation == admissionv1.Update {
+		oldRaw, err := rawObject(req.OldObject)
+		if err != nil {
+			return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("encoding request.oldObject: %v", err))
+		}
+		if len(oldRaw) == 0 {
+			return input{}, errored(req, http.StatusBadRequest, "request.oldObject is missing: a Pod UPDATE must carry the Pod before the update")
+		}
+		if in.old, err = decodePod(oldRaw); err != nil {
+			return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("decoding request.oldObject as a Pod: %v", err))
+		}
+	}
+	return in, nil
+}
+
+// allowed allows req without a change.
+func allowed(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{UID: uid(req), Allowed: true}
+}
+
+// patched allows req with patch, a JSONPatch. An empty patch allows without a change.
+func patched(req *admissionv1.AdmissionRequest, patch []byte) *admissionv1.AdmissionResponse {
+	resp := allowed(req)
+	if len(patch) > 0 {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.PatchType = &pt
+		resp.Patch = patch
+	}
+	return resp
+}
+
+// denied denies req because of what it asks for; message says what to change.
+func denied(req *admissionv1.AdmissionRequest, message string) *admissionv1.AdmissionResponse {
+	return errored(req, http.StatusForbidden, message)
+}
+
+// errored denies req with an HTTP-like code: 400 when the request cannot be understood, 403 when
+// it is understood and refused.
+func errored(req *admissionv1.AdmissionRequest, code int32, message string) *admissionv1.AdmissionResponse {
+	reason := metav1.StatusReasonForbidden
+	switch code {
+	case http.StatusBadRequest:
+		reason = metav1.StatusReasonBadRequest
+	case http.StatusInternalServerError:
+		reason = metav1.StatusReasonInternalError
+	}
+	return &admissionv1.AdmissionResponse{
+		UID:     uid(req),
+		Allowed: false,
+		Result: &metav1.Status{
+			Status:  metav1.StatusFailure,
+			Code:    code,
+			Reason:  reason,
+			Message: message,
+		},
+	}
+}
+
+func uid(req *admissionv1.AdmissionRequest) (u types.UID) {
+	if req != nil {
+		u = req.UID
+	}
+	return u
+}
+
+// recoverResponse turns a panic in a decision into a denial. The decisions are written not to
+// panic; this is the last line that keeps a bug from taking the answer down with it.
+func recoverResponse(req *admissionv1.AdmissionRequest, resp **admissionv1.AdmissionResponse) {
+	if r := recover(); r != nil {
+		*resp = errored(req, http.StatusInternalServerError, fmt.Sprintf("internal error in the IPP admission decision: %v", r))
+	}
+}
+
+// rawObject returns the JSON of an object in a request. Callers in Go may set Object instead of
+// Raw; it is encoded then.
+func rawObject(ext runtime.RawExtension) ([]byte, error) {
+	if len(ext.Raw) > 0 || ext.Object == nil {
+		return ext.Raw, nil
+	}
+	return json.Marshal(ext.Object)
+}

@@ -1,0 +1,145 @@
+package admission
+
+import (
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+func TestValidate(t *testing.T) {
+	nodeCluster := "ipp-class0-38d61b2b6db5" // golden: cluster scope
+	zoneA := exprTerm(req("topology.kubernetes.io/zone", corev1.NodeSelectorOpIn, "a"))
+	pinned := func(opts ...podOpt) *corev1.Pod {
+		return newPod("class0", append([]podOpt{dedicatedPin(nodeClass0)}, opts...)...)
+	}
+	// A Pod whose own tolerations cover the taint but with nothing else of the pin.
+	strip := func(p *corev1.Pod) { p.Spec.Tolerations = nil }
+
+	tests := []struct {
+		name       string
+		cfg        func(*isolation.Config)
+		op         admissionv1.Operation
+		namespace  string
+		pod, old   *corev1.Pod
+		wantDenied []string
+	}{
+		// dedicated mode, IPP Pods
+		{name: "dedicated: mutated IPP Pod is allowed", pod: pinned()},
+		{name: "dedicated: the user's broad toleration counts", pod: newPod("class0", withTolerations(tolAll), withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0)))},
+		{name: "dedicated: user terms each carrying the name are allowed", pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0),
+			withRequired(corev1.NodeSelectorTerm{MatchExpressions: zoneA.MatchExpressions, MatchFields: []corev1.NodeSelectorRequirement{nameIn(nodeClass0)}}, fieldsTerm(nodeClass0)))},
+		{name: "dedicated: unmutated IPP Pod is denied", pod: newPod("class0"),
+			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoSchedule", "ipp=true:NoExecute", "spec.nodeSelector node-restriction.kubernetes.io/ipp-node=" + nodeClass0, "a required node-affinity term with matchFields metadata.name In [" + nodeClass0 + "]", "check that it runs"}},
+		{name: "dedicated: missing NoExecute toleration is denied", pod: newPod("class0", withTolerations(tolNoSchedule), withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0))),
+			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoExecute"}},
+		{name: "dedicated: missing pin label is denied", pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withRequired(fieldsTerm(nodeClass0))),
+			wantDenied: []string{"lacks spec.nodeSelector node-restriction.kubernetes.io/ipp-node=" + nodeClass0}},
+		{name: "dedicated: a required term without the name is denied", pod: pinned(withRequired(zoneA)),
+			wantDenied: []string{"matchFields metadata.name In [" + nodeClass0 + "] in " + requiredPath + "[1]"}},
+		{name: "dedicated: --pin-node-name=false needs no matchFields", cfg: noNodeName, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0), withRequired(zoneA))},
+		{name: "dedicated: --pin-node-name=false still needs the label", cfg: noNodeName, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute)),
+			wantDenied: []string{"lacks spec.nodeSelector"}},
+		{name: "dedicated: the pin of another namespace is denied", namespace: "team-a", pod: pinned(),
+			wantDenied: []string{"spec.nodeSelector sets node-restriction.kubernetes.io/ipp-node=\"" + nodeClass0 + "\""}},
+		{name: "dedicated: cluster scope pin is allowed in any namespace", cfg: clusterScope, namespace: "team-a",
+			pod: newPod("class0", dedicatedPin(nodeCluster))},
+		{name: "dedicated: preset spec.nodeName is denied", pod: pinned(withNodeName(nodeClass0)), wantDenied: []string{"remove spec.nodeName"}},
+		{name: "dedicated: a second node-name term is denied", pod: pinned(withRequired(fieldsTerm("node-1"))), wantDenied: []string{"matchFields[0] selects metadata.name In [node-1]"}},
+		{name: "dedicated: exempt namespace is skipped", namespace: "kube-system", pod: newPod("class0")},
+
+		// autoscaler mode, IPP Pods
+		{name: "autoscaler: seed-mutated Pod is allowed", cfg: autoscaler, pod: newPod("class0", seedPin("class0"))},
+		{name: "autoscaler: missing anti-affinity is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule), withRequired(exprTerm(ippIn))),
+			wantDenied: []string{"lacks the required pod anti-affinity term ipp-class NotIn [class0] with topologyKey kubernetes.io/hostname"}},
+		{name: "autoscaler: anti-affinity of another class is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule), withRequired(exprTerm(ippIn)), withAnti(antiTerm("class1"))),
+			wantDenied: []string{"lacks the required pod anti-affinity term ipp-class NotIn [class0]"}},
+		{name: "autoscaler: a term without ipp In [true] is denied", cfg: autoscaler, pod: newPod("class0", seedPin("class0"), withRequired(zoneA)),
+			wantDenied: []string{"matchExpressions ipp In [true] in " + requiredPath + "[1]"}},
+		{name: "autoscaler: missing toleration is denied", cfg: autoscaler, pod: newPod("class0", withRequired(exprTerm(ippIn)), withAnti(antiTerm("class0"))),
+			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoSchedule"}},
+		{name: "autoscaler: preset spec.nodeName is denied", cfg: autoscaler, pod: newPod("class0", seedPin("class0"), withNodeName("n")), wantDenied: []string{"remove spec.nodeName"}},
+
+		// Pods without a class, in both modes
+		{name: "no class: plain Pod is allowed", pod: newPod("")},
+		{name: "no class: other tolerations and selectors are allowed", pod: newPod("", withTolerations(tolOther), withNodeSelector("disk", "ssd"), withRequired(zoneA))},
+		{name: "no class: steering away from IPP nodes is allowed", pod: newPod("", withRequired(exprTerm(req("ipp", corev1.NodeSelectorOpDoesNotExist), req(binding, corev1.NodeSelectorOpNotIn, "x"))))},
+		{name: "no class: IPP toleration is denied", pod: newPod("", withTolerations(tolNoSchedule)),
+			wantDenied: []string{`toleration {key: "ipp", operator: "Equal", value: "true", effect: "NoSchedule"} tolerates the IPP taint ipp=true:NoSchedule`, "Remove them, or give the Pod the label ipp-class=<class>"}},
+		{name: "no class: Exists with no key is denied", pod: newPod("", withTolerations(tolAll)),
+			wantDenied: []string{`toleration {key: "", operator: "Exists", value: "", effect: ""}`}},
+		{name: "no class: Exists on the IPP key is denied", pod: newPod("", withTolerations(corev1.Toleration{Key: "ipp", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})),
+			wantDenied: []string{"tolerates the IPP taint ipp=true:NoExecute"}},
+		{name: "no class: Exists with no key is denied in autoscaler mode too", cfg: autoscaler, pod: newPod("", withTolerations(tolAll)), wantDenied: []string{"tolerates the IPP taint"}},
+		{name: "no class: empty class label counts as none", pod: newPod("", withLabel("ipp-class", ""), withTolerations(tolAll)), wantDenied: []string{"tolerates the IPP taint"}},
+		{name: "no class: a DaemonSet owner exempts nothing", pod: newPod("", withOwner("DaemonSet", "agent"), withTolerations(tolAll)), wantDenied: []string{"tolerates the IPP taint"}},
+		{name: "no class: exempt namespace may tolerate everything", namespace: "kube-system", pod: newPod("", withOwner("DaemonSet", "agent"), withTolerations(tolAll))},
+		{name: "no class: nodeSelector on the IPP label is denied", pod: newPod("", withNodeSelector("ipp", "true")), wantDenied: []string{"spec.nodeSelector ipp=true selects IPP nodes"}},
+		{name: "no class: nodeSelector on the binding label is denied", pod: newPod("", withNodeSelector(binding, nodeClass0)), wantDenied: []string{"spec.nodeSelector node-restriction.kubernetes.io/ipp-node=" + nodeClass0}},
+		{name: "no class: required affinity on the IPP label is denied", pod: newPod("", withRequired(zoneA, exprTerm(ippIn))), wantDenied: []string{"required node-affinity requirement ipp In [true] selects IPP nodes"}},
+		{name: "no class: Exists on the binding label is denied", pod: newPod("", withRequired(exprTerm(req(binding, corev1.NodeSelectorOpExists)))), wantDenied: []string{"requirement node-restriction.kubernetes.io/ipp-node Exists selects IPP nodes"}},
+		{name: "no class: preferred affinity on the IPP label is denied", pod: newPod("", withPreferred(1, exprTerm(ippIn))), wantDenied: []string{"preferred node-affinity requirement ipp In [true]"}},
+
+		// UPDATE
+		{name: "update: unchanged bound IPP Pod is allowed", op: admissionv1.Update,
+			pod: pinned(withNodeName(nodeClass0), withLabel("v", "2")), old: pinned(withNodeName(nodeClass0))},
+		{name: "update: adding the class label is denied", op: admissionv1.Update,
+			pod: newPod("class0"), old: newPod(""), wantDenied: []string{"the ipp-class label of an existing Pod cannot be added, removed or changed (it was absent, the update makes it \"class0\")", "delete the Pod and create it again"}},
+		{name: "update: removing the class label is denied", op: admissionv1.Update,
+			pod: pinned(withoutLabel("ipp-class"), withNodeName(nodeClass0)), old: pinned(withNodeName(nodeClass0)), wantDenied: []string{"(it was \"class0\", the update makes it absent)"}},
+		{name: "update: changing the class label is denied", op: admissionv1.Update,
+			pod: pinned(withLabel("ipp-class", "class1")), old: pinned(), wantDenied: []string{"cannot be added, removed or changed"}},
+		{name: "update: changing the class label is denied in autoscaler mode", cfg: autoscaler, op: admissionv1.Update,
+			pod: newPod("class1", seedPin("class1")), old: newPod("class0", seedPin("class0")), wantDenied: []string{"cannot be added, removed or changed"}},
+		{name: "update: emptying an absent class label changes nothing", op: admissionv1.Update,
+			pod: newPod("", withLabel("ipp-class", "")), old: newPod("")},
+		{name: "update: adding an IPP toleration to a Pod without a class is denied", op: admissionv1.Update,
+			pod: newPod("", withNodeName("n"), withTolerations(tolOther, tolNoExecute)), old: newPod("", withNodeName("n"), withTolerations(tolOther)),
+			wantDenied: []string{"tolerates the IPP taint ipp=true:NoExecute"}},
+		{name: "update: adding an IPP selector to a gated Pod without a class is denied", op: admissionv1.Update,
+			pod: newPod("", withGate("g"), withNodeSelector("ipp", "true")), old: newPod("", withGate("g")), wantDenied: []string{"spec.nodeSelector ipp=true"}},
+		{name: "update: a Pod admitted before IPP with a broad toleration stays updatable", op: admissionv1.Update,
+			pod: newPod("", withNodeName("n"), withTolerations(tolAll), withLabel("v", "2")), old: newPod("", withNodeName("n"), withTolerations(tolAll))},
+		{name: "update: removing the toleration from a bound IPP Pod is denied", op: admissionv1.Update,
+			pod: pinned(withNodeName(nodeClass0), func(p *corev1.Pod) { p.Spec.Tolerations = p.Spec.Tolerations[:1] }), old: pinned(withNodeName(nodeClass0)),
+			wantDenied: []string{"the update removes a toleration of the IPP taint ipp=true:NoExecute: keep them"}},
+		{name: "update: a bound IPP Pod admitted before IPP stays updatable", op: admissionv1.Update,
+			pod: newPod("class0", withNodeName("node-1"), withLabel("v", "2")), old: newPod("class0", withNodeName("node-1"))},
+		{name: "update: an unbound IPP Pod must carry the whole pin", op: admissionv1.Update,
+			pod: pinned(withGate("g"), strip), old: pinned(withGate("g"), strip), wantDenied: []string{"lacks a toleration"}},
+		{name: "update: an unbound IPP Pod with a conflicting affinity is denied", op: admissionv1.Update,
+			pod: pinned(withGate("g"), withRequired(fieldsTerm("other"))), old: pinned(withGate("g")), wantDenied: []string{"selects metadata.name In [other]"}},
+		{name: "update: setting spec.nodeName is denied", op: admissionv1.Update,
+			pod: pinned(withNodeName("n")), old: pinned(), wantDenied: []string{"remove spec.nodeName"}},
+		{name: "update: exempt namespace may change the label", op: admissionv1.Update, namespace: "ipp-system",
+			pod: newPod("class0"), old: newPod("")},
+	}
+	for _, tt := range tests {
+		for _, dryRun := range []bool{false, true} {
+			name := tt.name
+			if dryRun {
+				name += " (dry-run)"
+			}
+			t.Run(name, func(t *testing.T) {
+				cfg := isolation.DefaultConfig()
+				if tt.cfg != nil {
+					tt.cfg(&cfg)
+				}
+				op, ns := tt.op, tt.namespace
+				if op == "" {
+					op = admissionv1.Create
+				}
+				if ns == "" {
+					ns = "default"
+				}
+				resp := Validate(cfg, request(t, op, ns, tt.pod, tt.old, dryRun))
+				checkResponse(t, resp, tt.wantDenied, 0)
+				if resp.Patch != nil {
+					t.Errorf("Validate() returned a patch %s", resp.Patch)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,188 @@
+// Package webhook carries IPP's admission decisions (pkg/admission) over HTTPS: it decodes
+// AdmissionReviews, answers them, serves health checks, and serves TLS from certificate files that it
+// re-reads when they change. It decides nothing itself.
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/ipp-project/ipp/pkg/admission"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// Paths the handler serves.
+const (
+	MutatePath   = "/mutate"
+	ValidatePath = "/validate"
+	HealthzPath  = "/healthz"
+	ReadyzPath   = "/readyz"
+)
+
+// MaxBodyBytes is the largest AdmissionReview body accepted; larger bodies get 413. The API server
+// caps a request body at 3 MiB, so no real Pod is larger.
+const MaxBodyBytes = 3 << 20
+
+// Observation describes one answered admission request, for metrics.
+type Observation struct {
+	// Path is MutatePath or ValidatePath.
+	Path string
+	// Code is the HTTP status code sent.
+	Code int
+	// Allowed and Patched describe the verdict; both are false unless Code is 200.
+	Allowed, Patched bool
+	// Duration is the time from the request's arrival to the answer written.
+	Duration time.Duration
+}
+
+// Option configures NewHandler.
+type Option func(*handler)
+
+// WithObserver makes the handler call observe after each admission request it answers. observe
+// runs on the request's goroutine and must be fast and safe for concurrent use.
+func WithObserver(observe func(Observation)) Option {
+	return func(h *handler) { h.observe = observe }
+}
+
+// decision is the signature of admission.Mutate and admission.Validate.
+type decision func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
+
+type handler struct {
+	cfg      isolation.Config
+	mutate   decision
+	validate decision
+	observe  func(Observation)
+}
+
+// NewHandler returns the webhook's HTTP handler:
+//
+//   - POST /mutate and POST /validate take an admission.k8s.io/v1 AdmissionReview and answer 200
+//     with an AdmissionReview whose response carries the verdict and the request's UID. A body that
+//     is not JSON, not an AdmissionReview, or has no request gets 400 with a message; a body over
+//     MaxBodyBytes gets 413; another method gets 405.
+//   - GET /healthz and GET /readyz answer 200 "ok".
+//   - A panic while serving a request becomes a 500 for that request; the server keeps serving.
+func NewHandler(cfg isolation.Config, opts ...Option) http.Handler {
+	return newHandler(cfg, admission.Mutate, admission.Validate, opts...)
+}
+
+func newHandler(cfg isolation.Config, mutate, validate decision, opts ...Option) http.Handler {
+	h := &handler{cfg: cfg, mutate: mutate, validate: validate}
+	for _, o := range opts {
+		o(h)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST "+MutatePath, h.review(MutatePath, func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse { return h.mutate(h.cfg, r) }))
+	mux.Handle("POST "+ValidatePath, h.review(ValidatePath, func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse { return h.validate(h.cfg, r) }))
+	mux.HandleFunc("GET "+HealthzPath, ok)
+	mux.HandleFunc("GET "+ReadyzPath, ok)
+	return recoverPanics(mux)
+}
+
+func ok(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok")
+}
+
+// recoverPanics turns a panic in next into a 500 for that request alone.
+func recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { //nolint:errorlint // net/http's sentinel, compared as it does
+				panic(v)
+			}
+			klog.FromContext(r.Context()).Error(nil, "Panic while serving a request", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bodyPool holds request body buffers. A body is only read until its review is decoded, which
+// copies what it keeps, so the buffer can serve the next request.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// review serves one kind of AdmissionReview with decide.
+func (h *handler) review(path string, decide func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		logger := klog.FromContext(r.Context())
+		code, allowed, patched := h.serveReview(w, r, decide)
+		if code != http.StatusOK {
+			logger.V(2).Info("Refused admission request", "path", path, "code", code, "remote", r.RemoteAddr)
+		}
+		if h.observe != nil {
+			h.observe(Observation{Path: path, Code: code, Allowed: allowed, Patched: patched, Duration: time.Since(start)})
+		}
+	})
+}
+
+func (h *handler) serveReview(w http.ResponseWriter, r *http.Request, decide func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) (code int, allowed, patched bool) {
+	if r.ContentLength > MaxBodyBytes {
+		return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, MaxBodyBytes))
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer func() {
+		// Do not keep buffers grown by rare big bodies.
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bodyPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", MaxBodyBytes))
+		}
+		return fail(w, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
+	}
+	if buf.Len() == 0 {
+		return fail(w, http.StatusBadRequest, "request body is empty: want an admission.k8s.io/v1 AdmissionReview")
+	}
+	var in admissionv1.AdmissionReview
+	// JSON v2 decodes in one pass, case-sensitively like the API server, and refuses duplicate
+	// names. The review's object is copied out of buf.
+	if err := jsonv2.Unmarshal(buf.Bytes(), &in); err != nil {
+		return fail(w, http.StatusBadRequest, fmt.Sprintf("request body is not a JSON AdmissionReview: %v", err))
+	}
+	if in.APIVersion != admissionv1.SchemeGroupVersion.String() || in.Kind != "AdmissionReview" {
+		return fail(w, http.StatusBadRequest, fmt.Sprintf("request body is not an admission.k8s.io/v1 AdmissionReview: apiVersion %q, kind %q", in.APIVersion, in.Kind))
+	}
+	if in.Request == nil {
+		return fail(w, http.StatusBadRequest, "AdmissionReview has no request")
+	}
+	resp := decide(in.Request)
+	if resp == nil {
+		resp = &admissionv1.AdmissionResponse{Allowed: false}
+	}
+	resp.UID = in.Request.UID
+	out := admissionv1.AdmissionReview{TypeMeta: in.TypeMeta, Response: resp}
+	body, err := json.Marshal(&out)
+	if err != nil {
+		return fail(w, http.StatusInternalServerError, fmt.Sprintf("encoding the response: %v", err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return http.StatusOK, resp.Allowed, len(resp.Patch) > 0
+}
+
+func fail(w http.ResponseWriter, code int, message string) (int, bool, bool) {
+	http.Error(w, message, code)
+	return code, false, false
+}
