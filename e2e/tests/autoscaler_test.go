@@ -17,8 +17,9 @@ import (
 // TestAutoscalerMode: with the webhook in autoscaler mode and a node pool made beforehand (as
 // Cluster Autoscaler would have made it from the original design's pool: nodes labelled ipp=true
 // and tainted ipp=true:NoSchedule, the taint the mode's toleration matches), the scheduler keeps
-// classes apart by the anti-affinity the webhook adds. Two classes take the two nodes, one each;
-// a third class finds no node without another class on it and stays Pending.
+// classes apart by the anti-affinity the webhook adds: two classes take the two nodes, one each,
+// a class's further Pods join it, and a third class finds no node without another class on it and
+// stays Pending.
 func TestAutoscalerMode(t *testing.T) {
 	ctx := t.Context()
 	cfg := isolation.DefaultConfig()
@@ -45,21 +46,30 @@ func TestAutoscalerMode(t *testing.T) {
 	}
 
 	ns := namespace(t, "autoscaler")
-	createDeployment(t, ns, deployment(cfg, "a", "a", 2))
-	createDeployment(t, ns, deployment(cfg, "b", "b", 2))
-	nodeOf := map[string]string{}
-	for _, class := range []string{"a", "b"} {
-		for _, p := range waitDeploymentRunning(t, ns, class, 2) {
-			if prev, ok := nodeOf[class]; ok && prev != p.Spec.NodeName {
-				t.Errorf("Class %s runs on %s and %s; with two nodes and two classes each class has one", class, prev, p.Spec.NodeName)
-			}
-			nodeOf[class] = p.Spec.NodeName
+	// One Pod of a, then one of b: b cannot join a, so it takes the other node.
+	createDeployment(t, ns, deployment(cfg, "a", "a", 1))
+	nodeA := waitDeploymentRunning(t, ns, "a", 1)[0].Spec.NodeName
+	createDeployment(t, ns, deployment(cfg, "b", "b", 1))
+	nodeB := waitDeploymentRunning(t, ns, "b", 1)[0].Spec.NodeName
+	if nodeA == nodeB {
+		t.Fatalf("Classes a and b share node %s", nodeA)
+	}
+	// More Pods of a all go where a already is.
+	scale, err := cluster.Client.AppsV1().Deployments(ns).GetScale(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 3
+	if _, err := cluster.Client.AppsV1().Deployments(ns).UpdateScale(ctx, "a", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range waitDeploymentRunning(t, ns, "a", 3) {
+		if p.Spec.NodeName != nodeA {
+			t.Errorf("Pod %s of class a runs on %s, want %s with the rest of its class", p.Name, p.Spec.NodeName, nodeA)
 		}
 	}
-	if nodeOf["a"] == nodeOf["b"] {
-		t.Errorf("Classes a and b share node %s", nodeOf["a"])
-	}
 
+	// A third class finds both nodes taken.
 	createPod(t, ns, pod("c", withClass(cfg, "c")))
 	pollUntil(t, "the scheduler to find no node for class c", func() bool {
 		p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, "c", metav1.GetOptions{})
