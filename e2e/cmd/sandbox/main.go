@@ -30,7 +30,7 @@ func main() {
 	fs.IntVar(&o.workers, "workers", 1, "Plain worker nodes (no IPP taint), for Pods without a class.")
 	fs.BoolVar(&o.examples, "examples", true, "Apply the two example Deployments (classes class0 and class1) in namespace default.")
 	fs.BoolVar(&o.exitWhenRunning, "exit-when-running", false, "Exit once the examples' Pods run, after printing how long each took (for measurements).")
-	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log. Empty makes a temporary one.")
+	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log, kept on exit. Empty makes a temporary one, removed on a clean exit.")
 	fs.IntVar(&o.verbosity, "v", 2, "Verbosity of the log file (klog -v).")
 	_ = fs.Parse(os.Args[1:])
 
@@ -55,12 +55,17 @@ type options struct {
 
 // run runs the sandbox until ctx ends (or, with exitWhenRunning, until the examples run),
 // printing to out.
-func run(ctx context.Context, o options, out io.Writer) error {
+func run(ctx context.Context, o options, out io.Writer) (err error) {
 	s, err := start(ctx, o, out)
 	if err != nil {
 		return err
 	}
-	defer s.stop()
+	defer func() {
+		s.stop()
+		if err == nil {
+			s.removeTempDir() // the log of a failed run stays
+		}
+	}()
 	if o.examples {
 		if err := s.applyExamples(ctx); err != nil {
 			return err

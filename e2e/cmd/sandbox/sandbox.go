@@ -46,6 +46,8 @@ type sandbox struct {
 	workers  []*kubelet.Kubelet
 	progress *progress
 	ippDone  chan int
+	// tempDir is the sandbox dir if the sandbox made it; it is removed on a clean stop.
+	tempDir string
 	// ippStopping is set when `ipp run` got the signal that stops the sandbox.
 	ippStopping bool
 	examples    []string // app labels of the example Deployments
@@ -66,6 +68,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		if dir, err = os.MkdirTemp("", "ipp-sandbox-"); err != nil {
 			return nil, fmt.Errorf("making the sandbox dir: %w", err)
 		}
+		s.tempDir = dir
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("making the sandbox dir: %w", err)
 	}
@@ -261,5 +264,12 @@ func (s *sandbox) stop() {
 	}
 	if s.cp != nil {
 		s.cp.Stop()
+	}
+}
+
+// removeTempDir removes the sandbox dir if the sandbox made it (not with --dir).
+func (s *sandbox) removeTempDir() {
+	if s.tempDir != "" {
+		_ = os.RemoveAll(s.tempDir)
 	}
 }
