@@ -246,6 +246,9 @@ func (s CallStats) String() string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, s.Faulted[k]))
 	}
+	if len(parts) == 0 {
+		parts = append(parts, "none")
+	}
 	return fmt.Sprintf("%d calls, faults: %s", s.Calls, strings.Join(parts, " "))
 }
 
