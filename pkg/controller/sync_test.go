@@ -776,3 +776,42 @@ func TestReapWithoutNodeNamePinResumesAfterRestart(t *testing.T) {
 	f.mustSync(n)
 	diff(t, "kube actions", []string{"delete nodes/ip-10-0-0-1.ec2.internal"}, f.actions())
 }
+
+// gceLike adds to the fake cloud an instance of node n named after it, as GCE names instances:
+// every instance of n has the same ID and providerID.
+func gceLike(f *fixture, n string, created time.Time) cloudprovider.Instance {
+	inst := cloudprovider.Instance{NodeName: n, ID: n, ProviderID: "gce://p/z/" + n, Class: "a", Namespace: "team", State: cloudprovider.StateRunning, CreatedAt: created}
+	f.provider.Add(inst)
+	return inst
+}
+
+func TestReplacementUnderTheSameIDIsBoundAndKept(t *testing.T) {
+	f := newFixture(t)
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	gceLike(f, n, t0)
+	f.list()
+	f.mustSync(n)
+	f.clock.Step(testRegTimeout)
+	f.list()
+	f.mustSync(n)
+	diff(t, "provider calls at the registration timeout", []string{"delete " + n}, f.calls())
+
+	// The cloud creates the replacement under the same name; the controller's Create gets it.
+	inst := gceLike(f, n, f.clock.Now())
+	f.mustSync(n)
+	diff(t, "provider calls after the timeout", []string{"create " + n}, f.calls())
+
+	// Its Node registers, and Lists show the replacement from now on.
+	f.clock.Step(time.Minute)
+	f.addNode(f.node(n, inst.ProviderID, f.clock.Now()))
+	f.list()
+	f.mustSync(n)
+	f.list()
+	f.mustSync(n)
+	if !f.nodeExists(n) {
+		t.Fatal("the replacement's Node was deleted")
+	}
+	diff(t, "binding label", n, f.getNode(n).Labels[isolation.BindingLabel])
+	diff(t, "provider calls after the Node registered", []string(nil), f.calls())
+}
