@@ -222,6 +222,15 @@ func (x *instanceIndex) nodeNameOf(providerID string) (string, bool) {
 	return "", false
 }
 
+// deletedByController reports whether the controller deleted the instance with id and a List
+// may not show that yet.
+func (x *instanceIndex) deletedByController(id string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	_, ok := x.deleted[id]
+	return ok
+}
+
 // hasSynced reports whether a List has succeeded, and when the last one started.
 func (x *instanceIndex) hasSynced() (bool, time.Time) {
 	x.mu.Lock()
