@@ -281,23 +281,28 @@ func (c *Cloud) CallStats() CallStats {
 	return s
 }
 
-// ListedSince reports whether a List of instances succeeded after since: on GCE an
-// instances.list or aggregatedList answered 200, on EC2 a DescribeInstances answered 200.
-func (c *Cloud) ListedSince(since time.Time) bool {
+// ListedSince reports whether a List of instances succeeded after since.
+func (c *Cloud) ListedSince(since time.Time) bool { return c.ListsSince(since) > 0 }
+
+// ListsSince counts the successful Lists of instances after since: on GCE instances.list or
+// aggregatedList calls answered 200, on EC2 DescribeInstances calls answered 200 (which include
+// the ec2 provider's look-ups before a creation).
+func (c *Cloud) ListsSince(since time.Time) int {
+	n := 0
 	if c.gce != nil {
 		for _, call := range c.gce.Calls() {
 			if (call.Op == "instances.list" || call.Op == "instances.aggregatedList") && call.Status == 200 && !call.Time.Before(since) {
-				return true
+				n++
 			}
 		}
-		return false
+		return n
 	}
 	for _, call := range c.ec2.Calls() {
 		if call.Action == "DescribeInstances" && call.Status == 200 && !call.Time.Before(since) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // CreateAttempts returns when each provider Create that began after since reached the cloud:

@@ -58,7 +58,7 @@ func (tn *Tenant) StartController(t testing.TB, provider cloudprovider.Provider,
 		nodes.Shutdown()
 		broadcaster.Shutdown()
 		if t.Failed() {
-			t.Logf("Controller log (last 300 lines):\n%s", logs.Tail(300))
+			t.Logf("Controller log (last 400 lines):\n%s", logs.Tail(400))
 		}
 	})
 }

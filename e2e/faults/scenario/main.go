@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -24,14 +25,30 @@ var (
 	logPath      = flag.String("cluster-log", "", "file for the control plane's log, kept after the run (default: a temp file, removed if the tests pass)")
 )
 
+// DefaultParallel is how many parallel tests run at once unless -test.parallel says otherwise.
+// The tests here spend their time waiting for timers, boots and the control plane, not computing,
+// so more of them than GOMAXPROCS (go test's default) share even a 2-core machine well.
+const DefaultParallel = 6
+
+// setDefaultParallel sets -test.parallel to DefaultParallel if the command line did not set it.
+func setDefaultParallel() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(DefaultParallel))
+	}
+}
+
 // Main starts the control plane into *cluster, runs the tests and stops it, for a TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(scenario.Main(m, &cluster, nil)) }
 //
+// Tests marked parallel run DefaultParallel at a time unless -test.parallel is given.
 // before, if not nil, runs while the control plane starts (building a binary, say); if it fails,
 // no test runs. The control plane logs to a file, which is kept if a test fails.
 func Main(m *testing.M, cluster **framework.ControlPlane, before func() error) (code int) {
 	flag.Parse()
+	setDefaultParallel()
 	logFile := *logPath
 	if logFile == "" {
 		logDir, err := os.MkdirTemp("", "ipp-e2e-logs-")

@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -230,6 +232,43 @@ func (tn *Tenant) WaitAllRunning(t testing.TB, want int, timeout time.Duration) 
 	}
 	tn.CheckIsolation(t)
 	return time.Since(start)
+}
+
+// NodeUIDs returns the UID of each of the tenant's Nodes, by name.
+func (tn *Tenant) NodeUIDs(t testing.TB) map[string]types.UID {
+	t.Helper()
+	nodes, err := tn.Nodes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]types.UID, len(nodes))
+	for _, n := range nodes {
+		out[n.Name] = n.UID
+	}
+	return out
+}
+
+// CheckSettled fails the test unless there are still want Pods, each running on its class's
+// node, and the tenant's Nodes are still the Node objects of nodes (none deleted or replaced).
+// Callers call it some reconciles after WaitAllRunning, to see that the controller leaves a
+// working dedicated node alone.
+func (tn *Tenant) CheckSettled(t testing.TB, want int, nodes map[string]types.UID) {
+	t.Helper()
+	if got := tn.NodeUIDs(t); !maps.Equal(got, nodes) {
+		t.Errorf("Nodes changed after every pod ran: had %v, now %v", nodes, got)
+	}
+	pods, err := tn.Pods(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods) != want {
+		t.Errorf("%d pods, want %d: some were deleted after they ran", len(pods), want)
+	}
+	for i := range pods {
+		if why := tn.placement(&pods[i]); why != "" {
+			t.Errorf("Pod %s no longer runs on its class's node: %s", pods[i].Name, why)
+		}
+	}
 }
 
 // CheckIsolation fails the test on any violation of the placement invariants I1-I3 among the
