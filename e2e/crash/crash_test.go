@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipp-project/ipp/e2e/cloudemu"
 	"github.com/ipp-project/ipp/e2e/faults/scenario"
 	"github.com/ipp-project/ipp/e2e/framework"
 )
@@ -16,7 +17,9 @@ var crashSeed = flag.Uint64("crash-seed", 0, "seed of the crash test's kill poin
 
 // TestCrashDuringBurst: the leading controller process is killed with SIGKILL at random points
 // while a burst of 200 Pods in 50 classes arrives, and a new process is started each time, 5 to 8
-// times. At the end there are exactly 50 instances, one per class, each created once (nothing
+// times. The cloud fails 10% of calls with a 5xx and loses 30% of the replies to creations and
+// deletions, so that some kills land between an instance's creation and the controller hearing of
+// it. At the end there are exactly 50 instances, one per class, each created once (nothing
 // duplicated, nothing leaked), and every Pod runs on its class's node.
 func TestCrashDuringBurst(t *testing.T) {
 	for _, kind := range scenario.Kinds {
@@ -32,6 +35,9 @@ func testCrash(t *testing.T, kind scenario.Kind) {
 		// before its informers have synced to after its first instances have booted.
 		minKill = 100 * time.Millisecond
 		maxKill = 3 * time.Second
+		// Cloud faults during the burst.
+		errorRate     = 0.1
+		lostReplyRate = 0.3
 	)
 	seed := *crashSeed
 	if seed == 0 {
@@ -43,6 +49,7 @@ func testCrash(t *testing.T, kind scenario.Kind) {
 
 	tn := scenario.NewTenant(t, cluster, "crash-"+string(kind))
 	cloud := scenario.StartCloud(t, kind, cluster, scenario.CloudOptions{BootDelay: time.Second, Seed: seed})
+	cloud.SetFaults(cloudemu.Faults{ErrorRate: errorRate, LostReplyRate: lostReplyRate})
 	reps := newReplicas(t, tn, cloud)
 
 	// The burst arrives in waves, one while each process starts, so that Pods arrive while no
@@ -86,6 +93,7 @@ func testCrash(t *testing.T, kind scenario.Kind) {
 	reps.waitLeader(last)
 	tn.WaitAllRunning(t, len(pods), runTimeout)
 	took := time.Since(restarted)
+	scenario.CheckSettled(t, tn, cloud, len(pods))
 	if exited, err := last.Exited(); exited {
 		t.Errorf("The last controller exited: %v", err)
 	}
@@ -102,8 +110,8 @@ func testCrash(t *testing.T, kind scenario.Kind) {
 	if live != classes {
 		t.Errorf("Live instances: %d, want %d", live, classes)
 	}
-	t.Logf("%s: %d kills (seed %d); %d pods in %d classes all running on their class's node %v after the last restart (%v in all); %d live instances, %d created; %s",
-		kind, kills, seed, len(pods), classes, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), live, sum(cloud.CreatedCounts()), cloud.CallStats())
+	t.Logf("%s, %.0f%% 5xx and %.0f%% lost replies: %d kills (seed %d); %d pods in %d classes all running on their class's node %v after the last restart (%v in all); %d live instances, %d created; %s",
+		kind, errorRate*100, lostReplyRate*100, kills, seed, len(pods), classes, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), live, sum(cloud.CreatedCounts()), cloud.CallStats())
 }
 
 // progress returns how many of the tenant's Pods run on their class's node and how many

@@ -73,6 +73,7 @@ func testFailover(t *testing.T, kind scenario.Kind) {
 	after := scenario.Classes("after", 2)
 	tn.CreatePods(t, after, 2)
 	ran := tn.WaitAllRunning(t, 10, runTimeout)
+	scenario.CheckSettled(t, tn, cloud, 10)
 	t.Logf("%s: new classes' pods ran %v after their creation, under the new leader", kind, ran.Round(time.Millisecond))
 	var names []string
 	for _, class := range append(before, after...) {

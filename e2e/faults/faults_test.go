@@ -45,18 +45,6 @@ func forEachCloud(t *testing.T, test func(t *testing.T, kind scenario.Kind)) {
 	}
 }
 
-// checkSettled waits for two more Lists of the cloud's instances, each followed by a reconcile of
-// every dedicated node, and then checks that the Pods that ran still run, on the same Node objects.
-func checkSettled(t *testing.T, tn *scenario.Tenant, cloud *scenario.Cloud, pods int) {
-	t.Helper()
-	nodes := tn.NodeUIDs(t)
-	ran := time.Now()
-	scenario.WaitFor(t, "two more Lists", eventTimeout, func(context.Context) (bool, error) {
-		return cloud.ListsSince(ran) >= 2, nil
-	})
-	tn.CheckSettled(t, pods, nodes)
-}
-
 // nodeNames returns the dedicated node names of the tenant's classes.
 func nodeNames(tn *scenario.Tenant, classes []string) []string {
 	out := make([]string, len(classes))
@@ -79,7 +67,7 @@ func TestServerErrors(t *testing.T) {
 		classes := scenario.Classes("c", 20)
 		tn.CreatePods(t, classes, 2)
 		took := tn.WaitAllRunning(t, 40, runTimeout)
-		checkSettled(t, tn, cloud, 40)
+		scenario.CheckSettled(t, tn, cloud, 40)
 		scenario.CheckCreatedOnce(t, cloud, nodeNames(tn, classes))
 
 		stats := cloud.CallStats()
@@ -184,7 +172,7 @@ func TestCapacityErrors(t *testing.T) {
 			cloud.SetFaults(cloudemu.Faults{})
 		}
 		took := tn.WaitAllRunning(t, 2, runTimeout)
-		checkSettled(t, tn, cloud, 2)
+		scenario.CheckSettled(t, tn, cloud, 2)
 		name := tn.NodeName("c-0")
 		scenario.CheckCreatedOnce(t, cloud, []string{name})
 		if kind == scenario.EC2 {
@@ -211,7 +199,7 @@ func TestLostReplies(t *testing.T) {
 		classes := scenario.Classes("c", 10)
 		tn.CreatePods(t, classes, 2)
 		took := tn.WaitAllRunning(t, 20, runTimeout)
-		checkSettled(t, tn, cloud, 20)
+		scenario.CheckSettled(t, tn, cloud, 20)
 		scenario.CheckCreatedOnce(t, cloud, nodeNames(tn, classes))
 
 		stats := cloud.CallStats()
@@ -248,7 +236,7 @@ func TestNeverRegisters(t *testing.T) {
 
 		tn.CreatePods(t, []string{"mute", "ok"}, 2)
 		took := tn.WaitAllRunning(t, 4, runTimeout)
-		checkSettled(t, tn, cloud, 4)
+		scenario.CheckSettled(t, tn, cloud, 4)
 		e := tn.WaitForPodEvent(t, "mute-0", controller.ReasonRegistrationTimeout, eventTimeout, "did not register")
 		t.Logf("%s: pod mute-0: %s %s: %s", kind, e.Type, e.Reason, e.Message)
 
@@ -302,7 +290,7 @@ func TestAllFaultsTogether(t *testing.T) {
 		classes := scenario.Classes("c", 20)
 		tn.CreatePods(t, classes, 2)
 		took := tn.WaitAllRunning(t, 40, runTimeout)
-		checkSettled(t, tn, cloud, 40)
+		scenario.CheckSettled(t, tn, cloud, 40)
 
 		counts := cloud.CreatedCounts()
 		live := cloud.LiveInstances()

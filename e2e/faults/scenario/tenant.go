@@ -248,11 +248,23 @@ func (tn *Tenant) NodeUIDs(t testing.TB) map[string]types.UID {
 	return out
 }
 
-// CheckSettled fails the test unless there are still want Pods, each running on its class's
+// CheckSettled waits for two more Lists of the cloud's instances, each followed by a reconcile
+// of every dedicated node, and then checks that the want Pods still run on their class's node, on
+// the same Node objects: the controller leaves working dedicated nodes alone. Call it after
+// WaitAllRunning.
+func CheckSettled(t testing.TB, tn *Tenant, c *Cloud, want int) {
+	t.Helper()
+	nodes := tn.NodeUIDs(t)
+	ran := time.Now()
+	WaitFor(t, "two more Lists", time.Minute, func(context.Context) (bool, error) {
+		return c.ListsSince(ran) >= 2, nil
+	})
+	tn.checkSettled(t, want, nodes)
+}
+
+// checkSettled fails the test unless there are still want Pods, each running on its class's
 // node, and the tenant's Nodes are still the Node objects of nodes (none deleted or replaced).
-// Callers call it some reconciles after WaitAllRunning, to see that the controller leaves a
-// working dedicated node alone.
-func (tn *Tenant) CheckSettled(t testing.TB, want int, nodes map[string]types.UID) {
+func (tn *Tenant) checkSettled(t testing.TB, want int, nodes map[string]types.UID) {
 	t.Helper()
 	if got := tn.NodeUIDs(t); !maps.Equal(got, nodes) {
 		t.Errorf("Nodes changed after every pod ran: had %v, now %v", nodes, got)
