@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/test/utils/ktesting"
 )
 
 // processTB implements the testing.TB-like interface that the Kubernetes test servers take
@@ -25,28 +26,7 @@ type processTB struct {
 	dirs     []string
 }
 
-var _ interface {
-	Attr(key, value string)
-	Chdir(dir string)
-	Cleanup(func())
-	Error(args ...any)
-	Errorf(format string, args ...any)
-	Fail()
-	FailNow()
-	Failed() bool
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Helper()
-	Log(args ...any)
-	Logf(format string, args ...any)
-	Name() string
-	Setenv(key, value string)
-	Skip(args ...any)
-	Skipf(format string, args ...any)
-	SkipNow()
-	Skipped() bool
-	TempDir() string
-} = (*processTB)(nil)
+var _ ktesting.TB = (*processTB)(nil)
 
 // fatalUnwind is the panic value with which FailNow unwinds to the recover in Start.
 type fatalUnwind struct{}
@@ -54,6 +34,8 @@ type fatalUnwind struct{}
 func newProcessTB(name string, logger klog.Logger) *processTB {
 	return &processTB{name: name, logger: logger}
 }
+
+// The methods from here to TempDir implement ktesting.TB.
 
 func (tb *processTB) Attr(key, value string) { tb.logger.V(4).Info("Test attribute", key, value) }
 func (tb *processTB) Chdir(dir string) {

@@ -43,12 +43,14 @@ type WebhookOptions struct {
 	// ProbeNamespace is where dry-run Pods are created to check that the apiserver calls the
 	// webhook; default "default". The namespaceSelector must select it.
 	ProbeNamespace string
+	// ProbeLabels label the dry-run Pods.
+	ProbeLabels map[string]string
 }
 
-// Webhook is an admission webhook served over TLS from this process and registered with the
-// apiserver for Pods, CREATE and UPDATE.
+// Webhook is an admission webhook registered with the apiserver for Pods, CREATE and UPDATE.
 type Webhook struct {
-	// Server serves the handler, with a certificate for 127.0.0.1 signed by the control plane's CA.
+	// Server serves the handler, with a certificate for 127.0.0.1 signed by the control plane's
+	// CA; nil for a webhook served elsewhere (RegisterWebhookURL).
 	Server *httptest.Server
 	// MutatingName and ValidatingName name the two configurations.
 	MutatingName, ValidatingName string
@@ -58,23 +60,10 @@ type Webhook struct {
 	calls map[string]int
 }
 
-// RegisterWebhook serves handler over HTTPS and registers it: a MutatingWebhookConfiguration
-// calling <server>/mutate and a ValidatingWebhookConfiguration calling <server>/validate, both with
-// the CA bundle, failurePolicy Fail, sideEffects None, rules Pods CREATE and UPDATE, a
-// namespaceSelector that exempts opts.ExemptNamespaces by their immutable kubernetes.io/metadata.name
-// label (and opts.NamespaceRequirements), no objectSelector, admissionReviewVersions v1 and a 5 s
-// timeout. It returns once the
-// apiserver has called both paths for a dry-run Pod, so the next Pod created goes through them.
+// RegisterWebhook serves handler over HTTPS from this process and registers it as
+// RegisterWebhookURL does. It returns once the apiserver has called both paths for a dry-run Pod,
+// so the next Pod created goes through them.
 func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handler, opts WebhookOptions) (_ *Webhook, err error) {
-	if opts.Name == "" {
-		opts.Name = "ipp"
-	}
-	if opts.ExemptNamespaces == nil {
-		opts.ExemptNamespaces = DefaultExemptNamespaces
-	}
-	if opts.ProbeNamespace == "" {
-		opts.ProbeNamespace = metav1.NamespaceDefault
-	}
 	kp, err := cp.CA.ServingCert("ipp-webhook", []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
 	if err != nil {
 		return nil, err
@@ -83,7 +72,7 @@ func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handle
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{cp: cp, calls: map[string]int{}, MutatingName: opts.Name, ValidatingName: opts.Name}
+	w := &Webhook{cp: cp, calls: map[string]int{}}
 	w.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.mu.Lock()
 		w.calls[r.URL.Path]++
@@ -97,7 +86,43 @@ func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handle
 			w.Server.Close()
 		}
 	}()
+	called := func(*corev1.Pod, error) bool { return w.Calls(MutatePath) > 0 && w.Calls(ValidatePath) > 0 }
+	if err := cp.register(ctx, w, w.Server.URL, opts, called); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
 
+// RegisterWebhookURL registers a webhook served at baseURL (https, with a certificate signed by
+// the control plane's CA): a MutatingWebhookConfiguration calling <baseURL>/mutate and a
+// ValidatingWebhookConfiguration calling <baseURL>/validate, both with the CA bundle,
+// failurePolicy Fail, sideEffects None, rules Pods CREATE and UPDATE, a namespaceSelector that
+// exempts opts.ExemptNamespaces by their immutable kubernetes.io/metadata.name label (and
+// opts.NamespaceRequirements), no objectSelector, admissionReviewVersions v1 and a 5 s timeout.
+// A new configuration reaches the admission chain some tens of milliseconds after it is created:
+// RegisterWebhookURL creates dry-run Pods in opts.ProbeNamespace until effective, given each
+// one's result, reports that the webhook has answered it.
+func (cp *ControlPlane) RegisterWebhookURL(ctx context.Context, baseURL string, opts WebhookOptions, effective func(*corev1.Pod, error) bool) (*Webhook, error) {
+	w := &Webhook{cp: cp, calls: map[string]int{}}
+	if err := cp.register(ctx, w, baseURL, opts, effective); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// register creates the two configurations and probes with dry-run Pods until done, given each
+// probe's result, holds.
+func (cp *ControlPlane) register(ctx context.Context, w *Webhook, baseURL string, opts WebhookOptions, done func(*corev1.Pod, error) bool) error {
+	if opts.Name == "" {
+		opts.Name = "ipp"
+	}
+	if opts.ExemptNamespaces == nil {
+		opts.ExemptNamespaces = DefaultExemptNamespaces
+	}
+	if opts.ProbeNamespace == "" {
+		opts.ProbeNamespace = metav1.NamespaceDefault
+	}
+	w.MutatingName, w.ValidatingName = opts.Name, opts.Name
 	selector := &metav1.LabelSelector{MatchExpressions: append([]metav1.LabelSelectorRequirement{{
 		Key:      corev1.LabelMetadataName,
 		Operator: metav1.LabelSelectorOpNotIn,
@@ -113,7 +138,7 @@ func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handle
 		},
 	}}
 	clientConfig := func(path string) admissionregistrationv1.WebhookClientConfig {
-		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(w.Server.URL + path), CABundle: cp.CA.CertPEM}
+		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(baseURL + path), CABundle: cp.CA.CertPEM}
 	}
 	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: opts.Name},
@@ -143,30 +168,30 @@ func (cp *ControlPlane) RegisterWebhook(ctx context.Context, handler http.Handle
 	}
 	ar := cp.Client.AdmissionregistrationV1()
 	if _, err := ar.MutatingWebhookConfigurations().Create(ctx, mutating, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("creating MutatingWebhookConfiguration %s: %w", opts.Name, err)
+		return fmt.Errorf("creating MutatingWebhookConfiguration %s: %w", opts.Name, err)
 	}
 	if _, err := ar.ValidatingWebhookConfigurations().Create(ctx, validating, metav1.CreateOptions{}); err != nil {
 		_ = ar.MutatingWebhookConfigurations().Delete(ctx, opts.Name, metav1.DeleteOptions{})
-		return nil, fmt.Errorf("creating ValidatingWebhookConfiguration %s: %w", opts.Name, err)
+		return fmt.Errorf("creating ValidatingWebhookConfiguration %s: %w", opts.Name, err)
 	}
-	if err := w.waitEffective(ctx, opts.ProbeNamespace); err != nil {
+	if err := w.waitEffective(ctx, opts, done); err != nil {
 		_ = w.deleteConfigurations(ctx)
-		return nil, err
+		return err
 	}
-	return w, nil
+	return nil
 }
 
-// waitEffective creates dry-run Pods until the apiserver has called both paths: a new webhook
-// configuration reaches the admission chain some tens of milliseconds after it is created.
-func (w *Webhook) waitEffective(ctx context.Context, namespace string) error {
+// waitEffective creates dry-run Pods until done holds.
+func (w *Webhook) waitEffective(ctx context.Context, opts WebhookOptions, done func(*corev1.Pod, error) bool) error {
 	probe := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "ipp-webhook-probe-" + rand.String(6), Labels: map[string]string{"ipp-e2e-probe": "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "ipp-webhook-probe-" + rand.String(6), Labels: opts.ProbeLabels},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: PauseImage}}},
 	}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, last = w.cp.Client.CoreV1().Pods(namespace).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return w.Calls(MutatePath) > 0 && w.Calls(ValidatePath) > 0, nil
+		var created *corev1.Pod
+		created, last = w.cp.Client.CoreV1().Pods(opts.ProbeNamespace).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return done(created, last), nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the apiserver to call webhook %s (last dry-run: %v): %w", w.MutatingName, last, err)
@@ -181,10 +206,12 @@ func (w *Webhook) Calls(path string) int {
 	return w.calls[path]
 }
 
-// Unregister deletes the two configurations and stops the server.
+// Unregister deletes the two configurations and stops the server, if it serves one.
 func (w *Webhook) Unregister(ctx context.Context) error {
 	err := w.deleteConfigurations(ctx)
-	w.Server.Close()
+	if w.Server != nil {
+		w.Server.Close()
+	}
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -54,7 +55,7 @@ func ParseBootstrap(script string) (Registration, error) {
 	labels := map[string]string{}
 	fs := pflag.NewFlagSet("kubelet", pflag.ContinueOnError)
 	fs.ParseErrorsAllowlist.UnknownFlags = true
-	fs.SetOutput(discard{})
+	fs.SetOutput(io.Discard)
 	fs.StringVar(&reg.NodeName, "hostname-override", "", "")
 	nodeLabels := cliflag.ConfigurationMap(labels)
 	fs.Var(&nodeLabels, "node-labels", "")
@@ -76,10 +77,6 @@ func ParseBootstrap(script string) (Registration, error) {
 	}
 	return reg, nil
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // extraArgs returns the still-quoted value assigned to KUBELET_EXTRA_ARGS.
 func extraArgs(script string) (string, error) {

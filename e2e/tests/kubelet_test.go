@@ -57,10 +57,10 @@ func newBooter() *kubelet.Booter {
 func TestBootedNodeRunsPods(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	ns := namespace(t, "boot")
 	booter := newBooter()
 	name := uniqueName("ipp-boot")
 	req := bootIPPNode(t, booter, name)
+	ns := namespace(t, "boot")
 
 	node := waitSchedulable(t, name)
 	if node.Spec.ProviderID != req.ProviderID {
@@ -232,10 +232,11 @@ func TestNodeCannotBindItself(t *testing.T) {
 func TestKubeletRejectsPodNotToleratingNoExecute(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	ns := namespace(t, "noexec")
 	cfg := isolation.DefaultConfig()
 	name := uniqueName("ipp-noexec")
 	startKubelet(t, kubelet.Registration{NodeName: name, Labels: cfg.NodeLabels(), Taints: cfg.Taints()})
+	// Created after the kubelet, so it is cleaned up before it: the kubelet confirms the deletions.
+	ns := namespace(t, "noexec")
 	waitSchedulable(t, name)
 
 	// The taint-eviction controller deletes such a Pod too; the watch sees every status the

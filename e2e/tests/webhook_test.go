@@ -3,12 +3,17 @@ package tests
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ipp-project/ipp/e2e/framework"
+	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
 // annotatingHandler allows every request; on /mutate it adds an annotation.
@@ -63,5 +68,42 @@ func TestWebhookRegistration(t *testing.T) {
 		if got := created.Annotations["e2e.ipp.io/mutated"] == "true"; got != tc.mutated {
 			t.Errorf("Pod in %s mutated = %v, want %v", tc.namespace, got, tc.mutated)
 		}
+	}
+}
+
+// TestWebhookDownFailsClosed proves I5 with the real IPP webhook: while its server is down, the
+// apiserver admits no Pod outside the exempt namespaces (failurePolicy Fail), so no IPP Pod gets
+// in unmutated; Pods of the exempt namespaces still are, so IPP itself can start.
+func TestWebhookDownFailsClosed(t *testing.T) {
+	ctx := t.Context()
+	cfg := isolation.DefaultConfig()
+	wh, err := cluster.RegisterWebhook(ctx, webhook.NewHandler(cfg), framework.WebhookOptions{Name: "ipp-down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := wh.Unregister(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	ns := namespace(t, "down")
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	up, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod("up", withClass(cfg, "c")), dryRun)
+	if err != nil {
+		t.Fatalf("IPP pod while the webhook is up: %v", err)
+	}
+	if up.Spec.NodeSelector[isolation.BindingLabel] != cfg.NodeName(ns, "c") {
+		t.Errorf("IPP pod not pinned while the webhook is up: nodeSelector %v", up.Spec.NodeSelector)
+	}
+
+	wh.Server.Close()
+	for _, p := range []*corev1.Pod{pod("ipp", withClass(cfg, "c")), pod("plain")} {
+		_, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, p, dryRun)
+		if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "failed calling webhook") {
+			t.Errorf("Pod %s while the webhook is down: error %v, want the apiserver's failed webhook call", p.Name, err)
+		}
+	}
+	if _, err := cluster.Client.CoreV1().Pods(metav1.NamespaceSystem).Create(ctx, pod("exempt"), dryRun); err != nil {
+		t.Errorf("Pod in the exempt namespace %s while the webhook is down: %v", metav1.NamespaceSystem, err)
 	}
 }

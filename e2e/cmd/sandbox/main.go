@@ -1,0 +1,81 @@
+// Command sandbox runs IPP on a laptop, in one process: a real control plane (etcd,
+// kube-apiserver, kube-scheduler, kube-controller-manager), the Compute emulator whose instances
+// boot into Nodes through emulated kubelets, one plain worker node, and `ipp run` (the webhook
+// and the controller, with the real gce provider pointed at the emulator).
+//
+// It prints one line, export KUBECONFIG=<path>, as soon as the cluster answers, applies the seed's
+// two example Deployments (classes class0 and class1), and then reports nodes appearing, Pods
+// landing and nodes being reaped, until Ctrl-C.
+//
+//	cd e2e && go run ./cmd/sandbox [--boot-delay=5s] [--idle-ttl=1m]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var o options
+	// A flag set of its own: packages of the control plane register flags on the global one.
+	fs := flag.NewFlagSet("sandbox", flag.ExitOnError)
+	fs.DurationVar(&o.bootDelay, "boot-delay", 5*time.Second, "How long an emulated instance takes from creation until its kubelet registers the Node.")
+	fs.DurationVar(&o.idleTTL, "idle-ttl", time.Minute, "How long a dedicated node may have no Pod of its class before ipp deletes it (ipp's --idle-ttl).")
+	fs.IntVar(&o.workers, "workers", 1, "Plain worker nodes (no IPP taint), for Pods without a class.")
+	fs.BoolVar(&o.examples, "examples", true, "Apply the two example Deployments (classes class0 and class1) in namespace default.")
+	fs.BoolVar(&o.exitWhenRunning, "exit-when-running", false, "Exit once the examples' Pods run, after printing how long each took (for measurements).")
+	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log, kept on exit. Empty makes a temporary one, removed on a clean exit.")
+	fs.IntVar(&o.verbosity, "v", 2, "Verbosity of the log file (klog -v).")
+	_ = fs.Parse(os.Args[1:])
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the sandbox's flags.
+type options struct {
+	bootDelay       time.Duration
+	idleTTL         time.Duration
+	workers         int
+	examples        bool
+	exitWhenRunning bool
+	dir             string
+	verbosity       int
+}
+
+// run runs the sandbox until ctx ends (or, with exitWhenRunning, until the examples run),
+// printing to out.
+func run(ctx context.Context, o options, out io.Writer) (err error) {
+	s, err := start(ctx, o, out)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		s.stop()
+		if err == nil {
+			s.removeTempDir() // the log of a failed run stays
+		}
+	}()
+	if o.examples {
+		if err := s.applyExamples(ctx); err != nil {
+			return err
+		}
+	}
+	if o.exitWhenRunning {
+		return s.waitExamplesRunning(ctx)
+	}
+	<-ctx.Done()
+	s.ippStopping = true
+	s.printf("Stopping")
+	return nil
+}

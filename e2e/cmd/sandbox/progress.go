@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// progress prints what a user wants to see happen: Nodes registering, being bound, cordoned and
+// deleted; Pods waiting, running (with the time from creation) and failing; Warning Events.
+type progress struct {
+	s      *sandbox
+	cancel context.CancelFunc
+	pods   informers.SharedInformerFactory
+
+	mu       sync.Mutex
+	seen     map[string]time.Time     // pod key -> when it was first seen (or created)
+	running  map[string]time.Duration // pod key -> creation to Running
+	reported map[string]string        // object key -> last state printed
+}
+
+func newProgress(s *sandbox) *progress {
+	return &progress{s: s, seen: map[string]time.Time{}, running: map[string]time.Duration{}, reported: map[string]string{}}
+}
+
+func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
+	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.pods = informers.NewSharedInformerFactory(c, 0)
+	handlers := []struct {
+		informer cache.SharedIndexInformer
+		h        cache.ResourceEventHandlerFuncs
+	}{
+		{p.pods.Core().V1().Nodes().Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { p.node(obj.(*corev1.Node), false) },
+			UpdateFunc: func(_, obj any) { p.node(obj.(*corev1.Node), false) },
+			DeleteFunc: func(obj any) {
+				if n, ok := tombstone(obj).(*corev1.Node); ok {
+					p.node(n, true)
+				}
+			},
+		}},
+		{p.pods.Core().V1().Pods().Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { p.pod(obj.(*corev1.Pod), false) },
+			UpdateFunc: func(_, obj any) { p.pod(obj.(*corev1.Pod), false) },
+			DeleteFunc: func(obj any) {
+				if pod, ok := tombstone(obj).(*corev1.Pod); ok {
+					p.pod(pod, true)
+				}
+			},
+		}},
+		{p.pods.Core().V1().Events().Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) { p.event(obj.(*corev1.Event)) },
+		}},
+	}
+	for _, h := range handlers {
+		if _, err := h.informer.AddEventHandler(h.h); err != nil {
+			return fmt.Errorf("watching the cluster: %w", err)
+		}
+	}
+	p.pods.Start(ctx.Done())
+	p.pods.WaitForCacheSync(ctx.Done())
+	return nil
+}
+
+func (p *progress) stop() {
+	if p.cancel != nil {
+		p.cancel()
+		p.pods.Shutdown()
+	}
+}
+
+func tombstone(obj any) any {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return t.Obj
+	}
+	return obj
+}
+
+// report prints line for key unless the state printed last for key is already state.
+func (p *progress) report(key, state, format string, args ...any) {
+	p.mu.Lock()
+	if p.reported[key] == state {
+		p.mu.Unlock()
+		return
+	}
+	p.reported[key] = state
+	p.mu.Unlock()
+	p.s.printf(format, args...)
+}
+
+func (p *progress) node(n *corev1.Node, deleted bool) {
+	key := "node/" + n.Name
+	kind := "worker node"
+	if n.Labels[isolation.DefaultNodeLabel] == isolation.LabelValue {
+		kind = "IPP node"
+	}
+	switch {
+	case deleted:
+		p.report(key, "deleted", "Node %s deleted", n.Name)
+	case n.Spec.Unschedulable:
+		p.report(key, "cordoned", "Node %s cordoned", n.Name)
+	case n.Labels[isolation.BindingLabel] != "":
+		p.report(key, "bound", "Node %s bound to its class (%s=%s)", n.Name, isolation.BindingLabel, n.Labels[isolation.BindingLabel])
+	default:
+		p.report(key, "registered", "%s %s registered (providerID %q)", capitalize(kind), n.Name, n.Spec.ProviderID)
+	}
+}
+
+func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
+
+func (p *progress) pod(pod *corev1.Pod, deleted bool) {
+	if pod.Namespace == "kube-system" {
+		return
+	}
+	key := pod.Namespace + "/" + pod.Name
+	p.mu.Lock()
+	first, ok := p.seen[key]
+	if !ok {
+		first = time.Now()
+		if created := pod.CreationTimestamp.Time; time.Since(created) > 2*time.Second {
+			first = created // it existed before the sandbox looked
+		}
+		p.seen[key] = first
+	}
+	p.mu.Unlock()
+	class := pod.Labels[isolation.DefaultPodLabel]
+	what := "Pod " + key
+	if class != "" {
+		what += " (class " + class + ")"
+	}
+	switch {
+	case deleted:
+		p.mu.Lock()
+		delete(p.seen, key)
+		delete(p.running, key)
+		p.mu.Unlock()
+		p.report("pod/"+key, "deleted", "%s deleted", what)
+	case pod.Status.Phase == corev1.PodFailed:
+		p.report("pod/"+key, "failed", "%s failed: %s %s", what, pod.Status.Reason, pod.Status.Message)
+	case pod.Status.Phase == corev1.PodRunning && ready(pod):
+		took := time.Since(first)
+		p.mu.Lock()
+		if _, done := p.running[key]; !done {
+			p.running[key] = took
+		} else {
+			took = p.running[key]
+		}
+		p.mu.Unlock()
+		p.report("pod/"+key, "running", "%s running on %s, %.1fs after its creation", what, pod.Spec.NodeName, took.Seconds())
+	case pod.Spec.NodeName == "" && class != "":
+		p.report("pod/"+key, "pending", "%s pending for node %s", what, pod.Spec.NodeSelector[isolation.BindingLabel])
+	}
+}
+
+func ready(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// event prints Warning Events, which say why something waits or was refused, except the
+// scheduler's: a Pod waiting for its dedicated node is reported as pending already.
+func (p *progress) event(e *corev1.Event) {
+	if e.Type != corev1.EventTypeWarning || e.Reason == "FailedScheduling" ||
+		!e.LastTimestamp.IsZero() && time.Since(e.LastTimestamp.Time) > time.Minute {
+		return
+	}
+	if e.InvolvedObject.Namespace == "kube-system" {
+		return
+	}
+	p.s.printf("Warning %s on %s %s: %s", e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message)
+}
+
+// runningTimes returns, once want Pods labelled app=<one of apps> run and no other such Pod
+// waits, how long each took from its creation to Running.
+func (p *progress) runningTimes(apps []string, want int) ([]time.Duration, bool) {
+	pods, err := p.pods.Core().V1().Pods().Lister().List(labels.Everything())
+	if err != nil {
+		return nil, false
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var took []time.Duration
+	for _, pod := range pods {
+		if !slices.Contains(apps, pod.Labels["app"]) || pod.DeletionTimestamp != nil {
+			continue
+		}
+		d, ok := p.running[pod.Namespace+"/"+pod.Name]
+		if !ok {
+			return nil, false
+		}
+		took = append(took, d)
+	}
+	return took, len(took) == want
+}

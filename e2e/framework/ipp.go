@@ -1,0 +1,271 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/ipp-project/ipp/e2e/cloudemu"
+	"github.com/ipp-project/ipp/e2e/gceemu"
+	"github.com/ipp-project/ipp/e2e/kubelet"
+	"github.com/ipp-project/ipp/pkg/bootstrap"
+	"github.com/ipp-project/ipp/pkg/controller"
+	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/webhook"
+	"github.com/ipp-project/ipp/providers/gce"
+)
+
+// IPPOptions configure StartIPP. Zero values take the defaults.
+type IPPOptions struct {
+	// Config is the isolation configuration of the webhook and the controller; nil means
+	// isolation.DefaultConfig(). Its Mode must be dedicated.
+	Config *isolation.Config
+	// BootDelay is how long an emulated instance takes from creation to its kubelet registering.
+	BootDelay time.Duration
+	// IdleTTL, RegistrationTimeout and ProviderResync are the controller's; zero takes the
+	// controller's defaults, except ProviderResync, which defaults to 2 s.
+	IdleTTL             time.Duration
+	RegistrationTimeout time.Duration
+	ProviderResync      time.Duration
+	// ControllerWorkers defaults to 4.
+	ControllerWorkers int
+	// WorkerNodes plain, untainted nodes are registered by emulated kubelets, for the Pods that
+	// are not IPP's. Their names are ipp-e2e-worker-<i>.
+	WorkerNodes int
+	// Kubelet is the template of every emulated kubelet (capacity, intervals).
+	Kubelet kubelet.Config
+}
+
+// IPP is IPP in dedicated mode running against a control plane, all in this process: the real
+// webhook handler registered with the apiserver, the real controller with the real gce provider,
+// pointed at the Compute emulator, whose instances boot into Nodes through emulated kubelets.
+type IPP struct {
+	// Cluster is the control plane.
+	Cluster *ControlPlane
+	// Config is the isolation configuration of the webhook and the controller.
+	Config isolation.Config
+	// GCE is the Compute emulator the provider talks to.
+	GCE *gceemu.Server
+	// Booter runs the emulated kubelets of the emulator's instances.
+	Booter *kubelet.Booter
+	// Provider is the gce provider the controller uses.
+	Provider *gce.Provider
+	// Webhook is the registered webhook.
+	Webhook *Webhook
+	// Workers are the names of the plain worker nodes.
+	Workers []string
+
+	opts    IPPOptions
+	workers []*kubelet.Kubelet
+
+	mu             sync.Mutex
+	neverBoot      map[string]bool
+	stopController func()
+}
+
+// StartIPP registers the webhook, starts the Compute emulator and the worker nodes, and starts
+// the controller. Stop undoes all of it.
+func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, err error) {
+	cfg := isolation.DefaultConfig()
+	if opts.Config != nil {
+		cfg = *opts.Config
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Mode != isolation.ModeDedicated {
+		return nil, fmt.Errorf("StartIPP runs dedicated mode, not %q", cfg.Mode)
+	}
+	if opts.ProviderResync == 0 {
+		opts.ProviderResync = 2 * time.Second
+	}
+	if opts.ControllerWorkers == 0 {
+		opts.ControllerWorkers = 4
+	}
+	e := &IPP{Cluster: cp, Config: cfg, opts: opts, neverBoot: map[string]bool{}}
+	defer func() {
+		if err != nil {
+			e.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+
+	e.Webhook, err = cp.RegisterWebhook(ctx, webhook.NewHandler(cfg), WebhookOptions{ExemptNamespaces: sets.List(cfg.ExemptNamespaces)})
+	if err != nil {
+		return nil, err
+	}
+
+	for i := range opts.WorkerNodes {
+		name := fmt.Sprintf("ipp-e2e-worker-%d", i)
+		k, err := e.StartKubelet(ctx, kubelet.Registration{NodeName: name})
+		if err != nil {
+			return nil, err
+		}
+		e.workers = append(e.workers, k)
+		e.Workers = append(e.Workers, name)
+	}
+
+	e.Booter = kubelet.NewBooter(cp.NodeConfig, opts.Kubelet)
+	e.GCE = gceemu.New(gceemu.Options{BootDelay: opts.BootDelay, Booter: e.Booter})
+	if err := e.GCE.Start(); err != nil {
+		return nil, fmt.Errorf("starting the Compute emulator: %w", err)
+	}
+	e.GCE.SetFaults(cloudemu.Faults{NeverBoot: e.isNeverBoot})
+	host, err := url.Parse(cp.Host)
+	if err != nil {
+		return nil, fmt.Errorf("parsing apiserver URL: %w", err)
+	}
+	e.Provider, err = gce.New(ctx, gce.Config{
+		ClusterName: cfg.ClusterName,
+		Project:     e.GCE.Project(),
+		Zone:        e.GCE.Zones()[0],
+		Image:       "projects/ipp-emulated/global/images/family/k8s-node",
+		Endpoint:    e.GCE.URL(),
+		// The emulated kubelet joins with credentials of its own; the join parameters are
+		// rendered into the startup script as for a real node.
+		Join:                bootstrap.Join{APIServerEndpoint: host.Host, Token: "abcdef.0123456789abcdef"},
+		RegistrationTimeout: opts.RegistrationTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("making the gce provider: %w", err)
+	}
+	if err := e.StartController(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// NeverBoot makes the emulator never boot the instance of the dedicated node name: it is created
+// but its Node never registers.
+func (e *IPP) NeverBoot(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.neverBoot[name] = true
+}
+
+func (e *IPP) isNeverBoot(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.neverBoot[name]
+}
+
+// StartKubelet runs an emulated kubelet outside the cloud, with the node's own credentials: a
+// plain worker, or a rogue node that claims what it likes.
+func (e *IPP) StartKubelet(ctx context.Context, reg kubelet.Registration) (*kubelet.Kubelet, error) {
+	creds, err := e.Cluster.NodeConfig(reg.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	cfg := e.opts.Kubelet
+	cfg.Registration, cfg.RESTConfig = reg, creds
+	return kubelet.Start(ctx, cfg)
+}
+
+// StartController starts the controller (a new one, with new informers), as a restarted replica
+// would. It is an error to start it while it runs.
+func (e *IPP) StartController(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopController != nil {
+		return errors.New("the controller is already running")
+	}
+	restCfg := rest.CopyConfig(e.Cluster.AdminConfig)
+	restCfg.UserAgent = "ipp-controller"
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("making the controller's client: %w", err)
+	}
+	logger := klog.FromContext(ctx).WithName("controller")
+	ctx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
+	pods, nodes := controller.NewInformerFactories(kube, e.Config)
+	c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), e.Provider, recorder, controller.Options{
+		Config:              e.Config,
+		IdleTTL:             e.opts.IdleTTL,
+		RegistrationTimeout: e.opts.RegistrationTimeout,
+		ProviderResync:      e.opts.ProviderResync,
+	})
+	if err != nil {
+		cancel()
+		broadcaster.Shutdown()
+		return fmt.Errorf("making the controller: %w", err)
+	}
+	pods.Start(ctx.Done())
+	nodes.Start(ctx.Done())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer broadcaster.Shutdown()
+		defer nodes.Shutdown()
+		defer pods.Shutdown()
+		if err := c.Run(ctx, e.opts.ControllerWorkers); err != nil && ctx.Err() == nil {
+			logger.Error(err, "Controller stopped")
+		}
+	}()
+	e.stopController = func() {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// StopController stops the controller and waits until it has stopped. It does nothing if the
+// controller is not running.
+func (e *IPP) StopController() {
+	e.mu.Lock()
+	stop := e.stopController
+	e.stopController = nil
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Stop stops the controller, unregisters the webhook, stops every kubelet, deletes the Nodes of
+// the emulator's instances and of the workers, and closes the emulator.
+func (e *IPP) Stop(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	e.StopController()
+	if e.Webhook != nil {
+		if err := e.Webhook.Unregister(ctx); err != nil {
+			logger.Error(err, "Unregistering the webhook")
+		}
+	}
+	names := append([]string(nil), e.Workers...)
+	for _, k := range e.workers {
+		k.Stop()
+	}
+	if e.Booter != nil {
+		e.Booter.Stop()
+	}
+	if e.GCE != nil {
+		for _, inst := range e.GCE.Instances() {
+			names = append(names, inst.Name)
+		}
+		e.GCE.Close()
+	}
+	if e.Provider != nil {
+		_ = e.Provider.Close()
+	}
+	for _, name := range names {
+		err := e.Cluster.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			logger.Error(err, "Deleting node", "node", name)
+		}
+	}
+}
