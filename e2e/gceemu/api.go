@@ -114,6 +114,7 @@ func (s *Server) handle(pattern, op string, mutating bool, fn handlerFunc) {
 			Instance:  r.PathValue("instance"),
 			RequestID: r.URL.Query().Get("requestId"),
 			Query:     r.URL.RawQuery,
+			Time:      s.opts.Clock.Now(),
 		}
 		fail := func(e *apiError) {
 			call.Status = e.Code

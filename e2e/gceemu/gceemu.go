@@ -104,6 +104,8 @@ type Call struct {
 	// Fault is the fault injected into the call: "", "error", "throttle", "capacity",
 	// "lostReply" or "injected" (FailNextCreate).
 	Fault string
+	// Time is when the request arrived, by the server's clock.
+	Time time.Time
 }
 
 // instance is an emulated instance.

@@ -27,7 +27,10 @@ type instanceIndex struct {
 	// created holds instances that Create returned and no List has shown yet.
 	created map[string]localChange
 	// deleted holds tombstones of instances the controller deleted, by ID, until a List no
-	// longer shows them.
+	// longer shows them. A tombstone covers only the instance deleted: GCE names its instances
+	// after their dedicated node, so an instance created again after a deletion (a registration
+	// timeout, a class coming back after its node was reaped) has the deleted one's ID, and
+	// differs from it only by its creation time.
 	deleted map[string]localChange
 	synced  bool
 	// listStart is when the last successful List started: a Node created before it and matching
@@ -77,9 +80,13 @@ func (x *instanceIndex) replace(tok listToken, listed []cloudprovider.Instance, 
 			inst.CreatedAt = x.firstSeen(inst, now)
 		}
 		if t, ok := x.deleted[inst.ID]; ok {
-			if now.Sub(t.at) < tombstoneTTL {
+			switch {
+			case recreated(t.inst, inst):
+				// A new instance under the deleted one's ID: the deleted one is gone.
+				delete(x.deleted, inst.ID)
+			case now.Sub(t.at) < tombstoneTTL:
 				inst.State = going(inst.State)
-			} else {
+			default:
 				delete(x.deleted, inst.ID)
 			}
 		}
@@ -92,7 +99,9 @@ func (x *instanceIndex) replace(tok listToken, listed []cloudprovider.Instance, 
 		case c.seq > tok.seq:
 			// Created while the List ran: the List could not show it yet.
 			inst := c.inst
-			if _, gone := x.deleted[id]; gone {
+			if t, gone := x.deleted[id]; gone && t.seq > c.seq {
+				// Deleted after it was created; a tombstone older than the creation is that
+				// of an earlier instance under the same ID.
 				inst.State = going(inst.State)
 			}
 			byNode[inst.NodeName] = append(byNode[inst.NodeName], inst)
@@ -143,6 +152,9 @@ func (x *instanceIndex) firstSeen(inst cloudprovider.Instance, now time.Time) ti
 func (x *instanceIndex) add(inst cloudprovider.Instance, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if t, ok := x.deleted[inst.ID]; ok && recreated(t.inst, inst) {
+		delete(x.deleted, inst.ID)
+	}
 	x.seq++
 	x.created[inst.ID] = localChange{seq: x.seq, at: now, inst: inst}
 	insts := x.byNode[inst.NodeName]
@@ -210,11 +222,26 @@ func (x *instanceIndex) nodeNameOf(providerID string) (string, bool) {
 	return "", false
 }
 
+// deletedByController reports whether the controller deleted the instance with id and a List
+// may not show that yet.
+func (x *instanceIndex) deletedByController(id string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	_, ok := x.deleted[id]
+	return ok
+}
+
 // hasSynced reports whether a List has succeeded, and when the last one started.
 func (x *instanceIndex) hasSynced() (bool, time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.synced, x.listStart
+}
+
+// recreated reports whether cur is another instance than old under the same ID: one created at
+// another time. Without both creation times it cannot tell, and says no.
+func recreated(old, cur cloudprovider.Instance) bool {
+	return !old.CreatedAt.IsZero() && !cur.CreatedAt.IsZero() && !cur.CreatedAt.Equal(old.CreatedAt)
 }
 
 // live reports whether inst counts as the dedicated node's instance: it exists and is not being
@@ -246,7 +273,7 @@ func sameInstances(a, b []cloudprovider.Instance) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].ID != b[i].ID || a[i].State != b[i].State || a[i].ProviderID != b[i].ProviderID {
+		if a[i].ID != b[i].ID || a[i].State != b[i].State || a[i].ProviderID != b[i].ProviderID || !a[i].CreatedAt.Equal(b[i].CreatedAt) {
 			return false
 		}
 	}

@@ -11,6 +11,16 @@ func inst(node, id string, state cloudprovider.InstanceState) cloudprovider.Inst
 	return cloudprovider.Instance{NodeName: node, ID: id, ProviderID: "fake:///" + id, State: state, CreatedAt: t0}
 }
 
+// t1 is when recreatedInst was created.
+var t1 = t0.Add(time.Minute)
+
+// recreatedInst is inst created again later under the same ID, as GCE does.
+func recreatedInst(node, id string, state cloudprovider.InstanceState) cloudprovider.Instance {
+	i := inst(node, id, state)
+	i.CreatedAt = t1
+	return i
+}
+
 func states(insts []cloudprovider.Instance) map[string]cloudprovider.InstanceState {
 	out := map[string]cloudprovider.InstanceState{}
 	for _, i := range insts {
@@ -67,6 +77,46 @@ func TestInstanceIndex(t *testing.T) {
 				tok := x.beginList(t0)
 				x.remove(inst("n", "i-1", running), t0)
 				x.replace(tok, []cloudprovider.Instance{inst("n", "i-1", running)}, t0)
+			},
+			want: map[string]cloudprovider.InstanceState{"i-1": stopping},
+		},
+		{
+			name: "an instance created again under a deleted one's ID is live",
+			run: func(x *instanceIndex) {
+				// GCE names instances after their node: the replacement has the same ID.
+				x.replace(x.beginList(t0), []cloudprovider.Instance{inst("n", "i-1", running)}, t0)
+				x.remove(inst("n", "i-1", running), t0)
+				x.add(recreatedInst("n", "i-1", pending), t1)
+				x.replace(x.beginList(t1), []cloudprovider.Instance{recreatedInst("n", "i-1", running)}, t1)
+			},
+			want: map[string]cloudprovider.InstanceState{"i-1": running},
+		},
+		{
+			name: "an instance created again is live while a List does not show it yet",
+			run: func(x *instanceIndex) {
+				x.remove(inst("n", "i-1", running), t0)
+				tok := x.beginList(t1)
+				x.add(recreatedInst("n", "i-1", pending), t1)
+				x.replace(tok, nil, t1)
+			},
+			want: map[string]cloudprovider.InstanceState{"i-1": pending},
+		},
+		{
+			name: "an instance created again behind the index's back is live",
+			run: func(x *instanceIndex) {
+				// Its creation's reply was lost: only a List shows it.
+				x.remove(inst("n", "i-1", running), t0)
+				x.replace(x.beginList(t1), []cloudprovider.Instance{recreatedInst("n", "i-1", running)}, t1)
+			},
+			want: map[string]cloudprovider.InstanceState{"i-1": running},
+		},
+		{
+			name: "an instance created and then deleted during a List is going",
+			run: func(x *instanceIndex) {
+				tok := x.beginList(t0)
+				x.add(inst("n", "i-1", pending), t0)
+				x.remove(inst("n", "i-1", pending), t0)
+				x.replace(tok, nil, t0)
 			},
 			want: map[string]cloudprovider.InstanceState{"i-1": stopping},
 		},

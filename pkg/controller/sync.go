@@ -227,17 +227,30 @@ func (r *round) distrust(ctx context.Context, keep *cloudprovider.Instance, trus
 // we were reaping whose instance is gone.
 func (r *round) stale(node *corev1.Node) bool {
 	pid := node.Spec.ProviderID
-	matchesLive := false
+	matchesLive, matchesGoing := false, false
 	for _, inst := range r.insts {
 		if pid == "" || inst.ProviderID != pid {
 			continue
 		}
-		if !live(inst) {
-			return true
+		switch {
+		case live(inst):
+			matchesLive = true
+		case !r.mayBeRecreated(inst):
+			matchesGoing = true
 		}
-		matchesLive = true
 	}
-	return r.nameFits(node) && node.Annotations[AnnotationReaping] != "" && !matchesLive
+	reaped := r.nameFits(node) && node.Annotations[AnnotationReaping] != ""
+	return !matchesLive && (matchesGoing || reaped)
+}
+
+// mayBeRecreated reports whether inst, which the controller deleted, may exist again: a creation
+// for this dedicated node has been tried since (its key is still unconfirmed) and the provider
+// names instances after their dedicated node, as GCE does, so a new instance has the deleted one's
+// ID and providerID. If the creation's reply was lost, a Node with that providerID may be the new
+// instance's, and must not be deleted as the old one's; the creation's retry, with the same
+// idempotency key, returns the new instance and settles which it is.
+func (r *round) mayBeRecreated(inst cloudprovider.Instance) bool {
+	return inst.ID == r.name && r.st.createKey != "" && r.c.instances.deletedByController(inst.ID)
 }
 
 func (r *round) warnUntrusted(node *corev1.Node, keep *cloudprovider.Instance, removed bool) {

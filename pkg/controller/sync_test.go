@@ -776,3 +776,90 @@ func TestReapWithoutNodeNamePinResumesAfterRestart(t *testing.T) {
 	f.mustSync(n)
 	diff(t, "kube actions", []string{"delete nodes/ip-10-0-0-1.ec2.internal"}, f.actions())
 }
+
+// gceLike adds to the fake cloud an instance of node n named after it, as GCE names instances:
+// every instance of n has the same ID and providerID.
+func gceLike(f *fixture, n string, created time.Time) cloudprovider.Instance {
+	inst := cloudprovider.Instance{NodeName: n, ID: n, ProviderID: "gce://p/z/" + n, Class: "a", Namespace: "team", State: cloudprovider.StateRunning, CreatedAt: created}
+	f.provider.Add(inst)
+	return inst
+}
+
+func TestReplacementUnderTheSameIDIsBoundAndKept(t *testing.T) {
+	f := newFixture(t)
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	gceLike(f, n, t0)
+	f.list()
+	f.mustSync(n)
+	f.clock.Step(testRegTimeout)
+	f.list()
+	f.mustSync(n)
+	diff(t, "provider calls at the registration timeout", []string{"delete " + n}, f.calls())
+
+	// The cloud creates the replacement under the same name; the controller's Create gets it.
+	inst := gceLike(f, n, f.clock.Now())
+	f.mustSync(n)
+	diff(t, "provider calls after the timeout", []string{"create " + n}, f.calls())
+
+	// Its Node registers, and Lists show the replacement from now on.
+	f.clock.Step(time.Minute)
+	f.addNode(f.node(n, inst.ProviderID, f.clock.Now()))
+	f.list()
+	f.mustSync(n)
+	f.list()
+	f.mustSync(n)
+	if !f.nodeExists(n) {
+		t.Fatal("the replacement's Node was deleted")
+	}
+	diff(t, "binding label", n, f.getNode(n).Labels[isolation.BindingLabel])
+	diff(t, "provider calls after the Node registered", []string(nil), f.calls())
+}
+
+func TestReplacementNodeRegisteringBeforeItsCreationIsConfirmed(t *testing.T) {
+	// The reply to the replacement's creation is lost, and its Node registers before the
+	// controller learns of the instance. The Node has the deleted instance's providerID (GCE
+	// names instances after their node), but it is the replacement's: it must not be deleted.
+	f := newFixture(t)
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	gceLike(f, n, t0)
+	f.list()
+	f.mustSync(n)
+	f.clock.Step(testRegTimeout)
+	f.list()
+	f.mustSync(n)
+	diff(t, "provider calls at the registration timeout", []string{"delete " + n}, f.calls())
+
+	inst := gceLike(f, n, f.clock.Now())
+	f.provider.FailNext("create", cloudprovider.NewError(cloudprovider.KindTransient, "create", "", errors.New("connection reset")))
+	if _, err := f.sync(n); err == nil {
+		t.Fatal("sync succeeded, want the lost reply's error")
+	}
+	f.addNode(f.node(n, inst.ProviderID, f.clock.Now()))
+	f.mustSync(n)
+	diff(t, "kube actions while the creation is unconfirmed", []string(nil), f.actions())
+
+	f.mustSync(n)
+	if !f.nodeExists(n) {
+		t.Fatal("the replacement's Node was deleted")
+	}
+	diff(t, "binding label", n, f.getNode(n).Labels[isolation.BindingLabel])
+	diff(t, "provider calls", []string{"create " + n, "create " + n}, f.calls())
+}
+
+func TestLateNodeOfDeletedInstanceIsDeleted(t *testing.T) {
+	// An instance without demand is deleted at the registration timeout; its Node registers
+	// just after. No creation follows, so the Node can only be the deleted instance's.
+	f := newFixture(t)
+	n := f.nodeName("a")
+	inst := gceLike(f, n, t0)
+	f.clock.Step(testRegTimeout)
+	f.list()
+	f.mustSync(n)
+	diff(t, "provider calls at the registration timeout", []string{"delete " + n}, f.calls())
+
+	f.addNode(f.node(n, inst.ProviderID, f.clock.Now()))
+	f.mustSync(n)
+	diff(t, "kube actions", []string{"delete nodes/" + n}, f.actions())
+}
