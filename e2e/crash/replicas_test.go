@@ -55,6 +55,8 @@ func newReplicas(t *testing.T, tn *scenario.Tenant, cloud *scenario.Cloud) *repl
 		"--leader-elect-renew-deadline="+renewDeadline.String(),
 		"--leader-elect-retry-period="+retryPeriod.String(),
 		"--provider-resync=2s",
+		// Replicas run side by side (and beside other tests): no fixed metrics port.
+		"--metrics-address=",
 		"--retry-base-delay=100ms",
 		"--retry-max-delay=2s",
 		// Far above the time an emulated instance takes to register: no instance may be
