@@ -143,9 +143,10 @@ func testReaped(t *testing.T, ipp *framework.IPP) {
 		t.Errorf("Reaped %v after the Deployment was deleted, before the idle TTL %v", took, idleTTL)
 	}
 	t.Logf("Reaped %s %v after its Deployment was deleted (idle TTL %v)", name, took.Round(100*time.Millisecond), idleTTL)
-	if !hasEvent(t, "", "Node", name, controller.ReasonReaped) {
-		t.Errorf("No %s Event on Node %s", controller.ReasonReaped, name)
-	}
+	// The controller records the Event before it deletes; its broadcaster writes it a little later.
+	pollUntil(t, "a "+controller.ReasonReaped+" Event on Node "+name, func() bool {
+		return hasEvent(t, "", "Node", name, controller.ReasonReaped)
+	})
 
 	createDeployment(t, ns, deployment(ipp.Config, "again", class, 1))
 	waitDeploymentRunning(t, ns, "again", 1)
