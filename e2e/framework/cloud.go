@@ -97,9 +97,10 @@ type Cloud interface {
 	ForeignProviderID(nodeName string) string
 	// SetFaults replaces the faults injected into the emulator.
 	SetFaults(cloudemu.Faults)
-	// IPPFlags are the ipp command-line flags that point an ipp process at the emulator, and Env
-	// the environment it needs (credentials); ipp also needs --cluster-name.
+	// IPPFlags are the ipp command-line flags that point an ipp process at the emulator; ipp
+	// also needs --cluster-name.
 	IPPFlags() []string
+	// Env is the environment such an ipp process needs (credentials), as KEY=value.
 	Env() []string
 	// Close closes the provider and stops the emulator; its kubelets are the Booter's to stop.
 	Close()
