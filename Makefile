@@ -5,7 +5,7 @@ IMAGE ?= ipp:dev
 # Seeds the fuzzers run from in `make test`; `make fuzz` explores further.
 FUZZTIME ?= 30s
 
-.PHONY: help build test test-unit test-e2e vet fmt fuzz bench bench-full sandbox image clean
+.PHONY: help build test test-unit test-e2e vet fmt fuzz bench bench-full sandbox image manifests clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,8 +38,11 @@ fuzz: ## Explore the admission fuzzers for FUZZTIME each
 sandbox: ## Run the sandbox: an in-process cluster, the GCE emulator and ipp, with two example classes
 	cd e2e && $(GO) run ./cmd/sandbox
 
-image: ## Build the container image (needs a Docker engine)
+image: ## Build the container image IMAGE (needs a Docker engine): docker build -t $(IMAGE) .
 	docker build -t $(IMAGE) .
+
+manifests: ## Print the gce overlay's manifests with IMAGE (IPP_OVERLAY=ec2|cert-manager for others)
+	@./ipp.yaml.sh $(IMAGE)
 
 clean: ## Remove build output
 	rm -rf bin

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/metrics"
 )
 
 // Defaults for Options.
@@ -180,6 +181,7 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueuePod,
 		UpdateFunc: func(old, cur any) {
+			c.observePodBound(old, cur)
 			c.enqueuePod(old)
 			c.enqueuePod(cur)
 		},
@@ -311,8 +313,10 @@ func (c *Controller) processNextWorkItem(ctx context.Context) bool {
 	}
 	defer c.queue.Done(name)
 
+	start := c.clock.Now()
 	after, err := c.sync(ctx, name)
 	now := c.clock.Now()
+	metrics.ObserveReconcile(reconcileResult(after, err), now.Sub(start))
 	switch {
 	case err == nil:
 		// A reconcile that found the node on hold did not retry the provider, so it must not
@@ -338,6 +342,31 @@ func (c *Controller) processNextWorkItem(ctx context.Context) bool {
 		utilruntime.HandleErrorWithContext(ctx, err, "Reconciling dedicated node failed", "node", name, "retries", c.queue.NumRequeues(name))
 	}
 	return true
+}
+
+// reconcileResult is the result label of ipp_reconcile_total for a sync's return values.
+func reconcileResult(after time.Duration, err error) string {
+	switch {
+	case err != nil:
+		return metrics.ResultError
+	case after > 0:
+		return metrics.ResultRequeue
+	}
+	return metrics.ResultSuccess
+}
+
+// observePodBound records ipp_pod_bound_duration_seconds when an update shows the scheduler
+// binding a Pod: once per Pod, and only on the leader, whose informers alone run.
+func (c *Controller) observePodBound(old, cur any) {
+	o, ok := old.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	n, ok := cur.(*corev1.Pod)
+	if !ok || o.Spec.NodeName != "" || n.Spec.NodeName == "" {
+		return
+	}
+	metrics.ObservePodBound(n.CreationTimestamp.Time, c.clock.Now())
 }
 
 // nodeStateOf returns the remembered state of a dedicated node, creating it.

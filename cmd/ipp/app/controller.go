@@ -16,10 +16,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/leader"
+	"github.com/ipp-project/ipp/pkg/metrics"
 )
 
 func init() {
@@ -152,6 +154,7 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 	if err != nil {
 		return err
 	}
+	provider = metrics.InstrumentProvider(provider, clock.RealClock{})
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(3)
@@ -168,6 +171,8 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 		RetryMaxDelay:       o.retryMaxDelay,
 	}
 	return leader.Run(ctx, kube, o.leaderElection, func(ctx context.Context) error {
+		metrics.SetLeader(true)
+		defer metrics.SetLeader(false)
 		// Informers start only on the leader: followers hold no caches.
 		pods, nodes := controller.NewInformerFactories(kube, cfg)
 		c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, recorder, opts)
@@ -185,6 +190,7 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 func newControllerCommand() *cobra.Command {
 	iso := newIsolationOptions()
 	o := newControllerOptions()
+	mo := metrics.NewOptions()
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Create, bind and reap the dedicated instances (dedicated mode)",
@@ -207,12 +213,16 @@ It runs only in --mode=dedicated.`,
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			logger := klog.Background().WithName("controller")
-			return runController(klog.NewContext(ctx, logger), cfg, o)
+			ctx = klog.NewContext(ctx, klog.Background().WithName("controller"))
+			if _, err := mo.Start(ctx); err != nil {
+				return err
+			}
+			return runController(ctx, cfg, o)
 		},
 	}
 	iso.addFlags(cmd.Flags())
 	o.addFlags(cmd.Flags())
+	mo.AddFlags(cmd.Flags())
 	addKlogFlags(cmd)
 	return cmd
 }

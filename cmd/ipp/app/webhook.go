@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/metrics"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -23,6 +24,9 @@ type webhookOptions struct {
 	listenAddress string
 	certFile      string
 	keyFile       string
+	// certsFromSecret is set by `ipp run --tls-secret`: the certificate comes from the Secret that
+	// pkg/certs manages, not from files.
+	certsFromSecret bool
 }
 
 func newWebhookOptions() *webhookOptions {
@@ -47,8 +51,14 @@ func (o *webhookOptions) validate() error {
 	if err != nil {
 		return fmt.Errorf("invalid --listen-address %q: must be host:port with a port number, such as :8443", o.listenAddress)
 	}
+	if o.certsFromSecret {
+		if o.certFile != "" || o.keyFile != "" {
+			return fmt.Errorf("invalid --tls-cert-file/--tls-private-key-file with --tls-secret: the webhook serves either its own certificate from the Secret or the files, not both")
+		}
+		return nil
+	}
 	if o.certFile == "" {
-		return fmt.Errorf("missing --tls-cert-file: the webhook serves HTTPS only and needs a certificate file")
+		return fmt.Errorf("missing --tls-cert-file: the webhook serves HTTPS only and needs a certificate file (or, with ipp run, --tls-secret for a certificate ipp manages itself)")
 	}
 	if o.keyFile == "" {
 		return fmt.Errorf("missing --tls-private-key-file: the webhook serves HTTPS only and needs the certificate's key file")
@@ -61,12 +71,13 @@ func (o *webhookOptions) complete() (webhook.ServerOptions, error) {
 	if err := o.validate(); err != nil {
 		return webhook.ServerOptions{}, err
 	}
-	return webhook.ServerOptions{ListenAddress: o.listenAddress, CertFile: o.certFile, KeyFile: o.keyFile}, nil
+	return webhook.ServerOptions{ListenAddress: o.listenAddress, CertFile: o.certFile, KeyFile: o.keyFile, Observer: observeAdmission}, nil
 }
 
 func newWebhookCommand() *cobra.Command {
 	iso := newIsolationOptions()
 	wh := newWebhookOptions()
+	mo := metrics.NewOptions()
 	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Serve the mutating and validating admission webhook",
@@ -87,11 +98,16 @@ need no Kubernetes API access, so no kubeconfig is needed. See docs/webhook.md.`
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			return runWebhook(klog.NewContext(ctx, klog.Background()), cfg, opts)
+			ctx = klog.NewContext(ctx, klog.Background())
+			if _, err := mo.Start(ctx); err != nil {
+				return err
+			}
+			return runWebhook(ctx, cfg, opts)
 		},
 	}
 	iso.addFlags(cmd.Flags())
 	wh.addFlags(cmd.Flags())
+	mo.AddFlags(cmd.Flags())
 	addKlogFlags(cmd)
 	return cmd
 }

@@ -1,0 +1,266 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/ipp-project/ipp/pkg/metrics"
+)
+
+// minWait is the shortest time between two syncs that have nothing to do, so that a switch that
+// waits for the webhook configurations is polled rather than spun on.
+const minWait = 2 * time.Second
+
+// Manager keeps the TLS Secret, the webhook configurations' caBundle and the certificate this
+// replica serves up to date.
+type Manager struct {
+	client kubernetes.Interface
+	opts   Options
+	cfg    planConfig
+	clock  clock.WithTicker
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	// current is the serving certificate that GetCertificate returns.
+	current atomic.Pointer[tls.Certificate]
+	// onIssue is called after each change this manager stored, for tests.
+	onIssue func(changes []string)
+}
+
+// NewManager returns a Manager for opts, which must be Enabled and valid.
+func NewManager(client kubernetes.Interface, opts Options) (*Manager, error) {
+	if !opts.Enabled() {
+		return nil, errors.New("self-managed TLS needs --tls-secret")
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Manager{
+		client: client,
+		opts:   opts,
+		cfg: planConfig{
+			names:           opts.names(),
+			caValidity:      opts.CAValidity,
+			servingValidity: opts.ServingValidity,
+			overlap:         opts.Overlap,
+		},
+		clock: clk,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, time.Minute),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "certs", Clock: clk},
+		),
+	}, nil
+}
+
+// GetCertificate returns the serving certificate from the Secret, as last seen. It is meant for
+// tls.Config.GetCertificate; it fails until the first certificate is loaded.
+func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := m.current.Load(); c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("no serving certificate loaded yet from Secret %s/%s", m.opts.Namespace, m.opts.SecretName)
+}
+
+// Ready reports whether a serving certificate is loaded.
+func (m *Manager) Ready() bool { return m.current.Load() != nil }
+
+// WaitReady waits until a serving certificate is loaded or ctx is done.
+func (m *Manager) WaitReady(ctx context.Context) error {
+	return wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		return m.Ready(), nil
+	})
+}
+
+const queueKey = "tls"
+
+// Run keeps everything up to date until ctx is done, then returns nil; failed syncs are logged
+// and retried with back-off. It watches the one Secret, so that a certificate stored by another
+// replica is served within moments, and syncs whenever the Secret changes, when a certificate is
+// due, and every Resync.
+func (m *Manager) Run(ctx context.Context) error {
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "secret", klog.KRef(m.opts.Namespace, m.opts.SecretName))
+	ctx = klog.NewContext(ctx, logger)
+
+	factory := informers.NewSharedInformerFactoryWithOptions(m.client, 0,
+		informers.WithNamespace(m.opts.Namespace),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			// One Secret: RBAC grants list/watch on it alone, by resourceNames.
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.opts.SecretName).String()
+		}))
+	informer := factory.Core().V1().Secrets().Informer()
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { m.onSecret(ctx, obj) },
+		UpdateFunc: func(_, obj any) { m.onSecret(ctx, obj) },
+		DeleteFunc: func(any) { m.queue.Add(queueKey) },
+	}); err != nil {
+		return fmt.Errorf("watching Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	go func() {
+		<-ctx.Done()
+		m.queue.ShutDown()
+	}()
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		// Only a cancelled ctx ends the wait: a shutdown, not an error.
+		return nil
+	}
+	m.queue.Add(queueKey)
+	for m.processNext(ctx) {
+	}
+	return nil
+}
+
+func (m *Manager) processNext(ctx context.Context) bool {
+	key, shutdown := m.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer m.queue.Done(key)
+	next, err := m.Sync(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "Syncing TLS failed; retrying")
+		}
+		m.queue.AddRateLimited(key)
+		return true
+	}
+	m.queue.Forget(key)
+	m.queue.AddAfter(key, next)
+	return true
+}
+
+// onSecret serves the Secret's certificate and queues a sync.
+func (m *Manager) onSecret(ctx context.Context, obj any) {
+	if s, ok := obj.(*corev1.Secret); ok {
+		m.load(ctx, s.Data[KeyServingCert], s.Data[KeyServingKey])
+	}
+	m.queue.Add(queueKey)
+}
+
+// load makes certPEM/keyPEM the certificate GetCertificate returns, if they parse and differ
+// from the current one.
+func (m *Manager) load(ctx context.Context, certPEM, keyPEM []byte) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil || pair.Leaf == nil {
+		// Sync replaces a broken certificate; keep serving the last good one meanwhile.
+		return
+	}
+	if cur := m.current.Load(); cur != nil && cur.Leaf.Equal(pair.Leaf) {
+		return
+	}
+	m.current.Store(&pair)
+	metrics.SetServingCertificateExpiry(pair.Leaf.NotAfter)
+	klog.FromContext(ctx).Info("Serving certificate loaded", "serial", pair.Leaf.SerialNumber.Text(16), "notAfter", pair.Leaf.NotAfter, "issuer", pair.Leaf.Issuer.CommonName)
+}
+
+// Sync does one pass: it creates or updates the Secret if anything is due, serves its
+// certificate, and writes its CA bundle into the webhook configurations. It returns how long to
+// wait before the next pass.
+func (m *Manager) Sync(ctx context.Context) (time.Duration, error) {
+	logger := klog.FromContext(ctx)
+	secrets := m.client.CoreV1().Secrets(m.opts.Namespace)
+	webhooks := webhookConfigurations{m}
+
+	var (
+		final   *state
+		recheck time.Time
+	)
+	// Conflict: another replica updated the Secret since we read it. AlreadyExists: another
+	// replica created it first. Either way, start over from what it stored.
+	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+	}, func() error {
+		secret, err := secrets.Get(ctx, m.opts.SecretName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			secret = nil
+		case err != nil:
+			return fmt.Errorf("reading Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
+		}
+		var cur *state
+		if secret != nil {
+			cur = decodeState(secret.Data)
+		}
+		now := m.clock.Now()
+		next, changes, at, err := plan(m.cfg, cur, now, func(ca *x509.Certificate) bool { return webhooks.trusts(ctx, ca) })
+		if err != nil {
+			return err
+		}
+		final, recheck = next, at
+		if len(changes) == 0 {
+			return nil
+		}
+		if secret == nil {
+			secret = &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{
+					Name:      m.opts.SecretName,
+					Namespace: m.opts.Namespace,
+					Labels:    map[string]string{"app.kubernetes.io/name": "ipp", "app.kubernetes.io/component": "webhook-tls"},
+				},
+				Type: corev1.SecretTypeTLS,
+				Data: next.encode(),
+			}
+			if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
+			}
+		} else {
+			secret = secret.DeepCopy()
+			if secret.Type != corev1.SecretTypeTLS && secret.Type != corev1.SecretTypeOpaque && secret.Type != "" {
+				return fmt.Errorf("Secret %s/%s has type %s; delete it or choose another --tls-secret", m.opts.Namespace, m.opts.SecretName, secret.Type)
+			}
+			if secret.Data == nil {
+				secret.Data = map[string][]byte{}
+			}
+			for k, v := range next.encode() {
+				secret.Data[k] = v
+			}
+			if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("updating Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
+			}
+		}
+		logger.Info("Stored TLS certificates", "changes", strings.Join(changeStrings(changes), "; "),
+			"caNotAfter", next.ca.cert.NotAfter, "servingNotAfter", next.serving.cert.NotAfter, "trustedCAs", len(next.trusted))
+		for _, c := range changes {
+			if c.kind == changeCA || c.kind == changeServing {
+				metrics.IncCertificateRotations(string(c.kind))
+			}
+		}
+		if m.onIssue != nil {
+			m.onIssue(changeStrings(changes))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	m.load(ctx, final.serving.certPEM, final.serving.keyPEM)
+	if err := webhooks.ensure(ctx, final.bundle()); err != nil {
+		return 0, err
+	}
+
+	wait := recheck.Sub(m.clock.Now())
+	return min(max(wait, minWait), m.opts.Resync), nil
+}
