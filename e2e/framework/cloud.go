@@ -82,6 +82,9 @@ type Cloud interface {
 	Name() string
 	// Provider is IPP's real provider, talking to the emulator through the cloud's SDK.
 	Provider() cloudprovider.Provider
+	// NewProvider makes another provider for the emulator, with a client of its own, as another
+	// ipp process has. Close it with CloseProvider.
+	NewProvider(ctx context.Context) (cloudprovider.Provider, error)
 	// Created returns how many instances the cloud has created for a dedicated node since it
 	// started; idempotent repeats of one creation do not count.
 	Created(nodeName string) int
@@ -134,10 +137,19 @@ func StartCloud(ctx context.Context, provider string, opts CloudOptions) (Cloud,
 	}
 }
 
+// CloseProvider closes a provider that holds connections (gce's), and does nothing for one that
+// does not.
+func CloseProvider(p cloudprovider.Provider) {
+	if c, ok := p.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
 // GCECloud is the Compute emulator with the gce provider.
 type GCECloud struct {
 	// Server is the Compute emulator.
 	Server   *gceemu.Server
+	config   gce.Config
 	provider *gce.Provider
 }
 
@@ -148,7 +160,7 @@ func startGCE(ctx context.Context, opts CloudOptions) (*GCECloud, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("starting the Compute emulator: %w", err)
 	}
-	p, err := gce.New(ctx, gce.Config{
+	c := &GCECloud{Server: srv, config: gce.Config{
 		ClusterName:         opts.ClusterName,
 		Project:             srv.Project(),
 		Zone:                srv.Zones()[0],
@@ -156,12 +168,13 @@ func startGCE(ctx context.Context, opts CloudOptions) (*GCECloud, error) {
 		Endpoint:            srv.URL(),
 		Join:                opts.Join,
 		RegistrationTimeout: opts.RegistrationTimeout,
-	})
-	if err != nil {
+	}}
+	var err error
+	if c.provider, err = gce.New(ctx, c.config); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("making the gce provider: %w", err)
 	}
-	return &GCECloud{Server: srv, provider: p}, nil
+	return c, nil
 }
 
 // Name returns GCE.
@@ -169,6 +182,15 @@ func (c *GCECloud) Name() string { return GCE }
 
 // Provider returns the gce provider.
 func (c *GCECloud) Provider() cloudprovider.Provider { return c.provider }
+
+// NewProvider implements Cloud.
+func (c *GCECloud) NewProvider(ctx context.Context) (cloudprovider.Provider, error) {
+	p, err := gce.New(ctx, c.config)
+	if err != nil {
+		return nil, fmt.Errorf("making a gce provider: %w", err)
+	}
+	return p, nil
+}
 
 // Created implements Cloud.
 func (c *GCECloud) Created(nodeName string) int { return c.Server.Created(nodeName) }
@@ -225,7 +247,7 @@ func (c *GCECloud) Env() []string { return nil }
 
 // Close implements Cloud.
 func (c *GCECloud) Close() {
-	_ = c.provider.Close()
+	CloseProvider(c.provider)
 	c.Server.Close()
 }
 
@@ -233,6 +255,7 @@ func (c *GCECloud) Close() {
 type EC2Cloud struct {
 	// Server is the EC2 emulator.
 	Server   *ec2emu.Server
+	config   ec2.Config
 	provider *ec2.Provider
 }
 
@@ -253,7 +276,7 @@ func startEC2(ctx context.Context, opts CloudOptions) (*EC2Cloud, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("starting the EC2 emulator: %w", err)
 	}
-	p, err := ec2.New(ctx, ec2.Config{
+	c := &EC2Cloud{Server: srv, config: ec2.Config{
 		ClusterName: opts.ClusterName,
 		Region:      srv.Region(),
 		ImageID:     ec2emu.ImageID,
@@ -263,12 +286,13 @@ func startEC2(ctx context.Context, opts CloudOptions) (*EC2Cloud, error) {
 		Credentials:         credentials.NewStaticCredentialsProvider("AKIDEC2EMULATOR", "ec2-emulator-secret", ""),
 		Join:                opts.Join,
 		RegistrationTimeout: opts.RegistrationTimeout,
-	})
-	if err != nil {
+	}}
+	var err error
+	if c.provider, err = ec2.New(ctx, c.config); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("making the ec2 provider: %w", err)
 	}
-	return &EC2Cloud{Server: srv, provider: p}, nil
+	return c, nil
 }
 
 // Name returns EC2.
@@ -276,6 +300,15 @@ func (c *EC2Cloud) Name() string { return EC2 }
 
 // Provider returns the ec2 provider.
 func (c *EC2Cloud) Provider() cloudprovider.Provider { return c.provider }
+
+// NewProvider implements Cloud.
+func (c *EC2Cloud) NewProvider(ctx context.Context) (cloudprovider.Provider, error) {
+	p, err := ec2.New(ctx, c.config)
+	if err != nil {
+		return nil, fmt.Errorf("making an ec2 provider: %w", err)
+	}
+	return p, nil
+}
 
 // Created implements Cloud: instances launched with the Name tag nodeName.
 func (c *EC2Cloud) Created(nodeName string) int { return c.Server.Created(nodeName) }
@@ -332,8 +365,17 @@ func (c *EC2Cloud) Env() []string { return ec2emu.Env() }
 
 // Close implements Cloud.
 func (c *EC2Cloud) Close() {
-	if closer, ok := any(c.provider).(io.Closer); ok {
-		_ = closer.Close()
-	}
+	CloseProvider(c.provider)
 	c.Server.Close()
+}
+
+// LiveInstances returns the cloud's live instances: those not being deleted.
+func LiveInstances(c Cloud) []CloudInstance {
+	var out []CloudInstance
+	for _, inst := range c.Instances() {
+		if inst.Live {
+			out = append(out, inst)
+		}
+	}
+	return out
 }
