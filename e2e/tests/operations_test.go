@@ -680,27 +680,29 @@ func checkRotation(t *testing.T, ns string, cfg isolation.Config) {
 	if len(servings) < 3 {
 		t.Errorf("%d serving certificates seen, want at least 3 (renewals and the switch to the new CA)", len(servings))
 	}
-	// The caBundles follow the Secret.
+	// The caBundles follow the Secret: the replicas write them after the Secret, within a resync.
 	cas, _ := read()
-	for _, name := range []string{"mutating", "validating"} {
-		var bundle []byte
-		if name == "mutating" {
-			c, err := cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			bundle = c.Webhooks[0].ClientConfig.CABundle
-		} else {
-			c, err := cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			bundle = c.Webhooks[0].ClientConfig.CABundle
+	bundles := map[string]int{}
+	err = waitFor(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		ar := cluster.Client.AdmissionregistrationV1()
+		m, err := ar.MutatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
+		if err != nil {
+			return false, err
 		}
-		got := pemCerts(t, bundle)
-		if len(got) != 1 || !got[0].Equal(cas[0]) {
-			t.Errorf("%s caBundle holds %d CAs, want the Secret's one new CA", name, len(got))
+		v, err := ar.ValidatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
+		if err != nil {
+			return false, err
 		}
+		done := true
+		for name, bundle := range map[string][]byte{"mutating": m.Webhooks[0].ClientConfig.CABundle, "validating": v.Webhooks[0].ClientConfig.CABundle} {
+			got := pemCerts(t, bundle)
+			bundles[name] = len(got)
+			done = done && len(got) == 1 && got[0].Equal(cas[0])
+		}
+		return done, nil
+	})
+	if err != nil {
+		t.Errorf("caBundles hold %v CAs, want the Secret's one new CA each: %v", bundles, err)
 	}
 }
 
