@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 .PHONY: help build test test-unit test-e2e vet fmt fuzz bench bench-full sandbox image manifests clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## Build bin/ipp
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/ipp
@@ -18,7 +18,9 @@ test: vet test-unit test-e2e ## Run every test: vet, unit (race), e2e on the in-
 test-unit: ## Unit tests of the main module, with the race detector
 	$(GO) test -race -count=1 ./...
 
-test-e2e: ## End-to-end tests: in-process etcd, apiserver, scheduler, controller-manager, cloud emulators
+# e2e/tests runs its controller tests on every provider (gce, then ec2). One provider:
+#   cd e2e && go test ./tests -args -provider=ec2      or      make test-e2e IPP_E2E_PROVIDER=ec2
+test-e2e: ## End-to-end tests: in-process control plane and cloud emulators, on gce and ec2 (one: cd e2e && go test ./tests -args -provider=ec2)
 	cd e2e && $(GO) test -count=1 -timeout 40m ./...
 
 vet: ## go vet and gofmt over both modules

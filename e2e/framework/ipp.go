@@ -20,17 +20,17 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/e2e/cloudemu"
-	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/webhook"
-	"github.com/ipp-project/ipp/providers/gce"
 )
 
 // IPPOptions configure StartIPP. Zero values take the defaults.
 type IPPOptions struct {
+	// Provider is the cloud IPP runs on, GCE or EC2; empty means GCE.
+	Provider string
 	// Config is the isolation configuration of the webhook and the controller; nil means
 	// isolation.DefaultConfig(). Its Mode must be dedicated.
 	Config *isolation.Config
@@ -44,26 +44,27 @@ type IPPOptions struct {
 	// ControllerWorkers defaults to 4.
 	ControllerWorkers int
 	// WorkerNodes plain, untainted nodes are registered by emulated kubelets, for the Pods that
-	// are not IPP's. Their names are ipp-e2e-worker-<i>.
+	// are not IPP's. Their names are <cluster name>-worker-<i>.
 	WorkerNodes int
 	// Kubelet is the template of every emulated kubelet (capacity, intervals).
 	Kubelet kubelet.Config
 }
 
 // IPP is IPP in dedicated mode running against a control plane, all in this process: the real
-// webhook handler registered with the apiserver, the real controller with the real gce provider,
-// pointed at the Compute emulator, whose instances boot into Nodes through emulated kubelets.
+// webhook handler registered with the apiserver, the real controller with a real provider (gce or
+// ec2) pointed at its cloud's emulator, whose instances boot into Nodes through emulated kubelets.
+//
+// Two IPPs must not run on one control plane at once: each controller would provision for the
+// other's Pods. One after the other is fine; give them cluster names of their own.
 type IPP struct {
 	// Cluster is the control plane.
 	Cluster *ControlPlane
 	// Config is the isolation configuration of the webhook and the controller.
 	Config isolation.Config
-	// GCE is the Compute emulator the provider talks to.
-	GCE *gceemu.Server
+	// Cloud is the emulated cloud and the provider the controller uses.
+	Cloud Cloud
 	// Booter runs the emulated kubelets of the emulator's instances.
 	Booter *kubelet.Booter
-	// Provider is the gce provider the controller uses.
-	Provider *gce.Provider
 	// Webhook is the registered webhook.
 	Webhook *Webhook
 	// Workers are the names of the plain worker nodes.
@@ -77,7 +78,7 @@ type IPP struct {
 	stopController func()
 }
 
-// StartIPP registers the webhook, starts the Compute emulator and the worker nodes, and starts
+// StartIPP registers the webhook, starts the worker nodes and the cloud's emulator, and starts
 // the controller. Stop undoes all of it.
 func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, err error) {
 	cfg := isolation.DefaultConfig()
@@ -92,6 +93,9 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 	}
 	if opts.ProviderResync == 0 {
 		opts.ProviderResync = 2 * time.Second
+	}
+	if opts.Provider == "" {
+		opts.Provider = GCE
 	}
 	if opts.ControllerWorkers == 0 {
 		opts.ControllerWorkers = 4
@@ -109,7 +113,7 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 	}
 
 	for i := range opts.WorkerNodes {
-		name := fmt.Sprintf("ipp-e2e-worker-%d", i)
+		name := fmt.Sprintf("%s-worker-%d", cfg.ClusterName, i)
 		k, err := e.StartKubelet(ctx, kubelet.Registration{NodeName: name})
 		if err != nil {
 			return nil, err
@@ -118,30 +122,24 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		e.Workers = append(e.Workers, name)
 	}
 
-	e.Booter = kubelet.NewBooter(cp.NodeConfig, opts.Kubelet)
-	e.GCE = gceemu.New(gceemu.Options{BootDelay: opts.BootDelay, Booter: e.Booter})
-	if err := e.GCE.Start(); err != nil {
-		return nil, fmt.Errorf("starting the Compute emulator: %w", err)
-	}
-	e.GCE.SetFaults(cloudemu.Faults{NeverBoot: e.isNeverBoot})
 	host, err := url.Parse(cp.Host)
 	if err != nil {
 		return nil, fmt.Errorf("parsing apiserver URL: %w", err)
 	}
-	e.Provider, err = gce.New(ctx, gce.Config{
+	e.Booter = kubelet.NewBooter(cp.NodeConfig, opts.Kubelet)
+	e.Cloud, err = StartCloud(ctx, opts.Provider, CloudOptions{
 		ClusterName: cfg.ClusterName,
-		Project:     e.GCE.Project(),
-		Zone:        e.GCE.Zones()[0],
-		Image:       "projects/ipp-emulated/global/images/family/k8s-node",
-		Endpoint:    e.GCE.URL(),
+		Booter:      e.Booter,
+		BootDelay:   opts.BootDelay,
 		// The emulated kubelet joins with credentials of its own; the join parameters are
-		// rendered into the startup script as for a real node.
+		// rendered into the bootstrap as for a real node.
 		Join:                bootstrap.Join{APIServerEndpoint: host.Host, Token: "abcdef.0123456789abcdef"},
 		RegistrationTimeout: opts.RegistrationTimeout,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("making the gce provider: %w", err)
+		return nil, err
 	}
+	e.Cloud.SetFaults(cloudemu.Faults{NeverBoot: e.isNeverBoot})
 	if err := e.StartController(ctx); err != nil {
 		return nil, err
 	}
@@ -194,7 +192,7 @@ func (e *IPP) StartController(ctx context.Context) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
 	pods, nodes := controller.NewInformerFactories(kube, e.Config)
-	c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), e.Provider, recorder, controller.Options{
+	c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), e.Cloud.Provider(), recorder, controller.Options{
 		Config:              e.Config,
 		IdleTTL:             e.opts.IdleTTL,
 		RegistrationTimeout: e.opts.RegistrationTimeout,
@@ -237,7 +235,7 @@ func (e *IPP) StopController() {
 }
 
 // Stop stops the controller, unregisters the webhook, stops every kubelet, deletes the Nodes of
-// the emulator's instances and of the workers, and closes the emulator.
+// the emulator's instances and of the workers, and closes the provider and the emulator.
 func (e *IPP) Stop(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	e.StopController()
@@ -253,14 +251,11 @@ func (e *IPP) Stop(ctx context.Context) {
 	if e.Booter != nil {
 		e.Booter.Stop()
 	}
-	if e.GCE != nil {
-		for _, inst := range e.GCE.Instances() {
-			names = append(names, inst.Name)
+	if e.Cloud != nil {
+		for _, inst := range e.Cloud.Instances() {
+			names = append(names, inst.NodeName)
 		}
-		e.GCE.Close()
-	}
-	if e.Provider != nil {
-		_ = e.Provider.Close()
+		e.Cloud.Close()
 	}
 	for _, name := range names {
 		err := e.Cluster.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ipp-project/ipp/e2e/ec2emu"
+	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
@@ -22,6 +23,7 @@ import (
 // kubelet credentials under the dedicated node name, with the IPP label and both taints and the
 // instance's providerID; when the instance is terminated its kubelet stops and the Node stays.
 func TestEC2InstanceJoinsAsIPPNode(t *testing.T) {
+	requireProvider(t, framework.EC2)
 	t.Parallel()
 	ctx := t.Context()
 	booter := newBooter()

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
@@ -19,6 +20,7 @@ import (
 // own kubelet credentials under the instance's name, with the IPP label and both taints and
 // providerID gce://<project>/<zone>/<name>; when the instance is deleted its kubelet stops.
 func TestGCEInstanceJoinsAsIPPNode(t *testing.T) {
+	requireProvider(t, framework.GCE)
 	t.Parallel()
 	ctx := t.Context()
 	booter := newBooter()

@@ -27,32 +27,48 @@ const idleTTL = 5 * time.Second
 // ippTimeout bounds a wait for the controller: provisioning, binding, reaping.
 const ippTimeout = 2 * time.Minute
 
-// TestDedicated runs the end-to-end scenarios of dedicated mode against one IPP: the real webhook
-// registered with the apiserver, the real controller with the real gce provider pointed at the
-// Compute emulator, whose instances boot into Nodes through emulated kubelets, and one plain
-// worker node. The subtests run in parallel, each in namespaces of its own, so their classes have
-// dedicated nodes of their own. After them, no Pod anywhere breaks I1-I3.
+// TestDedicated runs the end-to-end scenarios of dedicated mode on each provider chosen by
+// -provider, one provider after the other, against an IPP of its own: the real webhook registered
+// with the apiserver, the real controller with the real provider (gce or ec2) pointed at its
+// cloud's emulator, whose instances boot into Nodes through emulated kubelets, and one plain
+// worker node. Each provider's IPP has a cluster name of its own, so its dedicated node names,
+// worker and instances are its own. Its scenarios run in parallel, each in namespaces of its own,
+// so their classes have dedicated nodes of their own; after them, no Pod anywhere breaks I1-I3,
+// and last the webhook goes down (I5).
 func TestDedicated(t *testing.T) {
-	ipp, err := framework.StartIPP(t.Context(), cluster, framework.IPPOptions{IdleTTL: idleTTL, WorkerNodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ipp.Stop(context.Background()) })
-	t.Cleanup(func() { checkIsolation(t, ipp.Config) })
-	for _, tc := range []struct {
-		name string
-		run  func(*testing.T, *framework.IPP)
-	}{
-		{"two classes get two instances", testTwoClasses},
-		{"idle class is reaped", testReaped},
-		{"untrusted node is never bound", testUntrustedNode},
-		{"controller restarted mid-burst", testRestartMidBurst},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.run(t, ipp)
+	forEachProvider(t, func(t *testing.T, provider string) {
+		cfg := isolation.DefaultConfig()
+		cfg.ClusterName = "e2e-" + provider
+		ipp, err := framework.StartIPP(t.Context(), cluster, framework.IPPOptions{
+			Provider:    provider,
+			Config:      &cfg,
+			IdleTTL:     idleTTL,
+			WorkerNodes: 1,
 		})
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ipp.Stop(context.Background()) })
+		t.Run("scenarios", func(t *testing.T) {
+			for _, tc := range []struct {
+				name string
+				run  func(*testing.T, *framework.IPP)
+			}{
+				{"two classes get two instances", testTwoClasses},
+				{"idle class is reaped", testReaped},
+				{"untrusted node is never bound", testUntrustedNode},
+				{"controller restarted mid-burst", testRestartMidBurst},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.run(t, ipp)
+				})
+			}
+		})
+		checkIsolation(t, ipp.Config)
+		// It stops the webhook for good, so it comes after the scenarios.
+		t.Run("webhook down fails closed", func(t *testing.T) { testWebhookDown(t, ipp) })
+	})
 }
 
 // testTwoClasses is the seed's example: Deployments of class0 and class1 get two instances, each
@@ -79,7 +95,12 @@ func testTwoClasses(t *testing.T, ipp *framework.IPP) {
 		if got := node.Labels[isolation.BindingLabel]; got != name {
 			t.Errorf("Node %s: %s = %q, want %q", name, isolation.BindingLabel, got, name)
 		}
-		if got := ipp.GCE.Created(name); got != 1 {
+		if inst, ok := ipp.Cloud.Instance(name); !ok {
+			t.Errorf("No instance %s", name)
+		} else if node.Spec.ProviderID != inst.ProviderID {
+			t.Errorf("Node %s has providerID %q, want its instance's %q", name, node.Spec.ProviderID, inst.ProviderID)
+		}
+		if got := ipp.Cloud.Created(name); got != 1 {
 			t.Errorf("Instances created for %s: %d, want 1", name, got)
 		}
 	}
@@ -106,7 +127,7 @@ func testReaped(t *testing.T, ipp *framework.IPP) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	firstInstance, ok := ipp.GCE.Instance(name)
+	firstInstance, ok := ipp.Cloud.Instance(name)
 	if !ok {
 		t.Fatalf("No instance %s", name)
 	}
@@ -122,9 +143,10 @@ func testReaped(t *testing.T, ipp *framework.IPP) {
 		t.Errorf("Reaped %v after the Deployment was deleted, before the idle TTL %v", took, idleTTL)
 	}
 	t.Logf("Reaped %s %v after its Deployment was deleted (idle TTL %v)", name, took.Round(100*time.Millisecond), idleTTL)
-	if !hasEvent(t, "", "Node", name, controller.ReasonReaped) {
-		t.Errorf("No %s Event on Node %s", controller.ReasonReaped, name)
-	}
+	// The controller records the Event before it deletes; its broadcaster writes it a little later.
+	pollUntil(t, "a "+controller.ReasonReaped+" Event on Node "+name, func() bool {
+		return hasEvent(t, "", "Node", name, controller.ReasonReaped)
+	})
 
 	createDeployment(t, ns, deployment(ipp.Config, "again", class, 1))
 	waitDeploymentRunning(t, ns, "again", 1)
@@ -132,11 +154,17 @@ func testReaped(t *testing.T, ipp *framework.IPP) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secondInstance, _ := ipp.GCE.Instance(name)
-	if second.UID == first.UID || secondInstance.ID == firstInstance.ID {
-		t.Errorf("The class came back to Node %s / instance %d, the ones reaped", second.UID, secondInstance.ID)
+	secondInstance, ok := ipp.Cloud.Instance(name)
+	if !ok {
+		t.Fatalf("No instance %s after the class came back", name)
 	}
-	if got := ipp.GCE.Created(name); got != 2 {
+	if second.UID == first.UID || secondInstance.ID == firstInstance.ID {
+		t.Errorf("The class came back to Node %s / instance %s, the ones reaped", second.UID, secondInstance.ID)
+	}
+	if second.Spec.ProviderID != secondInstance.ProviderID {
+		t.Errorf("Node %s has providerID %q, want its new instance's %q", name, second.Spec.ProviderID, secondInstance.ProviderID)
+	}
+	if got := ipp.Cloud.Created(name); got != 2 {
 		t.Errorf("Instances created for %s: %d, want 2 (one per life of the class)", name, got)
 	}
 }
@@ -152,13 +180,22 @@ func testUntrustedNode(t *testing.T, ipp *framework.IPP) {
 	name := ipp.Config.NodeName(ns, class)
 	ipp.NeverBoot(name)
 	createPod(t, ns, pod("victim", withClass(ipp.Config, class)))
-	pollUntil(t, "the controller to create the class's instance", func() bool { return ipp.GCE.Created(name) == 1 })
+	pollUntil(t, "the controller to create the class's instance", func() bool { return ipp.Cloud.Created(name) == 1 })
+	inst, ok := ipp.Cloud.Instance(name)
+	if !ok {
+		t.Fatalf("No instance %s", name)
+	}
+	foreign := ipp.Cloud.ForeignProviderID(name)
+	if foreign == inst.ProviderID {
+		t.Fatalf("The impostor's providerID %s is the instance's", foreign)
+	}
+	t.Logf("Impostor %s claims providerID %s; the class's instance has %s", name, foreign, inst.ProviderID)
 
 	rogue, err := ipp.StartKubelet(ctx, kubelet.Registration{
 		NodeName:   name,
 		Labels:     ipp.Config.NodeLabels(),
 		Taints:     ipp.Config.Taints(),
-		ProviderID: "gce://attacker-project/us-central1-a/" + name,
+		ProviderID: foreign,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +245,7 @@ func testRestartMidBurst(t *testing.T, ipp *framework.IPP) {
 	}
 	pollUntil(t, "the first instance of the burst", func() bool {
 		for _, n := range names {
-			if ipp.GCE.Created(n) > 0 {
+			if ipp.Cloud.Created(n) > 0 {
 				return true
 			}
 		}
@@ -217,7 +254,7 @@ func testRestartMidBurst(t *testing.T, ipp *framework.IPP) {
 	ipp.StopController()
 	created := 0
 	for _, n := range names {
-		created += ipp.GCE.Created(n)
+		created += ipp.Cloud.Created(n)
 	}
 	t.Logf("Controller stopped after %d of %d instances were created", created, len(names))
 	if err := ipp.StartController(ctx); err != nil {
@@ -232,7 +269,7 @@ func testRestartMidBurst(t *testing.T, ipp *framework.IPP) {
 		}
 	}
 	for _, n := range names {
-		if got := ipp.GCE.Created(n); got != 1 {
+		if got := ipp.Cloud.Created(n); got != 1 {
 			t.Errorf("Instances created for %s: %d, want 1", n, got)
 		}
 	}
@@ -256,7 +293,7 @@ func waitReaped(t *testing.T, ipp *framework.IPP, name string) {
 		if err != nil && !apierrors.IsNotFound(err) {
 			return false, err
 		}
-		_, exists := ipp.GCE.Instance(name)
+		_, exists := ipp.Cloud.Instance(name)
 		return apierrors.IsNotFound(err) && !exists, nil
 	})
 	if err != nil {

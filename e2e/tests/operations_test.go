@@ -51,16 +51,15 @@ import (
 
 	"github.com/ipp-project/ipp/cmd/ipp/app"
 	"github.com/ipp-project/ipp/e2e/framework"
-	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/certs"
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/leader"
 	"github.com/ipp-project/ipp/pkg/metrics"
 	"github.com/ipp-project/ipp/pkg/webhook"
-	"github.com/ipp-project/ipp/providers/gce"
 )
 
 // Names of the installation that deploy/ makes, as docs/operations.md describes it.
@@ -71,31 +70,38 @@ const (
 	opsWebhooks    = "ipp"
 	opsSAUser      = "system:serviceaccount:ipp-system:ipp"
 	opsClusterName = "ops-e2e"
-	// opsOverlay is the overlay docs/operations.md installs, from this package's directory.
-	opsOverlay = "../../deploy/overlays/gce"
+	// opsOverlays is the directory of the overlays docs/operations.md installs, one per
+	// provider, from this package's directory.
+	opsOverlays = "../../deploy/overlays"
 )
 
-// TestOperations installs IPP from the rendered deploy/overlays/gce manifests and runs it with
-// the ServiceAccount's identity, then uninstalls it in the order docs/operations.md gives:
+// TestOperations installs IPP from the rendered deploy/overlays/<provider> manifests, on each
+// provider chosen by -provider in turn, and runs it with the ServiceAccount's identity, then
+// uninstalls it in the order docs/operations.md gives:
 //
 //   - every object of the overlay is accepted by the apiserver (the Deployment and a Pod of its
 //     template by a dry run, against the namespace's restricted Pod Security level);
 //   - two replicas, each with self-managed TLS, the webhook and a leader-elected controller with
-//     the real gce provider on the Compute emulator, run with the ServiceAccount's credentials:
+//     the real provider on its cloud's emulator, run with the ServiceAccount's credentials:
 //     the RBAC is enough to serve a class end to end, and actions outside it are refused;
 //   - the webhook configurations are the overlay's, with only their clientConfig pointed at the
 //     replicas, and their caBundle written by the replicas; the CA is rotated while Pods are
-//     admitted, with no failed admission;
+//     admitted, with no failed admission (on the first provider only: the rotation does not
+//     depend on the provider, and it takes 40 s);
 //   - /metrics then shows every metric of docs/metrics.md with a non-zero count;
 //   - `ipp cleanup` refuses without --yes, and with --yes leaves no instance in the emulator.
 //
 // It runs alone (not in parallel): its webhook configurations, named as in production, see every
 // namespace but ipp-system and kube-system.
 func TestOperations(t *testing.T) {
+	forEachProvider(t, testOperations)
+}
+
+func testOperations(t *testing.T, provider string) {
 	ctx := t.Context()
-	objs := renderOverlay(t, opsOverlay)
+	objs := renderOverlay(t, filepath.Join(opsOverlays, provider))
 	cfg := isolation.DefaultConfig()
-	cfg.ClusterName = opsClusterName
+	cfg.ClusterName = opsClusterName + "-" + provider
 
 	// Install: every object is accepted. (Not a subtest: what it creates lives until the end.)
 	mwc, vwc := applyOverlay(t, objs)
@@ -113,22 +119,32 @@ func TestOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The cloud: the Compute emulator, whose instances boot into Nodes through emulated kubelets.
+	// The cloud: the provider's emulator, whose instances boot into Nodes through emulated
+	// kubelets.
+	host, err := url.Parse(cluster.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
 	booter := kubelet.NewBooter(cluster.NodeConfig, kubelet.Config{})
-	emu := gceemu.New(gceemu.Options{Booter: booter})
-	if err := emu.Start(); err != nil {
+	cloud, err := framework.StartCloud(ctx, provider, framework.CloudOptions{
+		ClusterName: cfg.ClusterName,
+		Booter:      booter,
+		Join:        bootstrap.Join{APIServerEndpoint: host.Host, Token: "abcdef.0123456789abcdef"},
+	})
+	if err != nil {
+		booter.Stop()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		booter.Stop()
-		emu.Close()
+		cloud.Close()
 	})
 
 	// Two replicas, as the Deployment runs them.
 	runCtx, stopReplicas := context.WithCancel(ctx)
 	var replicas []*opsReplica
 	for i := range 2 {
-		r, err := startReplica(runCtx, fmt.Sprintf("replica-%d", i), sa, cfg, emu)
+		r, err := startReplica(runCtx, fmt.Sprintf("replica-%d", i), sa, cfg, cloud)
 		if err != nil {
 			stopReplicas()
 			t.Fatal(err)
@@ -191,6 +207,9 @@ func TestOperations(t *testing.T) {
 	})
 
 	t.Run("the CA rotates with no failed admission", func(t *testing.T) {
+		if provider != providers[0] {
+			t.Skipf("The rotation does not depend on the provider; it ran on %s", providers[0])
+		}
 		checkRotation(t, ns, cfg)
 	})
 
@@ -199,7 +218,7 @@ func TestOperations(t *testing.T) {
 	})
 
 	t.Run("uninstall in the documented order leaves no instance", func(t *testing.T) {
-		uninstall(t, ns, class, emu, cfg)
+		uninstall(t, ns, class, cloud, cfg)
 	})
 }
 
@@ -394,15 +413,22 @@ func mustYAML(v any) string {
 // ServiceAccount's client: self-managed TLS, the webhook server, and the controller under
 // leader election, with the metrics recorded.
 type opsReplica struct {
-	url  string
-	tls  *certs.Manager
-	done sync.WaitGroup
+	url      string
+	tls      *certs.Manager
+	provider cloudprovider.Provider
+	done     sync.WaitGroup
 
 	mu    sync.Mutex
 	calls map[string]int // by path
 }
 
-func (r *opsReplica) wait() { r.done.Wait() }
+// wait waits until the replica has stopped, and closes its provider.
+func (r *opsReplica) wait() {
+	r.done.Wait()
+	if r.provider != nil {
+		framework.CloseProvider(r.provider)
+	}
+}
 
 func (r *opsReplica) called(path string) int {
 	r.mu.Lock()
@@ -410,7 +436,7 @@ func (r *opsReplica) called(path string) int {
 	return r.calls[path]
 }
 
-func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg isolation.Config, emu *gceemu.Server) (*opsReplica, error) {
+func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg isolation.Config, cloud framework.Cloud) (*opsReplica, error) {
 	logger := klog.FromContext(ctx).WithName(id)
 	ctx = klog.NewContext(ctx, logger)
 	r := &opsReplica{calls: map[string]int{}}
@@ -436,22 +462,11 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 	}
 	r.url = "https://" + ln.Addr().String()
 
-	host, err := url.Parse(cluster.Host)
-	if err != nil {
+	// A provider of its own, as each replica's process has.
+	if r.provider, err = cloud.NewProvider(ctx); err != nil {
 		return nil, err
 	}
-	provider, err := gce.New(ctx, gce.Config{
-		ClusterName: cfg.ClusterName,
-		Project:     emu.Project(),
-		Zone:        emu.Zones()[0],
-		Image:       gceemu.Image,
-		Endpoint:    emu.URL(),
-		Join:        bootstrap.Join{APIServerEndpoint: host.Host, Token: "abcdef.0123456789abcdef"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	instrumented := metrics.InstrumentProvider(provider, clock.RealClock{})
+	instrumented := metrics.InstrumentProvider(r.provider, clock.RealClock{})
 
 	leaderCfg := leader.DefaultConfig()
 	leaderCfg.Namespace = opsNamespace
@@ -665,27 +680,29 @@ func checkRotation(t *testing.T, ns string, cfg isolation.Config) {
 	if len(servings) < 3 {
 		t.Errorf("%d serving certificates seen, want at least 3 (renewals and the switch to the new CA)", len(servings))
 	}
-	// The caBundles follow the Secret.
+	// The caBundles follow the Secret: the replicas write them after the Secret, within a resync.
 	cas, _ := read()
-	for _, name := range []string{"mutating", "validating"} {
-		var bundle []byte
-		if name == "mutating" {
-			c, err := cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			bundle = c.Webhooks[0].ClientConfig.CABundle
-		} else {
-			c, err := cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			bundle = c.Webhooks[0].ClientConfig.CABundle
+	bundles := map[string]int{}
+	err = waitFor(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		ar := cluster.Client.AdmissionregistrationV1()
+		m, err := ar.MutatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
+		if err != nil {
+			return false, err
 		}
-		got := pemCerts(t, bundle)
-		if len(got) != 1 || !got[0].Equal(cas[0]) {
-			t.Errorf("%s caBundle holds %d CAs, want the Secret's one new CA", name, len(got))
+		v, err := ar.ValidatingWebhookConfigurations().Get(ctx, opsWebhooks, metav1.GetOptions{})
+		if err != nil {
+			return false, err
 		}
+		done := true
+		for name, bundle := range map[string][]byte{"mutating": m.Webhooks[0].ClientConfig.CABundle, "validating": v.Webhooks[0].ClientConfig.CABundle} {
+			got := pemCerts(t, bundle)
+			bundles[name] = len(got)
+			done = done && len(got) == 1 && got[0].Equal(cas[0])
+		}
+		return done, nil
+	})
+	if err != nil {
+		t.Errorf("caBundles hold %v CAs, want the Secret's one new CA each: %v", bundles, err)
 	}
 }
 
@@ -773,7 +790,7 @@ func total(mf *dto.MetricFamily) float64 {
 
 // uninstall runs docs/operations.md's uninstall: the class's workload first, then `ipp cleanup`
 // (refusing without --yes), then the webhook configurations, then the namespace and the rest.
-func uninstall(t *testing.T, ns, class string, emu *gceemu.Server, cfg isolation.Config) {
+func uninstall(t *testing.T, ns, class string, cloud framework.Cloud, cfg isolation.Config) {
 	t.Helper()
 	ctx := t.Context()
 	if err := cluster.Client.AppsV1().Deployments(ns).Delete(ctx, class, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
@@ -791,17 +808,22 @@ func uninstall(t *testing.T, ns, class string, emu *gceemu.Server, cfg isolation
 	if err := cluster.WriteKubeconfig(kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"cleanup", "--cluster-name=" + cfg.ClusterName, "--kubeconfig=" + kubeconfig, "--poll-interval=200ms", "--timeout=2m"}, emu.IPPFlags()...)
+	args := append([]string{"cleanup", "--cluster-name=" + cfg.ClusterName, "--kubeconfig=" + kubeconfig, "--poll-interval=200ms", "--timeout=2m"}, cloud.IPPFlags()...)
+	// ipp cleanup takes its cloud credentials from the environment, as in production.
+	for _, kv := range cloud.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
 	if code := app.Main(args); code != 1 {
 		t.Errorf("ipp cleanup without --yes exited %d, want 1", code)
 	}
-	if len(emu.Instances()) == 0 {
+	if len(framework.LiveInstances(cloud)) == 0 {
 		t.Fatalf("ipp cleanup without --yes deleted the instances")
 	}
 	if code := app.Main(append(args, "--yes")); code != 0 {
 		t.Fatalf("ipp cleanup --yes exited %d", code)
 	}
-	if insts := emu.Instances(); len(insts) != 0 {
+	if insts := framework.LiveInstances(cloud); len(insts) != 0 {
 		t.Errorf("%d instances remain after ipp cleanup --yes: %v", len(insts), insts)
 	}
 	nodes, err := cluster.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: isolation.BindingLabel})

@@ -13,7 +13,6 @@ import (
 
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/pkg/isolation"
-	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
 // annotatingHandler allows every request; on /mutate it adds an annotation.
@@ -71,39 +70,43 @@ func TestWebhookRegistration(t *testing.T) {
 	}
 }
 
-// TestWebhookDownFailsClosed proves I5 with the real IPP webhook: while its server is down, the
-// apiserver admits no Pod outside the exempt namespaces (failurePolicy Fail), so no IPP Pod gets
-// in unmutated; Pods of the exempt namespaces still are, so IPP itself can start.
-func TestWebhookDownFailsClosed(t *testing.T) {
+// testWebhookDown proves I5 with IPP as it runs on a provider: while its webhook server is down,
+// the apiserver admits no Pod outside the exempt namespaces (failurePolicy Fail), so no IPP Pod
+// gets in unpinned and the cloud gets no instance for it; Pods of the exempt namespaces still are
+// admitted, so IPP itself can start. It stops the webhook for good.
+func testWebhookDown(t *testing.T, ipp *framework.IPP) {
 	ctx := t.Context()
-	cfg := isolation.DefaultConfig()
-	wh, err := cluster.RegisterWebhook(ctx, webhook.NewHandler(cfg), framework.WebhookOptions{Name: "ipp-down"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := wh.Unregister(ctx); err != nil {
-			t.Error(err)
-		}
-	}()
+	cfg := ipp.Config
 	ns := namespace(t, "down")
+	const class = "c"
+	name := cfg.NodeName(ns, class)
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	up, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod("up", withClass(cfg, "c")), dryRun)
+	up, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod("up", withClass(cfg, class)), dryRun)
 	if err != nil {
 		t.Fatalf("IPP pod while the webhook is up: %v", err)
 	}
-	if up.Spec.NodeSelector[isolation.BindingLabel] != cfg.NodeName(ns, "c") {
+	if up.Spec.NodeSelector[isolation.BindingLabel] != name {
 		t.Errorf("IPP pod not pinned while the webhook is up: nodeSelector %v", up.Spec.NodeSelector)
 	}
 
-	wh.Server.Close()
-	for _, p := range []*corev1.Pod{pod("ipp", withClass(cfg, "c")), pod("plain")} {
-		_, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, p, dryRun)
+	ipp.Webhook.Server.Close()
+	for _, p := range []*corev1.Pod{pod("ipp", withClass(cfg, class)), pod("plain")} {
+		_, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
 		if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "failed calling webhook") {
 			t.Errorf("Pod %s while the webhook is down: error %v, want the apiserver's failed webhook call", p.Name, err)
 		}
 	}
 	if _, err := cluster.Client.CoreV1().Pods(metav1.NamespaceSystem).Create(ctx, pod("exempt"), dryRun); err != nil {
 		t.Errorf("Pod in the exempt namespace %s while the webhook is down: %v", metav1.NamespaceSystem, err)
+	}
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 0 {
+		t.Errorf("%d Pods admitted in %s while the webhook is down", len(pods.Items), ns)
+	}
+	if got := ipp.Cloud.Created(name); got != 0 {
+		t.Errorf("%s created %d instances for %s, whose Pod was refused", ipp.Cloud.Name(), got, name)
 	}
 }
