@@ -1,0 +1,141 @@
+package tests
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ipp-project/ipp/e2e/framework"
+	"github.com/ipp-project/ipp/e2e/kubelet"
+)
+
+// Timeouts of the waits in these tests: generous, since the machine may be busy; the waits end
+// as soon as their condition holds.
+const (
+	nodeTimeout = time.Minute
+	podTimeout  = time.Minute
+)
+
+// uniqueName returns prefix plus a random suffix, a valid DNS label.
+func uniqueName(prefix string) string { return prefix + "-" + rand.String(6) }
+
+// namespace creates a namespace for the test, deleted when it ends.
+func namespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns, err := cluster.CreateNamespace(t.Context(), prefix+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// nodeClient returns a clientset with the credentials of the kubelet on nodeName.
+func nodeClient(t *testing.T, nodeName string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := cluster.NodeConfig(nodeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startKubelet runs a kubelet for reg with the node's own credentials until the test ends, then
+// stops it and deletes its Node.
+func startKubelet(t *testing.T, reg kubelet.Registration) *kubelet.Kubelet {
+	t.Helper()
+	cfg, err := cluster.NodeConfig(reg.NodeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kubelet.Start(t.Context(), kubelet.Config{Registration: reg, RESTConfig: cfg})
+	if err != nil {
+		t.Fatalf("Starting kubelet: %v", err)
+	}
+	t.Cleanup(func() {
+		k.Stop()
+		deleteNode(reg.NodeName)
+	})
+	return k
+}
+
+func deleteNode(name string) {
+	err := cluster.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		panic(err)
+	}
+}
+
+// waitSchedulable waits until the node is Ready without the not-ready taint.
+func waitSchedulable(t *testing.T, name string) *corev1.Node {
+	t.Helper()
+	n, err := framework.WaitForNodeSchedulable(t.Context(), cluster.Client, name, nodeTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// pod returns a Pod with one pause container, changed by the options.
+func pod(name string, opts ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: framework.PauseImage}},
+		},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// onNode selects the node by its hostname label, so the scheduler puts the Pod there and nowhere else.
+func onNode(node string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		if p.Spec.NodeSelector == nil {
+			p.Spec.NodeSelector = map[string]string{}
+		}
+		p.Spec.NodeSelector[corev1.LabelHostname] = node
+	}
+}
+
+// tolerating adds tolerations.
+func tolerating(tols ...corev1.Toleration) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.Tolerations = append(p.Spec.Tolerations, tols...) }
+}
+
+func createPod(t *testing.T, ns string, p *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	created, err := cluster.Client.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("Creating pod %s/%s: %v", ns, p.Name, err)
+	}
+	return created
+}
+
+// ignoreNotFound returns nil for a NotFound error, for polls that wait for an object to appear.
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// waitFor polls cond every framework.PollInterval until it holds, fails, or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond wait.ConditionWithContextFunc) error {
+	return wait.PollUntilContextTimeout(ctx, framework.PollInterval, timeout, true, cond)
+}
