@@ -51,7 +51,7 @@ type providerOptions struct {
 }
 
 func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.provider, "provider", "gce", "Cloud that creates the dedicated instances: "+strings.Join(providerNames(), " or ")+".")
+	fs.StringVar(&o.provider, "provider", o.provider, "Cloud that creates the dedicated instances: "+strings.Join(providerNames(), " or ")+".")
 	fs.StringVar(&o.bootstrapTemplate, "bootstrap-template", "", "Go text/template file for the instances' first-boot script (GCE startup-script, EC2 user data). Empty uses the built-in kubeadm-style join. It must make the kubelet register under the dedicated node name with the IPP node label and taints; see docs/operations.md.")
 	fs.StringVar(&o.join.APIServerEndpoint, "join-endpoint", "", "host:port of the API server that new nodes join (kubeadm join). Empty leaves joining to the image.")
 	fs.StringVar(&o.join.Token, "join-token", "", "Bootstrap token (<id>.<secret>) for kubeadm join. Prefer --join-token-file.")
@@ -62,12 +62,20 @@ func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
 	}
 }
 
+// validate checks the flags that need no file or cloud access.
+func (o *providerOptions) validate() error {
+	if _, ok := providerFactories[o.provider]; !ok {
+		return fmt.Errorf("invalid --provider %q: must be one of %s", o.provider, strings.Join(providerNames(), ", "))
+	}
+	return nil
+}
+
 // build returns the provider the flags choose.
 func (o *providerOptions) build(ctx context.Context, clusterName string) (cloudprovider.Provider, error) {
-	f, ok := providerFactories[o.provider]
-	if !ok {
-		return nil, fmt.Errorf("invalid --provider %q: must be one of %s", o.provider, strings.Join(providerNames(), ", "))
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
+	f := providerFactories[o.provider]
 	r, err := bootstrap.NewRendererFromFile(o.bootstrapTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --bootstrap-template: %w", err)

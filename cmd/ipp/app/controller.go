@@ -1,0 +1,218 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/ipp-project/ipp/pkg/controller"
+	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/leader"
+)
+
+func init() {
+	subcommands = append(subcommands, newControllerCommand)
+}
+
+// controllerOptions are the controller's flags apart from the isolation flags, which it shares
+// with the webhook. `ipp run` composes isolationOptions, the webhook's options and these.
+type controllerOptions struct {
+	kubeconfig          string
+	kubeAPIQPS          float32
+	kubeAPIBurst        int
+	idleTTL             time.Duration
+	registrationTimeout time.Duration
+	providerResync      time.Duration
+	retryBaseDelay      time.Duration
+	retryMaxDelay       time.Duration
+	workers             int
+	provider            providerOptions
+	leaderElection      leader.Config
+}
+
+func newControllerOptions() *controllerOptions {
+	return &controllerOptions{
+		kubeAPIQPS:     50,
+		kubeAPIBurst:   100,
+		idleTTL:        controller.DefaultIdleTTL,
+		providerResync: controller.DefaultProviderResync,
+		retryBaseDelay: controller.DefaultRetryBaseDelay,
+		retryMaxDelay:  controller.DefaultRetryMaxDelay,
+		workers:        4,
+		leaderElection: leader.DefaultConfig(),
+		provider:       providerOptions{provider: "gce"},
+	}
+}
+
+func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "Path to a kubeconfig. Empty uses the in-cluster service account.")
+	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", o.kubeAPIQPS, "Queries per second to the API server.")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "Burst of queries to the API server.")
+	fs.DurationVar(&o.idleTTL, "idle-ttl", o.idleTTL, "How long a dedicated node may have no Pod of its class before its Node and instance are deleted.")
+	fs.DurationVar(&o.registrationTimeout, "registration-timeout", o.registrationTimeout, "How long an instance may take to register its Node before it is deleted and created again. 0 uses the provider's default, which is longer for bare-metal types.")
+	fs.DurationVar(&o.providerResync, "provider-resync", o.providerResync, "How often the provider's instances are listed; every dedicated node is reconciled after each list.")
+	fs.DurationVar(&o.retryBaseDelay, "retry-base-delay", o.retryBaseDelay, "First delay before a dedicated node whose reconcile failed is retried; it doubles on each failure.")
+	fs.DurationVar(&o.retryMaxDelay, "retry-max-delay", o.retryMaxDelay, "Cap of the retry delay; errors that a retry cannot fix wait this long.")
+	fs.IntVar(&o.workers, "workers", o.workers, "Dedicated nodes reconciled in parallel.")
+	o.provider.addFlags(fs)
+
+	le := &o.leaderElection
+	fs.BoolVar(&le.Enabled, "leader-elect", le.Enabled, "Elect a leader with a Lease so that of several replicas only one reconciles.")
+	fs.DurationVar(&le.LeaseDuration, "leader-elect-lease-duration", le.LeaseDuration, "How long a replica waits after the leader's last renewal before it takes over.")
+	fs.DurationVar(&le.RenewDeadline, "leader-elect-renew-deadline", le.RenewDeadline, "How long the leader keeps trying to renew its Lease before it stops leading.")
+	fs.DurationVar(&le.RetryPeriod, "leader-elect-retry-period", le.RetryPeriod, "How often replicas try to acquire or renew the Lease.")
+	fs.StringVar(&le.Namespace, "leader-elect-namespace", le.Namespace, "Namespace of the Lease. Defaults to the Pod's namespace (POD_NAMESPACE or the service account's), else "+leader.DefaultNamespace+".")
+	fs.StringVar(&le.Name, "leader-elect-id", le.Name, "Name of the Lease.")
+}
+
+// validate checks the flags that need no API call.
+func (o *controllerOptions) validate() error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--idle-ttl", o.idleTTL}, {"--provider-resync", o.providerResync},
+		{"--retry-base-delay", o.retryBaseDelay}, {"--retry-max-delay", o.retryMaxDelay},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("invalid %s %v: must be positive", d.flag, d.v)
+		}
+	}
+	if o.registrationTimeout < 0 {
+		return fmt.Errorf("invalid --registration-timeout %v: must not be negative (0 uses the provider's default)", o.registrationTimeout)
+	}
+	if o.retryBaseDelay > o.retryMaxDelay {
+		return fmt.Errorf("invalid --retry-base-delay %v: above --retry-max-delay %v", o.retryBaseDelay, o.retryMaxDelay)
+	}
+	if o.workers < 1 {
+		return fmt.Errorf("invalid --workers %d: must be at least 1", o.workers)
+	}
+	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
+		return fmt.Errorf("invalid --kube-api-qps %v / --kube-api-burst %d: must be positive", o.kubeAPIQPS, o.kubeAPIBurst)
+	}
+	if err := o.provider.validate(); err != nil {
+		return err
+	}
+	return o.leaderElection.Validate()
+}
+
+// restConfig returns the API server's client configuration.
+func (o *controllerOptions) restConfig() (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if o.kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("not running in a cluster, and no --kubeconfig given: %w", err)
+		}
+	} else if cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig); err != nil {
+		return nil, fmt.Errorf("invalid --kubeconfig: %w", err)
+	}
+	cfg.QPS = o.kubeAPIQPS
+	cfg.Burst = o.kubeAPIBurst
+	return rest.AddUserAgent(cfg, "ipp-controller"), nil
+}
+
+// errNotDedicated is returned when the controller is asked to run outside dedicated mode.
+var errNotDedicated = errors.New("the controller has nothing to do in --mode=" + string(isolation.ModeAutoscaler) +
+	": Cluster Autoscaler creates the nodes; run only the webhook")
+
+// runController runs the IPP controller until ctx ends: it connects to the API server, builds
+// the provider, and reconciles while this replica holds the leader Lease. cfg must be complete.
+func runController(ctx context.Context, cfg isolation.Config, o *controllerOptions) error {
+	if cfg.Mode != isolation.ModeDedicated {
+		return errNotDedicated
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	restCfg, err := o.restConfig()
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	provider, err := o.provider.build(ctx, cfg.ClusterName)
+	if err != nil {
+		return err
+	}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartStructuredLogging(3)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
+
+	opts := controller.Options{
+		Config:              cfg,
+		IdleTTL:             o.idleTTL,
+		RegistrationTimeout: o.registrationTimeout,
+		ProviderResync:      o.providerResync,
+		RetryBaseDelay:      o.retryBaseDelay,
+		RetryMaxDelay:       o.retryMaxDelay,
+	}
+	return leader.Run(ctx, kube, o.leaderElection, func(ctx context.Context) error {
+		// Informers start only on the leader: followers hold no caches.
+		pods, nodes := controller.NewInformerFactories(kube, cfg)
+		c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, recorder, opts)
+		if err != nil {
+			return err
+		}
+		pods.Start(ctx.Done())
+		nodes.Start(ctx.Done())
+		defer nodes.Shutdown()
+		defer pods.Shutdown()
+		return c.Run(ctx, o.workers)
+	})
+}
+
+func newControllerCommand() *cobra.Command {
+	iso := newIsolationOptions()
+	o := newControllerOptions()
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Create, bind and reap the dedicated instances (dedicated mode)",
+		Long: `ipp controller gives each isolation class a dedicated node: it creates the class's
+instance when Pods of the class wait for it, binds the Node that registers once its providerID
+matches the instance, and deletes Node and instance after --idle-ttl without Pods.
+It runs only in --mode=dedicated.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := iso.complete()
+			if err != nil {
+				return err
+			}
+			// Refuse bad flags before anything starts.
+			if cfg.Mode != isolation.ModeDedicated {
+				return errNotDedicated
+			}
+			if err := o.validate(); err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			logger := klog.Background().WithName("controller")
+			return runController(klog.NewContext(ctx, logger), cfg, o)
+		},
+	}
+	iso.addFlags(cmd.Flags())
+	o.addFlags(cmd.Flags())
+	addKlogFlags(cmd)
+	return cmd
+}

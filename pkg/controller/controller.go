@@ -1,0 +1,429 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// Defaults for Options.
+const (
+	// DefaultIdleTTL is how long a dedicated node may have no demand before it is reaped.
+	DefaultIdleTTL = 10 * time.Minute
+	// DefaultRegistrationTimeout is used when neither Options nor the provider give one.
+	DefaultRegistrationTimeout = 15 * time.Minute
+	// DefaultProviderResync is how often the provider's instances are listed.
+	DefaultProviderResync = 30 * time.Second
+	// DefaultRetryBaseDelay and DefaultRetryMaxDelay bound the exponential back-off of a
+	// dedicated node whose reconcile failed.
+	DefaultRetryBaseDelay = time.Second
+	DefaultRetryMaxDelay  = 5 * time.Minute
+)
+
+// Options configure a Controller. Zero durations take the defaults.
+type Options struct {
+	// Config is the isolation configuration; its Mode must be dedicated.
+	Config isolation.Config
+	// IdleTTL is how long a dedicated node may have no demand before it is reaped.
+	IdleTTL time.Duration
+	// RegistrationTimeout is how long an instance may take from creation until its Node
+	// registers before it is replaced. Zero means the provider's RegistrationTimeout.
+	RegistrationTimeout time.Duration
+	// ProviderResync is how often the provider's List is polled. Every poll also reconciles
+	// every dedicated node, so it bounds how late a lost event is noticed.
+	ProviderResync time.Duration
+	// RetryBaseDelay and RetryMaxDelay bound the per-node exponential back-off after a failure.
+	RetryBaseDelay time.Duration
+	RetryMaxDelay  time.Duration
+	// Clock decides every timeout. Nil means the real clock.
+	Clock clock.WithTicker
+}
+
+// Controller creates, binds and reaps the dedicated nodes of isolation classes in dedicated mode.
+// Each dedicated node name is reconciled from three inputs: the live IPP Pods pinned to it, its
+// Node, and the provider's instances for it.
+type Controller struct {
+	kube     kubernetes.Interface
+	provider cloudprovider.Provider
+	recorder record.EventRecorder
+	cfg      isolation.Config
+	clock    clock.WithTicker
+
+	idleTTL        time.Duration
+	regTimeout     time.Duration
+	providerResync time.Duration
+	retryMaxDelay  time.Duration
+
+	pods        corelisters.PodLister
+	podIndexer  cache.Indexer
+	podsSynced  cache.InformerSynced
+	nodes       corelisters.NodeLister
+	nodeIndexer cache.Indexer
+	nodesSynced cache.InformerSynced
+
+	limiter   workqueue.TypedRateLimiter[string]
+	queue     workqueue.TypedRateLimitingInterface[string]
+	instances *instanceIndex
+
+	mu    sync.Mutex
+	state map[string]*nodeState
+}
+
+// nodeState is what the controller remembers about one dedicated node between reconciles. None
+// of it is needed for correctness: after a restart it starts empty and the worst outcome is an
+// Event emitted twice or one more provider call.
+type nodeState struct {
+	// createKey is the idempotency key of the creation in progress, kept so that retries reuse
+	// it even across an epoch boundary; salt bumps when a key turns out to be used up.
+	createKey string
+	salt      int
+	// holdUntil delays the next provider call for this node: the back-off after a provider
+	// error holds even when events trigger earlier reconciles.
+	holdUntil time.Time
+	// reasons is the last Event reason given to each waiting Pod.
+	reasons map[types.UID]string
+	// warned holds "uid/providerID" of Nodes already warned about as untrusted.
+	warned map[string]bool
+	// bound is "uid/providerID" of the Node last bound.
+	bound string
+}
+
+// New returns a controller that watches pods and nodes, which must be narrowed as
+// NewInformerFactories does, and calls provider. It adds indexers and event handlers to the
+// informers, so call it before starting them.
+func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes coreinformers.NodeInformer, provider cloudprovider.Provider, recorder record.EventRecorder, opts Options) (*Controller, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Config.Mode != isolation.ModeDedicated {
+		return nil, fmt.Errorf("the controller runs only in --mode=%s, not %q: in %s mode Cluster Autoscaler creates the nodes", isolation.ModeDedicated, opts.Config.Mode, isolation.ModeAutoscaler)
+	}
+	if kube == nil || pods == nil || nodes == nil || provider == nil || recorder == nil {
+		return nil, errors.New("controller: kube client, informers, provider and recorder are required")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"idle TTL", opts.IdleTTL}, {"registration timeout", opts.RegistrationTimeout},
+		{"provider resync", opts.ProviderResync}, {"retry base delay", opts.RetryBaseDelay},
+		{"retry max delay", opts.RetryMaxDelay},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("invalid %s %v: must not be negative", d.name, d.v)
+		}
+	}
+	c := &Controller{
+		kube:           kube,
+		provider:       provider,
+		recorder:       recorder,
+		cfg:            opts.Config,
+		clock:          opts.Clock,
+		idleTTL:        orDefault(opts.IdleTTL, DefaultIdleTTL),
+		regTimeout:     orDefault(opts.RegistrationTimeout, orDefault(provider.RegistrationTimeout(), DefaultRegistrationTimeout)),
+		providerResync: orDefault(opts.ProviderResync, DefaultProviderResync),
+		retryMaxDelay:  orDefault(opts.RetryMaxDelay, DefaultRetryMaxDelay),
+		pods:           pods.Lister(),
+		podIndexer:     pods.Informer().GetIndexer(),
+		podsSynced:     pods.Informer().HasSynced,
+		nodes:          nodes.Lister(),
+		nodeIndexer:    nodes.Informer().GetIndexer(),
+		nodesSynced:    nodes.Informer().HasSynced,
+		instances:      newInstanceIndex(),
+		state:          map[string]*nodeState{},
+	}
+	if c.clock == nil {
+		c.clock = clock.RealClock{}
+	}
+	base := orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay)
+	if base > c.retryMaxDelay {
+		return nil, fmt.Errorf("invalid retry base delay %v: above the max delay %v", base, c.retryMaxDelay)
+	}
+	c.limiter = workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, c.retryMaxDelay),
+		// Overall: 10 reconciles per second after failures, bursts of 100.
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter, workqueue.TypedRateLimitingQueueConfig[string]{
+		Name:  "ipp-controller",
+		Clock: c.clock,
+	})
+
+	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames}); err != nil {
+		return nil, fmt.Errorf("adding Pod indexer: %w", err)
+	}
+	if err := nodes.Informer().AddIndexers(cache.Indexers{
+		bindingIndex:    nodeBindingIndexFunc,
+		providerIDIndex: nodeProviderIDIndexFunc,
+	}); err != nil {
+		return nil, fmt.Errorf("adding Node indexers: %w", err)
+	}
+	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueuePod,
+		UpdateFunc: func(old, cur any) {
+			c.enqueuePod(old)
+			c.enqueuePod(cur)
+		},
+		DeleteFunc: c.enqueuePod,
+	}); err != nil {
+		return nil, fmt.Errorf("adding Pod event handler: %w", err)
+	}
+	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueueNode,
+		UpdateFunc: func(old, cur any) {
+			c.enqueueNode(old)
+			c.enqueueNode(cur)
+		},
+		DeleteFunc: c.enqueueNode,
+	}); err != nil {
+		return nil, fmt.Errorf("adding Node event handler: %w", err)
+	}
+	return c, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Run waits for the informers' caches and the provider's first List, then reconciles with
+// workers goroutines until ctx is cancelled. It returns once the workers have stopped.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrashWithContext(ctx)
+	if workers < 1 {
+		return fmt.Errorf("invalid workers %d: must be at least 1", workers)
+	}
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting IPP controller", "provider", c.provider.Name(), "idleTTL", c.idleTTL, "registrationTimeout", c.regTimeout, "providerResync", c.providerResync)
+
+	var wg sync.WaitGroup
+	defer func() {
+		c.queue.ShutDown()
+		wg.Wait()
+		logger.Info("Stopped IPP controller")
+	}()
+
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.podsSynced, c.nodesSynced) {
+		return fmt.Errorf("waiting for the Pod and Node caches: %w", context.Cause(ctx))
+	}
+
+	synced := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.pollInstances(ctx, synced)
+	}()
+	logger.Info("Waiting for the provider's first instance list")
+	select {
+	case <-synced:
+	case <-ctx.Done():
+		return nil
+	}
+
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runWorker(ctx)
+		}()
+	}
+	logger.Info("Started workers", "count", workers)
+	<-ctx.Done()
+	return nil
+}
+
+// pollInstances lists the provider's instances now and then every providerResync, backing off
+// on failure, and reconciles every dedicated node after each successful List. It closes synced
+// after the first success.
+func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) {
+	logger := klog.FromContext(ctx)
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
+	first := true
+	for {
+		delay := c.providerResync
+		if err := c.syncInstances(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			delay = backoff.Step()
+			logger.Error(err, "Listing instances failed", "retryAfter", delay)
+		} else {
+			backoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
+			if first {
+				first = false
+				close(synced)
+			}
+			c.enqueueAll()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.clock.After(delay):
+		}
+	}
+}
+
+// syncInstances lists the provider's instances into the index and enqueues the dedicated nodes
+// whose instances changed.
+func (c *Controller) syncInstances(ctx context.Context) error {
+	tok := c.instances.beginList(c.clock.Now())
+	listed, err := c.provider.List(ctx)
+	if err != nil {
+		return fmt.Errorf("listing instances: %w", err)
+	}
+	for _, name := range c.instances.replace(tok, listed, c.clock.Now()) {
+		c.queue.Add(name)
+	}
+	return nil
+}
+
+func (c *Controller) runWorker(ctx context.Context) {
+	for c.processNextWorkItem(ctx) {
+	}
+}
+
+// processNextWorkItem reconciles one dedicated node and decides when it is looked at again.
+func (c *Controller) processNextWorkItem(ctx context.Context) bool {
+	name, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(name)
+
+	after, err := c.sync(ctx, name)
+	now := c.clock.Now()
+	switch {
+	case err == nil:
+		// A reconcile that found the node on hold did not retry the provider, so it must not
+		// reset the back-off either.
+		if !c.held(name, now) {
+			c.queue.Forget(name)
+		}
+		if after > 0 {
+			c.queue.AddAfter(name, after)
+		}
+	case cloudprovider.KindOf(err) != "":
+		// A provider error: back off, and hold every provider call for this node until then,
+		// so that events arriving meanwhile do not shorten the back-off.
+		delay := c.limiter.When(name)
+		if !cloudprovider.IsRetryable(err) {
+			delay = c.retryMaxDelay
+		}
+		c.hold(name, now.Add(delay))
+		c.queue.AddAfter(name, delay)
+		utilruntime.HandleErrorWithContext(ctx, err, "Reconciling dedicated node failed", "node", name, "kind", cloudprovider.KindOf(err), "retryable", cloudprovider.IsRetryable(err), "retryAfter", delay)
+	default:
+		c.queue.AddRateLimited(name)
+		utilruntime.HandleErrorWithContext(ctx, err, "Reconciling dedicated node failed", "node", name, "retries", c.queue.NumRequeues(name))
+	}
+	return true
+}
+
+// nodeStateOf returns the remembered state of a dedicated node, creating it.
+func (c *Controller) nodeStateOf(name string) *nodeState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.state[name]
+	if !ok {
+		st = &nodeState{reasons: map[types.UID]string{}, warned: map[string]bool{}}
+		c.state[name] = st
+	}
+	return st
+}
+
+func (c *Controller) forgetState(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.state, name)
+}
+
+func (c *Controller) hold(name string, until time.Time) {
+	st := c.nodeStateOf(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.holdUntil = until
+}
+
+func (c *Controller) held(name string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.state[name]
+	return ok && now.Before(st.holdUntil)
+}
+
+// enqueuePod enqueues the dedicated node of a Pod's class.
+func (c *Controller) enqueuePod(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	for _, name := range c.podNodeNamesOf(pod) {
+		c.queue.Add(name)
+	}
+}
+
+// enqueueNode enqueues every dedicated node a Node may be: its own name, the name its binding
+// label claims, and the node of the instance its providerID belongs to.
+func (c *Controller) enqueueNode(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return
+	}
+	c.queue.Add(node.Name)
+	if v := node.Labels[isolation.BindingLabel]; v != "" && v != node.Name {
+		c.queue.Add(v)
+	}
+	if name, ok := c.instances.nodeNameOf(node.Spec.ProviderID); ok && name != node.Name {
+		c.queue.Add(name)
+	}
+}
+
+// enqueueAll enqueues every dedicated node the controller knows of from any of its inputs.
+func (c *Controller) enqueueAll() {
+	for _, name := range c.podIndexer.ListIndexFuncValues(podNodeIndex) {
+		c.queue.Add(name)
+	}
+	for _, obj := range c.nodeIndexer.List() {
+		c.enqueueNode(obj)
+	}
+	for _, name := range c.instances.nodeNames() {
+		c.queue.Add(name)
+	}
+	// Names with remembered state but nothing else, so that their state is dropped.
+	c.mu.Lock()
+	names := make([]string, 0, len(c.state))
+	for name := range c.state {
+		names = append(names, name)
+	}
+	c.mu.Unlock()
+	for _, name := range names {
+		c.queue.Add(name)
+	}
+}

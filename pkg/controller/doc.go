@@ -1,0 +1,49 @@
+// Package controller is IPP's controller for dedicated mode. It creates the instance of each
+// isolation class's dedicated node when Pods of the class wait for it, binds the Node that
+// registers to the class once its providerID matches the instance, and deletes instance and Node
+// when the class has been idle for the idle TTL.
+//
+// # Shape
+//
+// It follows sample-controller: shared informers narrowed by label selector (NewInformerFactories),
+// event handlers that only enqueue, a typed rate-limited workqueue keyed by dedicated node name (so
+// a burst of Pod events for one class becomes one reconcile), and workers that reconcile one name at
+// a time. The provider's List is polled every Options.ProviderResync into an in-memory index, which
+// Create and Delete results update at once; no reconcile runs before the first successful List,
+// and every poll re-enqueues every known name. Timers (idle TTL, registration timeout) are
+// AddAfter on the queue, whose clock is Options.Clock.
+//
+// # Level-triggered
+//
+// A reconcile of dedicated node N reads three inputs and nothing else that matters:
+//   - demand: live (not terminal, not being deleted) Pods outside the exempt namespaces whose class
+//     maps to N and whose nodeSelector pins them to N;
+//   - the Nodes that are or claim to be N: the Node named N and Nodes whose binding label says N;
+//   - the provider's live instances for N.
+//
+// From them: duplicates are deleted (keeping the instance whose providerID the Node has, else the
+// oldest); a Node whose providerID is the instance's is bound, any other Node claiming N is never
+// bound, loses a binding label it has, and gets an UntrustedNode Warning; demand with no instance
+// creates one; an instance whose Node has not registered within the registration timeout is
+// deleted (and created again while demand remains); a bound Node without demand is marked idle
+// (annotation AnnotationIdleSince, so a restart does not restart the TTL) and reaped after the
+// idle TTL. An instance with neither demand nor Node is treated like one waiting for its Node: it
+// is deleted once the registration timeout since its creation has passed, and if its Node does
+// register it is reaped after the idle TTL like any other. So an instance is never deleted before
+// it has had the chance to register, and a class that comes back soon finds its node.
+//
+// What the controller keeps in memory (the idempotency key of a creation in progress, the Events
+// already emitted, the back-off of provider calls) only saves calls and Events; a restart loses
+// none of the state decisions depend on.
+//
+// # Idempotency keys
+//
+// See IdempotencyKey for how a creation's key is chosen and where its failure window lies.
+//
+// # Errors
+//
+// A provider error backs the node off exponentially (Options.RetryBaseDelay up to RetryMaxDelay);
+// the back-off holds provider calls for that node even when events trigger a reconcile earlier.
+// An error that a retry cannot fix (cloudprovider.KindInvalid) waits the maximum delay. Waiting
+// Pods get a ProvisioningFailed Event naming the error's kind.
+package controller

@@ -1,0 +1,254 @@
+package controller
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+)
+
+// tombstoneTTL bounds how long an instance that the controller deleted is treated as going even
+// though List still shows it as live. After that the controller believes List again, so a
+// deletion that the cloud accepted but never carried out is retried.
+const tombstoneTTL = 10 * time.Minute
+
+// instanceIndex is the controller's view of the provider's instances, by dedicated node name.
+//
+// It is rebuilt from every successful List, so it is never the only record of anything. Create and
+// Delete results go into it at once, so the next reconcile does not create twice or wait for the
+// next List; a List that started before such a change does not undo it.
+type instanceIndex struct {
+	mu sync.Mutex
+	// seq counts local changes (creates and deletes), so that a List can tell which of them it
+	// may already reflect.
+	seq    uint64
+	byNode map[string][]cloudprovider.Instance
+	// created holds instances that Create returned and no List has shown yet.
+	created map[string]localChange
+	// deleted holds tombstones of instances the controller deleted, by ID, until a List no
+	// longer shows them.
+	deleted map[string]localChange
+	synced  bool
+	// listStart is when the last successful List started: a Node created before it and matching
+	// no listed instance matches no instance at all.
+	listStart time.Time
+}
+
+type localChange struct {
+	seq  uint64
+	at   time.Time
+	inst cloudprovider.Instance
+}
+
+func newInstanceIndex() *instanceIndex {
+	return &instanceIndex{
+		byNode:  map[string][]cloudprovider.Instance{},
+		created: map[string]localChange{},
+		deleted: map[string]localChange{},
+	}
+}
+
+// listToken is taken before a List and handed back with its result.
+type listToken struct {
+	seq   uint64
+	start time.Time
+}
+
+func (x *instanceIndex) beginList(now time.Time) listToken {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return listToken{seq: x.seq, start: now}
+}
+
+// replace rebuilds the index from a List that started at tok, and returns the node names whose
+// instances changed (including names that disappeared).
+func (x *instanceIndex) replace(tok listToken, listed []cloudprovider.Instance, now time.Time) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+
+	seen := make(map[string]bool, len(listed))
+	byNode := map[string][]cloudprovider.Instance{}
+	for _, inst := range listed {
+		seen[inst.ID] = true
+		if inst.CreatedAt.IsZero() {
+			// The timeouts count from creation; without the cloud's time, count from when
+			// the controller first saw the instance.
+			inst.CreatedAt = x.firstSeen(inst, now)
+		}
+		if t, ok := x.deleted[inst.ID]; ok {
+			if now.Sub(t.at) < tombstoneTTL {
+				inst.State = going(inst.State)
+			} else {
+				delete(x.deleted, inst.ID)
+			}
+		}
+		byNode[inst.NodeName] = append(byNode[inst.NodeName], inst)
+	}
+	for id, c := range x.created {
+		switch {
+		case seen[id]:
+			delete(x.created, id)
+		case c.seq > tok.seq:
+			// Created while the List ran: the List could not show it yet.
+			inst := c.inst
+			if _, gone := x.deleted[id]; gone {
+				inst.State = going(inst.State)
+			}
+			byNode[inst.NodeName] = append(byNode[inst.NodeName], inst)
+		default:
+			// A List that started after the creation does not show it. Believe the List: if
+			// the instance exists after all, Create with the same idempotency key returns it.
+			delete(x.created, id)
+		}
+	}
+	for id, t := range x.deleted {
+		if !seen[id] && t.seq <= tok.seq {
+			delete(x.deleted, id) // gone
+		}
+	}
+	for _, insts := range byNode {
+		sortInstances(insts)
+	}
+
+	var changed []string
+	for name, insts := range byNode {
+		if !sameInstances(x.byNode[name], insts) {
+			changed = append(changed, name)
+		}
+	}
+	for name := range x.byNode {
+		if _, ok := byNode[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	sort.Strings(changed)
+	x.byNode = byNode
+	x.synced = true
+	x.listStart = tok.start
+	return changed
+}
+
+// firstSeen returns the creation time the index already has for inst, or now.
+func (x *instanceIndex) firstSeen(inst cloudprovider.Instance, now time.Time) time.Time {
+	for _, i := range x.byNode[inst.NodeName] {
+		if i.ID == inst.ID && !i.CreatedAt.IsZero() {
+			return i.CreatedAt
+		}
+	}
+	return now
+}
+
+// add records an instance that Create returned.
+func (x *instanceIndex) add(inst cloudprovider.Instance, now time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.seq++
+	x.created[inst.ID] = localChange{seq: x.seq, at: now, inst: inst}
+	insts := x.byNode[inst.NodeName]
+	out := make([]cloudprovider.Instance, 0, len(insts)+1)
+	for _, i := range insts {
+		if i.ID != inst.ID {
+			out = append(out, i)
+		}
+	}
+	out = append(out, inst)
+	sortInstances(out)
+	x.byNode[inst.NodeName] = out
+}
+
+// remove records that the controller deleted inst: it counts as going from now on.
+func (x *instanceIndex) remove(inst cloudprovider.Instance, now time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.seq++
+	x.deleted[inst.ID] = localChange{seq: x.seq, at: now, inst: inst}
+	insts := x.byNode[inst.NodeName]
+	out := make([]cloudprovider.Instance, len(insts))
+	for i, in := range insts {
+		if in.ID == inst.ID {
+			in.State = going(in.State)
+		}
+		out[i] = in
+	}
+	x.byNode[inst.NodeName] = out
+}
+
+// get returns a copy of the instances of a dedicated node, oldest first.
+func (x *instanceIndex) get(name string) []cloudprovider.Instance {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]cloudprovider.Instance(nil), x.byNode[name]...)
+}
+
+// nodeNames returns every dedicated node name that has instances.
+func (x *instanceIndex) nodeNames() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	names := make([]string, 0, len(x.byNode))
+	for n := range x.byNode {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// nodeNameOf returns the dedicated node name of the instance with providerID, if any.
+func (x *instanceIndex) nodeNameOf(providerID string) (string, bool) {
+	if providerID == "" {
+		return "", false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for name, insts := range x.byNode {
+		for _, inst := range insts {
+			if inst.ProviderID == providerID {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// hasSynced reports whether a List has succeeded, and when the last one started.
+func (x *instanceIndex) hasSynced() (bool, time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.synced, x.listStart
+}
+
+// live reports whether inst counts as the dedicated node's instance: it exists and is not being
+// deleted. A stopped instance is live: it is ours, it blocks its name, and the timeouts apply.
+func live(inst cloudprovider.Instance) bool {
+	return inst.State != cloudprovider.StateStopping && inst.State != cloudprovider.StateTerminated
+}
+
+// going maps a state to Stopping unless it is already past that.
+func going(s cloudprovider.InstanceState) cloudprovider.InstanceState {
+	if s == cloudprovider.StateTerminated {
+		return s
+	}
+	return cloudprovider.StateStopping
+}
+
+// sortInstances orders instances oldest first, then by ID.
+func sortInstances(insts []cloudprovider.Instance) {
+	sort.SliceStable(insts, func(i, j int) bool {
+		if !insts[i].CreatedAt.Equal(insts[j].CreatedAt) {
+			return insts[i].CreatedAt.Before(insts[j].CreatedAt)
+		}
+		return insts[i].ID < insts[j].ID
+	})
+}
+
+func sameInstances(a, b []cloudprovider.Instance) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].State != b[i].State || a[i].ProviderID != b[i].ProviderID {
+			return false
+		}
+	}
+	return true
+}

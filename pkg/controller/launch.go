@@ -1,0 +1,120 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// launch creates the instance of a dedicated node that has demand and no live instance.
+func (r *round) launch(ctx context.Context) (time.Duration, error) {
+	if after, held := r.onHold(); held {
+		return after, nil
+	}
+	logger := klog.FromContext(ctx)
+	oldest := r.demand[0]
+	class, _ := r.c.cfg.Class(oldest)
+	namespace := oldest.Namespace
+	if r.c.cfg.ClassScope != isolation.ScopeNamespace {
+		namespace = ""
+	}
+	if r.st.createKey == "" {
+		r.st.createKey = IdempotencyKey(r.name, oldest.UID, r.epoch(), r.st.salt)
+	}
+	spec := cloudprovider.InstanceSpec{
+		NodeName:       r.name,
+		Class:          class,
+		Namespace:      namespace,
+		NodeLabels:     r.c.cfg.NodeLabels(),
+		NodeTaints:     r.c.cfg.Taints(),
+		IdempotencyKey: r.st.createKey,
+	}
+	inst, err := r.c.provider.Create(ctx, spec)
+	if err != nil {
+		if cloudprovider.IsNotFound(err) {
+			// The key's instance is gone: the cloud remembers the key, so use another.
+			r.newKey()
+		}
+		kind := cloudprovider.KindOf(err)
+		r.notify(corev1.EventTypeWarning, ReasonProvisioningFailed, string(kind),
+			fmt.Sprintf("Creating instance for dedicated node %s failed (%s): %v", r.name, orUnknown(kind), err))
+		return 0, fmt.Errorf("creating instance for node %s: %w", r.name, err)
+	}
+	got := *inst
+	got.NodeName = r.name
+	if got.CreatedAt.IsZero() {
+		got.CreatedAt = r.now
+	}
+	r.c.instances.add(got, r.now)
+	if !live(got) {
+		// Either the cloud still has the previous instance of this name (GCE names are unique),
+		// or the key belonged to an instance that has since been deleted (EC2 remembers
+		// ClientTokens). Either way, try again later with a fresh key.
+		// It is a transient condition of the cloud, so it backs off like one.
+		r.newKey()
+		return 0, cloudprovider.NewError(cloudprovider.KindTransient, "create", "InstanceGoing",
+			fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s", r.name, got.ID, got.State))
+	}
+	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "waitingPods", len(r.demand))
+	r.notify(corev1.EventTypeNormal, ReasonProvisioning, "",
+		fmt.Sprintf("Creating instance %s for dedicated node %s", got.ID, r.name))
+	return r.untilRegistrationTimeout(got), nil
+}
+
+func (r *round) newKey() {
+	r.st.salt++
+	r.st.createKey = ""
+}
+
+// epoch numbers the registration-timeout-long periods of the clock.
+func (r *round) epoch() int64 {
+	return r.now.UnixNano() / int64(r.c.regTimeout)
+}
+
+func (r *round) untilRegistrationTimeout(inst cloudprovider.Instance) time.Duration {
+	return inst.CreatedAt.Add(r.c.regTimeout).Sub(r.now)
+}
+
+// IdempotencyKey returns the idempotency key of a creation of the instance for the dedicated node
+// name, for the oldest Pod that waits for it, in a registration-timeout-long epoch of the clock,
+// with salt bumped each time a key turned out to be used up. It is 32 hex digits (128 bits), so
+// a provider can use it as an EC2 ClientToken or format it as a GCE requestId UUID.
+//
+// The key must be the same for every retry of one creation, so that a retry after a lost reply
+// returns the instance the lost call created, and differ for a later creation of the same name,
+// because clouds remember keys for longer than an instance may live:
+//   - A creation after reaping serves new Pods (reaping needs the node to have had no demand),
+//     so the oldest Pod's UID differs.
+//   - A creation after a registration timeout happens at least one timeout after the first
+//     creation, so the epoch differs.
+//   - Anything else (an instance deleted behind the controller's back) shows up as Create
+//     returning a terminated instance or NotFound, which bumps the salt.
+//
+// The controller remembers the key of a creation in progress and reuses it for the retries, so a
+// retry crossing an epoch boundary keeps its key. What it cannot remember across a restart is the
+// failure window: a reply lost just before a crash, an epoch boundary or a change of the oldest Pod
+// before the restarted controller retries, and a List that does not show the instance yet. On GCE
+// no duplicate can follow (the instance name is unique); on EC2 a second instance can, and the
+// controller deletes it when List shows two instances for one node.
+func IdempotencyKey(nodeName string, oldestPod types.UID, epoch int64, salt int) string {
+	sum := sha256.Sum256([]byte("ipp-create/v1\x00" + nodeName + "\x00" + string(oldestPod) + "\x00" +
+		strconv.FormatInt(epoch, 10) + "\x00" + strconv.Itoa(salt)))
+	return hex.EncodeToString(sum[:16])
+}
+
+func orUnknown(k cloudprovider.ErrorKind) cloudprovider.ErrorKind {
+	if k == "" {
+		return "Unknown"
+	}
+	return k
+}

@@ -1,0 +1,122 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// jsonPatchOp is one RFC 6902 operation.
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// bindNode writes the binding label onto node with a JSON patch that first tests the Node's UID
+// and providerID, so the label can only land on the Node object whose providerID the controller
+// checked, never on one re-created under the same name in between.
+func (c *Controller) bindNode(ctx context.Context, node *corev1.Node, name string) error {
+	if len(node.Labels) == 0 {
+		// The informer only sees Nodes with the IPP node label, so this does not happen.
+		return fmt.Errorf("binding Node %s: it has no labels, so it is not an IPP node", node.Name)
+	}
+	ops := []jsonPatchOp{}
+	if node.UID != "" {
+		ops = append(ops, jsonPatchOp{Op: "test", Path: "/metadata/uid", Value: string(node.UID)})
+	}
+	ops = append(ops,
+		jsonPatchOp{Op: "test", Path: "/spec/providerID", Value: node.Spec.ProviderID},
+		jsonPatchOp{Op: "add", Path: "/metadata/labels/" + escapeJSONPointer(isolation.BindingLabel), Value: name},
+	)
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return fmt.Errorf("binding Node %s: %w", node.Name, err)
+	}
+	if _, err := c.kube.CoreV1().Nodes().Patch(ctx, node.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("binding Node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// escapeJSONPointer escapes a map key for a JSON pointer (RFC 6901).
+func escapeJSONPointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// mergePatchNode applies a JSON merge patch to the Node. A Node that is gone needs nothing.
+func (c *Controller) mergePatchNode(ctx context.Context, name string, patch map[string]any) error {
+	if patch == nil {
+		return nil
+	}
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("patching Node %s: %w", name, err)
+	}
+	_, err = c.kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching Node %s: %w", name, err)
+	}
+	return nil
+}
+
+func labelsPatch(labels map[string]any) map[string]any {
+	return map[string]any{"metadata": map[string]any{"labels": labels}}
+}
+
+func annotationsPatch(annotations map[string]any) map[string]any {
+	return map[string]any{"metadata": map[string]any{"annotations": annotations}}
+}
+
+// deleteNode deletes the Node object, only if it is still the one the controller looked at. A
+// Node that is gone needs nothing.
+func (c *Controller) deleteNode(ctx context.Context, node *corev1.Node) error {
+	opts := metav1.DeleteOptions{}
+	if node.UID != "" {
+		uid := node.UID
+		opts.Preconditions = &metav1.Preconditions{UID: &uid}
+	}
+	if err := c.kube.CoreV1().Nodes().Delete(ctx, node.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// boundPod asks the API server (not the cache) for a live Pod that needs the dedicated node name
+// and is bound to the Node nodeName, and returns one if there is any.
+func (c *Controller) boundPod(ctx context.Context, nodeName, name string) (*corev1.Pod, error) {
+	list, err := c.kube.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		LabelSelector: c.cfg.PodLabel,
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the Pods bound to Node %s: %w", nodeName, err)
+	}
+	for i := range list.Items {
+		pod := &list.Items[i]
+		if pod.Spec.NodeName == nodeName && c.isDemand(pod, name) {
+			return pod, nil
+		}
+	}
+	return nil, nil
+}
+
+// sortNodes orders Nodes with the one named name first, then by name.
+func sortNodes(nodes []*corev1.Node, name string) {
+	sort.Slice(nodes, func(i, j int) bool {
+		if (nodes[i].Name == name) != (nodes[j].Name == name) {
+			return nodes[i].Name == name
+		}
+		return nodes[i].Name < nodes[j].Name
+	})
+}

@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// registered handles a dedicated node whose instance's Node has registered with the instance's
+// providerID: bind it, then keep it while there is demand or reap it once idle.
+func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudprovider.Instance) (time.Duration, error) {
+	logger := klog.FromContext(ctx)
+	if node.Labels[isolation.BindingLabel] != r.name {
+		if err := r.c.bindNode(ctx, node, r.name); err != nil {
+			return 0, err
+		}
+		// The informer may not have delivered the label yet when the next reconcile runs; the
+		// patch is idempotent, but log and tell once.
+		if key := string(node.UID) + "/" + node.Spec.ProviderID; r.st.bound != key {
+			r.st.bound = key
+			logger.Info("Bound node to its class", "nodeObject", klog.KObj(node), "instance", inst.ID, "providerID", inst.ProviderID)
+			r.c.recorder.Event(node, corev1.EventTypeNormal, ReasonBound,
+				fmt.Sprintf("Node %s has the providerID of instance %s, which IPP created for it; bound with %s=%s", node.Name, inst.ID, isolation.BindingLabel, r.name))
+		}
+	}
+	if len(r.demand) == 0 {
+		return r.idle(ctx, node, inst)
+	}
+	// In use: the creation is done, and any idle or reaping marks go.
+	r.st.createKey = ""
+	if patch := activePatch(node); patch != nil {
+		logger.Info("Node has demand again; keeping it", "nodeObject", klog.KObj(node), "waitingPods", len(r.demand))
+		if err := r.c.mergePatchNode(ctx, node.Name, patch); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+// unregistered handles an instance whose Node has not registered (or not with its providerID):
+// wait for it up to the registration timeout, then delete the instance. With demand left, the
+// next reconcile creates it again.
+func (r *round) unregistered(ctx context.Context, inst cloudprovider.Instance) (time.Duration, error) {
+	if left := r.untilRegistrationTimeout(inst); left > 0 {
+		if len(r.demand) > 0 {
+			r.notify(corev1.EventTypeNormal, ReasonWaitingForNode, "",
+				fmt.Sprintf("Waiting for instance %s to register as dedicated node %s", inst.ID, r.name))
+		}
+		return left, nil
+	}
+	if after, held := r.onHold(); held {
+		return after, nil
+	}
+	logger := klog.FromContext(ctx)
+	if len(r.demand) > 0 {
+		logger.Info("Instance did not register in time; replacing it", "instance", inst.ID, "providerID", inst.ProviderID, "createdAt", inst.CreatedAt, "registrationTimeout", r.c.regTimeout)
+		r.notify(corev1.EventTypeWarning, ReasonRegistrationTimeout, inst.ID,
+			fmt.Sprintf("Instance %s did not register as dedicated node %s within %v; replacing it", inst.ID, r.name, r.c.regTimeout))
+	} else {
+		// Nothing needs it and it has no Node: an orphan, from a crash or a class gone quiet
+		// before its node came up. It is given the registration timeout to register (and then
+		// the idle TTL as a Node) so that a class that comes back soon finds it.
+		logger.Info("Deleting instance without demand or Node", "instance", inst.ID, "providerID", inst.ProviderID, "createdAt", inst.CreatedAt)
+	}
+	if err := r.deleteInstance(ctx, inst); err != nil {
+		return 0, err
+	}
+	// A Node of this name that is not the instance's would block its replacement's kubelet
+	// from registering: the name belongs to IPP, so it goes too.
+	for _, node := range r.nodes {
+		if node.Name != r.name {
+			continue
+		}
+		r.c.recorder.Event(node, corev1.EventTypeWarning, ReasonRegistrationTimeout,
+			fmt.Sprintf("Instance %s did not register as %s within %v; deleting this Node, whose providerID %q is not the instance's", inst.ID, r.name, r.c.regTimeout, node.Spec.ProviderID))
+		if err := r.c.deleteNode(ctx, node); err != nil {
+			return 0, err
+		}
+	}
+	if len(r.demand) > 0 {
+		r.c.queue.Add(r.name)
+	}
+	return 0, nil
+}

@@ -1,0 +1,362 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// Event reasons. They are constant so that people and tests can select on them.
+const (
+	// ReasonProvisioning (Pod, Normal): an instance was requested for the Pod's dedicated node.
+	ReasonProvisioning = "Provisioning"
+	// ReasonWaitingForNode (Pod, Normal): the instance exists; its Node has not registered or
+	// been bound yet.
+	ReasonWaitingForNode = "WaitingForNode"
+	// ReasonProvisioningFailed (Pod, Warning): creating the instance failed; the message names
+	// the provider error's kind (Capacity, RateLimited, Quota, ...). It is retried with back-off.
+	ReasonProvisioningFailed = "ProvisioningFailed"
+	// ReasonRegistrationTimeout (Pod and Node, Warning): the instance's Node did not register
+	// within the registration timeout; the instance is deleted and created again.
+	ReasonRegistrationTimeout = "RegistrationTimeout"
+	// ReasonBound (Node, Normal): the Node's providerID matched the instance created for its
+	// dedicated node, and the controller wrote the binding label.
+	ReasonBound = "Bound"
+	// ReasonUntrustedNode (Node, Warning): the Node claims a dedicated node name (by its name or
+	// the binding label) but its providerID matches no instance the controller created for that
+	// name. It is never bound, and a binding label on it is removed.
+	ReasonUntrustedNode = "UntrustedNode"
+	// ReasonReaped (Node, Normal): the Node had no demand for the idle TTL; it was cordoned, and
+	// its instance and Node object are deleted.
+	ReasonReaped = "Reaped"
+)
+
+// Annotations the controller keeps on dedicated Nodes. They hold the little state that must
+// survive a restart of the controller.
+const (
+	// AnnotationIdleSince is when the controller first saw the Node with no demand (RFC 3339).
+	// It is removed when demand returns.
+	AnnotationIdleSince = "ipp.io/idle-since"
+	// AnnotationReaping is when the controller started to reap the Node (RFC 3339).
+	AnnotationReaping = "ipp.io/reaping"
+	// AnnotationCordoned says that the controller, not a person, cordoned the Node while
+	// reaping it, so it may uncordon the Node if demand returns before the reaping is done.
+	AnnotationCordoned = "ipp.io/cordoned"
+)
+
+// creationTimestampSlack covers the whole-second precision of creation timestamps and a little
+// clock skew between the API server and the controller, when comparing a Node's creation with
+// the start of a List.
+const creationTimestampSlack = 2 * time.Second
+
+// errNotListed is returned while the provider's instances have not been listed yet.
+var errNotListed = errors.New("the provider's instances have not been listed yet")
+
+// sync reconciles one dedicated node name. It returns how long until it must look again even
+// without events (a timer such as the idle TTL), or an error to retry with back-off.
+func (c *Controller) sync(ctx context.Context, name string) (time.Duration, error) {
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "node", name)
+	ctx = klog.NewContext(ctx, logger)
+	if ok, _ := c.instances.hasSynced(); !ok {
+		return 0, errNotListed
+	}
+	demand, err := c.demand(name)
+	if err != nil {
+		return 0, fmt.Errorf("listing the Pods of node %s: %w", name, err)
+	}
+	insts := c.instances.get(name)
+	nodes, err := c.nodesFor(name, insts)
+	if err != nil {
+		return 0, fmt.Errorf("listing the Nodes of node %s: %w", name, err)
+	}
+	if len(demand) == 0 && len(insts) == 0 && len(nodes) == 0 {
+		c.forgetState(name)
+		return 0, nil
+	}
+	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: c.nodeStateOf(name)}
+	r.prune()
+	return r.reconcile(ctx)
+}
+
+// round is one reconcile of one dedicated node: its three inputs and what it remembers.
+type round struct {
+	c      *Controller
+	name   string
+	now    time.Time
+	demand []*corev1.Pod
+	insts  []cloudprovider.Instance // live and going, oldest first
+	nodes  []*corev1.Node           // every Node that is or claims to be this dedicated node
+	st     *nodeState
+}
+
+func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
+	var liveInsts []cloudprovider.Instance
+	for _, inst := range r.insts {
+		if live(inst) {
+			liveInsts = append(liveInsts, inst)
+		}
+	}
+	keep := r.pick(liveInsts)
+	if len(liveInsts) > 1 {
+		if after, err := r.deleteDuplicates(ctx, keep, liveInsts); err != nil || after > 0 {
+			return after, err
+		}
+		r.insts = r.c.instances.get(r.name)
+	}
+	trusted := r.trustedNode(keep)
+	after, err := r.distrust(ctx, keep, trusted)
+	if err != nil {
+		return 0, err
+	}
+	var next time.Duration
+	switch {
+	case trusted != nil:
+		next, err = r.registered(ctx, trusted, *keep)
+	case keep != nil:
+		next, err = r.unregistered(ctx, *keep)
+	case len(r.demand) > 0:
+		next, err = r.launch(ctx)
+	}
+	return earliest(after, next), err
+}
+
+// pick chooses the instance that serves the dedicated node: the one whose Node has registered,
+// else the oldest. Any other live instance is a duplicate.
+func (r *round) pick(liveInsts []cloudprovider.Instance) *cloudprovider.Instance {
+	if len(liveInsts) == 0 {
+		return nil
+	}
+	for _, node := range r.nodes {
+		for i := range liveInsts {
+			if node.Spec.ProviderID != "" && node.Spec.ProviderID == liveInsts[i].ProviderID && r.nameFits(node) {
+				return &liveInsts[i]
+			}
+		}
+	}
+	return &liveInsts[0]
+}
+
+// nameFits reports whether node's name may serve the dedicated node: with the node-name pin,
+// Pods can only run on a Node of exactly that name.
+func (r *round) nameFits(node *corev1.Node) bool {
+	return node.Name == r.name || !r.c.cfg.PinNodeName
+}
+
+// trustedNode returns the Node whose providerID is that of the kept instance, if it registered.
+func (r *round) trustedNode(keep *cloudprovider.Instance) *corev1.Node {
+	if keep == nil {
+		return nil
+	}
+	for _, node := range r.nodes {
+		if node.Spec.ProviderID != "" && node.Spec.ProviderID == keep.ProviderID && r.nameFits(node) {
+			return node
+		}
+	}
+	return nil
+}
+
+// deleteDuplicates deletes every live instance but keep. Duplicates should not happen; they can
+// when an EC2 creation's reply is lost and its retry uses another idempotency key.
+func (r *round) deleteDuplicates(ctx context.Context, keep *cloudprovider.Instance, liveInsts []cloudprovider.Instance) (time.Duration, error) {
+	if after, held := r.onHold(); held {
+		return after, nil
+	}
+	logger := klog.FromContext(ctx)
+	for _, inst := range liveInsts {
+		if inst.ID == keep.ID {
+			continue
+		}
+		logger.Info("Deleting duplicate instance", "instance", inst.ID, "providerID", inst.ProviderID, "kept", keep.ID)
+		if err := r.deleteInstance(ctx, inst); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+// distrust deals with every Node of this name that is not the trusted one: the Node of an
+// instance being deleted is deleted with it; any other is never bound, loses a binding label it
+// carries, and gets a Warning Event.
+func (r *round) distrust(ctx context.Context, keep *cloudprovider.Instance, trusted *corev1.Node) (time.Duration, error) {
+	logger := klog.FromContext(ctx)
+	var after time.Duration
+	for _, node := range r.nodes {
+		if node == trusted {
+			continue
+		}
+		pid := node.Spec.ProviderID
+		if r.stale(node) {
+			logger.Info("Deleting the Node of a deleted instance", "nodeObject", klog.KObj(node), "providerID", pid)
+			if err := r.c.deleteNode(ctx, node); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if node.Labels[isolation.BindingLabel] == r.name {
+			logger.Info("Removing the binding label from an untrusted Node", "nodeObject", klog.KObj(node), "providerID", pid)
+			if err := r.c.mergePatchNode(ctx, node.Name, labelsPatch(map[string]any{isolation.BindingLabel: nil})); err != nil {
+				return 0, err
+			}
+			r.warnUntrusted(node, keep, true)
+			continue
+		}
+		if pid == "" && keep != nil {
+			// Its kubelet (or cloud controller manager) has not set the providerID yet.
+			continue
+		}
+		if _, listedAt := r.c.instances.hasSynced(); !listedAt.After(node.CreationTimestamp.Add(creationTimestampSlack)) {
+			// Its instance may be too new for the last List: decide after the next one.
+			after = earliest(after, r.c.providerResync)
+			continue
+		}
+		r.warnUntrusted(node, keep, false)
+	}
+	return after, nil
+}
+
+// stale reports whether node belongs to an instance of ours that is being deleted, or is a Node
+// we were reaping whose instance is gone.
+func (r *round) stale(node *corev1.Node) bool {
+	pid := node.Spec.ProviderID
+	matchesLive := false
+	for _, inst := range r.insts {
+		if pid == "" || inst.ProviderID != pid {
+			continue
+		}
+		if !live(inst) {
+			return true
+		}
+		matchesLive = true
+	}
+	return r.nameFits(node) && node.Annotations[AnnotationReaping] != "" && !matchesLive
+}
+
+func (r *round) warnUntrusted(node *corev1.Node, keep *cloudprovider.Instance, removed bool) {
+	key := string(node.UID) + "/" + node.Spec.ProviderID
+	if r.st.warned[key] && !removed {
+		return
+	}
+	r.st.warned[key] = true
+	want := "none"
+	if keep != nil {
+		want = fmt.Sprintf("%q", keep.ProviderID)
+	}
+	msg := fmt.Sprintf("Node %s claims dedicated node %s but its providerID %q is not that of the instance IPP created for it (%s); it is not bound", node.Name, r.name, node.Spec.ProviderID, want)
+	if removed {
+		msg += "; its binding label was removed"
+	}
+	r.c.recorder.Event(node, corev1.EventTypeWarning, ReasonUntrustedNode, msg)
+}
+
+// onHold reports whether provider calls for this node are held back after an error.
+func (r *round) onHold() (time.Duration, bool) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	if r.now.Before(r.st.holdUntil) {
+		return r.st.holdUntil.Sub(r.now), true
+	}
+	return 0, false
+}
+
+// deleteInstance deletes inst through the provider; NotFound counts as done.
+func (r *round) deleteInstance(ctx context.Context, inst cloudprovider.Instance) error {
+	if err := r.c.provider.Delete(ctx, inst); err != nil && !cloudprovider.IsNotFound(err) {
+		return fmt.Errorf("deleting instance %s of node %s: %w", inst.ID, r.name, err)
+	}
+	r.c.instances.remove(inst, r.now)
+	r.st.createKey = ""
+	return nil
+}
+
+// notify emits an Event on each waiting Pod, once per Pod and state. detail distinguishes
+// states of one reason, such as the kinds of ProvisioningFailed.
+func (r *round) notify(eventType, reason, detail, msg string) {
+	tag := reason + "/" + detail
+	for _, pod := range r.demand {
+		last := r.st.reasons[pod.UID]
+		if last == tag || (reason == ReasonWaitingForNode && last == ReasonProvisioning+"/") {
+			continue
+		}
+		r.st.reasons[pod.UID] = tag
+		r.c.recorder.Event(pod, eventType, reason, msg)
+	}
+}
+
+// prune forgets Pods that no longer wait.
+func (r *round) prune() {
+	keep := make(map[types.UID]bool, len(r.demand))
+	for _, pod := range r.demand {
+		keep[pod.UID] = true
+	}
+	for uid := range r.st.reasons {
+		if !keep[uid] {
+			delete(r.st.reasons, uid)
+		}
+	}
+}
+
+// nodesFor returns every Node that is or claims to be the dedicated node name, sorted by name:
+// the Node of that name, Nodes whose binding label names it, and, without the node-name pin,
+// Nodes whose providerID is one of its instances'.
+func (c *Controller) nodesFor(name string, insts []cloudprovider.Instance) ([]*corev1.Node, error) {
+	seen := map[string]*corev1.Node{}
+	node, err := c.nodes.Get(name)
+	switch {
+	case err == nil:
+		seen[node.Name] = node
+	case !apierrors.IsNotFound(err):
+		return nil, err
+	}
+	add := func(index, value string) error {
+		objs, err := c.nodeIndexer.ByIndex(index, value)
+		if err != nil {
+			return err
+		}
+		for _, obj := range objs {
+			if n, ok := obj.(*corev1.Node); ok {
+				seen[n.Name] = n
+			}
+		}
+		return nil
+	}
+	if err := add(bindingIndex, name); err != nil {
+		return nil, err
+	}
+	if !c.cfg.PinNodeName {
+		for _, inst := range insts {
+			if inst.ProviderID != "" {
+				if err := add(providerIDIndex, inst.ProviderID); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	out := make([]*corev1.Node, 0, len(seen))
+	for _, n := range seen {
+		out = append(out, n)
+	}
+	sortNodes(out, name)
+	return out, nil
+}
+
+// earliest returns the smaller positive duration, or 0 if neither is positive.
+func earliest(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	case a < b:
+		return a
+	}
+	return b
+}
