@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -88,7 +90,9 @@ type SwitchHandler struct {
 func (s *SwitchHandler) Set(h http.Handler) { s.h.Store(&h) }
 
 // ServeHTTP serves r with the current handler.
-func (s *SwitchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
+func (s *SwitchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
 
 // RegisterWebhook registers an in-process webhook whose handler starts as the IPP handler of cfg
 // and can be switched. Pods in exempt namespaces skip it.
@@ -161,7 +165,9 @@ func ReadyNode(name string, labels map[string]string, taints []corev1.Taint, pro
 
 // CreateReadyNode creates node and then takes off the node.kubernetes.io/not-ready taint that
 // the TaintNodesByCondition admission plugin puts on every new Node (the node lifecycle
-// controller, which does not run here, would take it off once it sees the Node Ready).
+// controller, which does not run here, would take it off once it sees the Node Ready). The taints
+// are replaced by a merge patch, which needs no resourceVersion: the IPP controller may label the
+// Node in between.
 func CreateReadyNode(ctx context.Context, c kubernetes.Interface, node *corev1.Node) (*corev1.Node, error) {
 	want := node.Spec.Taints
 	got, err := c.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
@@ -171,8 +177,14 @@ func CreateReadyNode(ctx context.Context, c kubernetes.Interface, node *corev1.N
 	if len(got.Spec.Taints) == len(want) {
 		return got, nil
 	}
-	got.Spec.Taints = want
-	if got, err = c.CoreV1().Nodes().Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+	if want == nil {
+		want = []corev1.Taint{}
+	}
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"taints": want}})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the taints of node %s: %w", node.Name, err)
+	}
+	if got, err = c.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		return nil, fmt.Errorf("untainting node %s: %w", node.Name, err)
 	}
 	return got, nil

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,7 +47,12 @@ func run() error {
 	profile := flag.Int("p1-profile-nodes", -1, "CPU-profile P1's scheduler-only runs at this node count (default: the largest).")
 	ippBinary := flag.String("ipp", "", "ipp binary for P2 and P3 (default: built from the repository into <out>).")
 	repo := flag.String("repo", "..", "Repository root, to build ipp from.")
+	replot := flag.String("plot", "", "Only draw the P1 plot from this p1.json, next to it, and exit.")
 	flag.Parse()
+
+	if *replot != "" {
+		return plotFrom(*replot)
+	}
 
 	cfg, ok := bench.Suites[*suite]
 	if !ok {
@@ -156,4 +162,20 @@ func override(c *bench.P1Config, nodes string, pods int, existing, variants, mod
 		c.ProfileNodes = c.Nodes[len(c.Nodes)-1]
 	}
 	return nil
+}
+
+// plotFrom redraws p1.png from a p1.json.
+func plotFrom(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res bench.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if res.P1 == nil {
+		return fmt.Errorf("%s holds no P1 result", path)
+	}
+	return bench.PlotP1(res.P1, filepath.Join(filepath.Dir(path), "p1.png"))
 }
