@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -73,8 +74,12 @@ func run() error {
 	machine := bench.DescribeMachine()
 	command := "bench " + strings.Join(os.Args[1:], " ")
 
+	parts := strings.Split(*part, ",")
+	if len(parts) > 1 {
+		return runEach(ctx, parts)
+	}
 	var errs []error
-	for _, p := range strings.Split(*part, ",") {
+	for _, p := range parts {
 		p = strings.TrimSpace(p)
 		lf := *logFile
 		if lf == "" {
@@ -85,11 +90,14 @@ func run() error {
 			return err
 		}
 		// The benchmark's own progress goes to stderr; everything else in the process logs to lf.
-		ctx := klog.NewContext(ctx, textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(os.Stderr))))
+		stderr, err := redirectStderr(lf)
+		if err != nil {
+			return err
+		}
+		ctx := klog.NewContext(ctx, textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(stderr))))
 
 		res := &bench.Result{Part: p, Suite: *suite, Started: time.Now(), Machine: machine, Command: command, LoadAvgStart: bench.LoadAvg()}
-		fmt.Fprintf(os.Stderr, "== %s (%s suite), load average %.2f; control plane log %s\n", p, *suite, res.LoadAvgStart, lf)
-		var err error
+		fmt.Fprintf(stderr, "== %s (%s suite), load average %.2f; control plane log %s\n", p, *suite, res.LoadAvgStart, lf)
 		switch p {
 		case "p1":
 			c := cfg.P1
@@ -116,11 +124,11 @@ func run() error {
 			err = errors.Join(err, werr)
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "== %s failed: %v\n", p, err)
+			fmt.Fprintf(stderr, "== %s failed: %v\n", p, err)
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "== %s done in %v, results in %s\n", p, res.Finished.Sub(res.Started).Round(time.Second), filepath.Join(*out, p+".json"))
+		fmt.Fprintf(stderr, "== %s done in %v, results in %s\n", p, res.Finished.Sub(res.Started).Round(time.Second), filepath.Join(*out, p+".json"))
 	}
 	return errors.Join(errs...)
 }
@@ -178,4 +186,24 @@ func plotFrom(path string) error {
 		return fmt.Errorf("%s holds no P1 result", path)
 	}
 	return bench.PlotP1(res.P1, filepath.Join(filepath.Dir(path), "p1.png"))
+}
+
+// runEach runs each part in a process of its own: the in-process kube-controller-manager can be
+// started once per process, and each part should start from a clean heap.
+func runEach(ctx context.Context, parts []string) error {
+	var args []string
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name != "part" {
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	var errs []error
+	for _, p := range parts {
+		cmd := exec.CommandContext(ctx, os.Args[0], append(args, "-part="+strings.TrimSpace(p))...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
 }
