@@ -156,6 +156,10 @@ type P1Run struct {
 	// control plane runs in it, so less than the machine's CPU count means it waited for CPU
 	// (or for the apiserver's writes).
 	ProcessCPUUtil float64 `json:"processCPUUtil"`
+	// CPUMsPerPod is this process's CPU time over the timed span per bound Pod: the cost of
+	// scheduling, binding, events and watches of one Pod, whole control plane included. It
+	// depends much less on the neighbours' load than PodsPerSecond does.
+	CPUMsPerPod float64 `json:"cpuMsPerPod"`
 	Profile        string  `json:"profile,omitempty"`
 	Error          string  `json:"error,omitempty"`
 }
@@ -572,7 +576,9 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing i
 	if run.Bound > 0 {
 		run.Seconds = w.lastBound().Sub(t0).Seconds()
 		run.PodsPerSecond = float64(run.Bound) / run.Seconds
-		run.ProcessCPUUtil = (processCPU() - cpu0).Seconds() / time.Since(t0).Seconds()
+		cpu := processCPU() - cpu0
+		run.ProcessCPUUtil = cpu.Seconds() / time.Since(t0).Seconds()
+		run.CPUMsPerPod = msOf(cpu.Seconds() / float64(run.Bound))
 	}
 	// The scheduler counts an attempt once its binding call has returned, which can be just after
 	// the watch saw the Pod bound.
