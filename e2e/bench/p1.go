@@ -160,8 +160,8 @@ type P1Run struct {
 	// scheduling, binding, events and watches of one Pod, whole control plane included. It
 	// depends much less on the neighbours' load than PodsPerSecond does.
 	CPUMsPerPod float64 `json:"cpuMsPerPod"`
-	Profile        string  `json:"profile,omitempty"`
-	Error          string  `json:"error,omitempty"`
+	Profile     string  `json:"profile,omitempty"`
+	Error       string  `json:"error,omitempty"`
 }
 
 // P1Ratio compares the variants of one size, existing load and mode.
