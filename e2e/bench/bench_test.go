@@ -91,3 +91,21 @@ func TestReadProcStat(t *testing.T) {
 		t.Error("ReadProcStat(-1) succeeded, want an error")
 	}
 }
+
+func TestGCLiveHeap(t *testing.T) {
+	tests := []struct {
+		line   string
+		want   float64
+		wantOK bool
+	}{
+		{"gc 7 @1.204s 2%: 0.021+3.1+0.019 ms clock, 0.043+0.52/2.9/0+0.039 ms cpu, 38->39->21 MB, 40 MB goal, 0 MB stacks, 0 MB globals, 2 P", 21, true},
+		{"gc 8 @1.204s 2%: 0.021+3.1+0.019 ms clock, 0.043+0.52/2.9/0+0.039 ms cpu, 4->4->0 MB, 4 MB goal, 2 P (forced)", 0, true},
+		{"I1125 controller.go:251] \"Started workers\"", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := gcLiveHeap(tt.line)
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("gcLiveHeap(%q) = %v, %v; want %v, %v", tt.line, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}

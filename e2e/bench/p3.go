@@ -126,6 +126,11 @@ type P3Process struct {
 	// RSSMiB is VmRSS after IdleWindow; PeakRSSMiB is VmHWM (the initial List included).
 	RSSMiB     float64 `json:"rssMiB"`
 	PeakRSSMiB float64 `json:"peakRSSMiB"`
+	// LiveHeapMiB is the heap that survived the process's last garbage collection before the
+	// end of IdleWindow (GODEBUG=gctrace=1): what the controller holds, apart from the
+	// collector's headroom (GOGC) and the runtime's own memory.
+	LiveHeapMiB float64 `json:"liveHeapMiB"`
+	GCs         int     `json:"gcs"`
 	// IdleCPUSecondsPerMinute is the process's CPU while idle.
 	IdleCPUSecondsPerMinute float64 `json:"idleCPUSecondsPerMinute"`
 	IdleSeconds             float64 `json:"idleSeconds"`
@@ -606,6 +611,7 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 	}
 	defer func() { _ = logf.Close() }()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -617,6 +623,9 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 		return nil, fmt.Errorf("starting ipp controller: %w", err)
 	}
 	done := make(chan error, 1)
+	var gcMu sync.Mutex
+	var liveHeap float64
+	var gcs int
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -626,6 +635,11 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 			_, _ = fmt.Fprintln(logf, line)
 			if strings.Contains(line, "Started workers") {
 				once.Do(func() { close(started) })
+			}
+			if mb, ok := gcLiveHeap(line); ok {
+				gcMu.Lock()
+				liveHeap, gcs = mb, gcs+1
+				gcMu.Unlock()
 			}
 		}
 		done <- cmd.Wait()
@@ -662,6 +676,9 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 	}
 	res.IdleSeconds = time.Since(t1).Seconds()
 	res.RSSMiB, res.PeakRSSMiB = MiB(st1.RSS), MiB(st1.HWM)
+	gcMu.Lock()
+	res.LiveHeapMiB, res.GCs = liveHeap, gcs
+	gcMu.Unlock()
 	res.IdleCPUSecondsPerMinute = (st1.CPU - st0.CPU).Seconds() / res.IdleSeconds * 60
 	res.InsertCallsWhileIdle = s.emu.CallCount("instances.insert") - inserts
 	return res, ctx.Err()
@@ -675,4 +692,24 @@ func (c P3Config) MarshalJSON() ([]byte, error) {
 		ReactionInterval string `json:"reactionInterval"`
 		IdleWindow       string `json:"idleWindow"`
 	}{plain(c), c.ReactionInterval.String(), c.IdleWindow.String()})
+}
+
+// gcLiveHeap parses a GODEBUG=gctrace=1 line, "gc 12 @3.4s 1%: ... 40->42->20 MB, 44 MB goal, ...",
+// and returns the live heap after the collection (the third number), in MiB.
+func gcLiveHeap(line string) (float64, bool) {
+	if !strings.HasPrefix(line, "gc ") {
+		return 0, false
+	}
+	for _, f := range strings.Split(line, ",") {
+		fields := strings.Fields(f)
+		for i, w := range fields {
+			if i+1 < len(fields) && fields[i+1] == "MB" && strings.Count(w, "->") == 2 {
+				var a, b, c float64
+				if _, err := fmt.Sscanf(strings.ReplaceAll(w, "->", " "), "%g %g %g", &a, &b, &c); err == nil {
+					return c, true
+				}
+			}
+		}
+	}
+	return 0, false
 }
