@@ -494,3 +494,24 @@ func (c P2Config) MarshalJSON() ([]byte, error) {
 		Warmup   string `json:"warmup"`
 	}{plain(c), c.Duration.String(), c.Warmup.String()})
 }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *P2Config) UnmarshalJSON(b []byte) error {
+	type plain P2Config
+	aux := struct {
+		*plain
+		Duration string `json:"duration"`
+		Warmup   string `json:"warmup"`
+	}{plain: (*plain)(c)}
+	err := json.Unmarshal(b, &aux)
+	if err != nil {
+		return err
+	}
+	if c.Duration, err = time.ParseDuration(aux.Duration); err != nil {
+		return fmt.Errorf("reading duration: %w", err)
+	}
+	if c.Warmup, err = time.ParseDuration(aux.Warmup); err != nil {
+		return fmt.Errorf("reading warmup: %w", err)
+	}
+	return nil
+}

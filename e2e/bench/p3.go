@@ -713,3 +713,24 @@ func gcLiveHeap(line string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *P3Config) UnmarshalJSON(b []byte) error {
+	type plain P3Config
+	aux := struct {
+		*plain
+		ReactionInterval string `json:"reactionInterval"`
+		IdleWindow       string `json:"idleWindow"`
+	}{plain: (*plain)(c)}
+	err := json.Unmarshal(b, &aux)
+	if err != nil {
+		return err
+	}
+	if c.ReactionInterval, err = time.ParseDuration(aux.ReactionInterval); err != nil {
+		return fmt.Errorf("reading reactionInterval: %w", err)
+	}
+	if c.IdleWindow, err = time.ParseDuration(aux.IdleWindow); err != nil {
+		return fmt.Errorf("reading idleWindow: %w", err)
+	}
+	return nil
+}

@@ -49,10 +49,14 @@ func run() error {
 	ippBinary := flag.String("ipp", "", "ipp binary for P2 and P3 (default: built from the repository into <out>).")
 	repo := flag.String("repo", "..", "Repository root, to build ipp from.")
 	replot := flag.String("plot", "", "Only draw the P1 plot from this p1.json, next to it, and exit.")
+	reportDir := flag.String("report", "", "Only print the results in this directory as Markdown tables, and exit.")
 	flag.Parse()
 
 	if *replot != "" {
 		return plotFrom(*replot)
+	}
+	if *reportDir != "" {
+		return report(os.Stdout, *reportDir)
 	}
 
 	cfg, ok := bench.Suites[*suite]
