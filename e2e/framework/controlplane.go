@@ -42,6 +42,9 @@ type Options struct {
 	ControllerManagerFlags []string
 	// EtcdLogFile receives etcd's error log; empty means stderr.
 	EtcdLogFile string
+	// NoScheduler leaves kube-scheduler out, for a caller that runs its own (the benchmarks
+	// start and stop one per measurement).
+	NoScheduler bool
 }
 
 // Timings says how long each part of the start took.
@@ -124,11 +127,13 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	// The scheduler and the controller-manager start side by side; each waits for itself.
 	var wg sync.WaitGroup
 	var schedErr, kcmErr error
-	wg.Go(func() {
-		t0 := time.Now()
-		schedErr = cp.startScheduler(ctx, admin, opts.SchedulerFlags)
-		cp.Timings.Scheduler = time.Since(t0)
-	})
+	if !opts.NoScheduler {
+		wg.Go(func() {
+			t0 := time.Now()
+			schedErr = cp.startScheduler(ctx, admin, opts.SchedulerFlags)
+			cp.Timings.Scheduler = time.Since(t0)
+		})
+	}
 	wg.Go(func() {
 		t0 := time.Now()
 		kcmErr = cp.startControllerManager(ctx, admin, caFile, opts.ControllerManagerFlags)

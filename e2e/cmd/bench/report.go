@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/ipp-project/ipp/e2e/bench"
+)
+
+// report prints the results in dir (p1.json, p2.json, p3.json, whichever exist) as the Markdown
+// tables of BENCHMARKS.md.
+func report(w io.Writer, dir string) error {
+	found := false
+	for _, part := range []string{"p1", "p2", "p3"} {
+		b, err := os.ReadFile(filepath.Join(dir, part+".json"))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var res bench.Result
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("reading %s.json: %w", part, err)
+		}
+		found = true
+		fmt.Fprintf(w, "<!-- %s: %s, %s to %s, load average %.2f to %.2f -->\n\n", part, res.Command,
+			res.Started.Format("2006-01-02 15:04"), res.Finished.Format("15:04"), res.LoadAvgStart, res.LoadAvgEnd)
+		switch {
+		case res.P1 != nil:
+			reportP1(w, res.P1)
+		case res.P2 != nil:
+			reportP2(w, res.P2)
+		case res.P3 != nil:
+			reportP3(w, res.P3)
+		}
+	}
+	if !found {
+		return fmt.Errorf("no p1.json, p2.json or p3.json in %s", dir)
+	}
+	return nil
+}
+
+var variants = []string{bench.VariantDedicated, bench.VariantLabelPin, bench.VariantBaseline, bench.VariantAutoscaler}
+
+type p1Key struct {
+	nodes, existing int
+	mode            string
+}
+
+// best returns the fastest successful run of each (size, existing, mode, variant).
+func best(runs []bench.P1Run) (map[p1Key]map[string]bench.P1Run, []p1Key) {
+	out := map[p1Key]map[string]bench.P1Run{}
+	var keys []p1Key
+	for _, r := range runs {
+		if r.Error != "" {
+			continue
+		}
+		k := p1Key{r.Nodes, r.ExistingPerNode, r.Mode}
+		if out[k] == nil {
+			out[k] = map[string]bench.P1Run{}
+			keys = append(keys, k)
+		}
+		if cur, ok := out[k][r.Variant]; !ok || r.PodsPerSecond > cur.PodsPerSecond {
+			out[k][r.Variant] = r
+		}
+	}
+	slices.SortStableFunc(keys, func(a, b p1Key) int {
+		if a.mode != b.mode {
+			if a.mode == bench.ModeScheduler {
+				return -1
+			}
+			return 1
+		}
+		if a.existing != b.existing {
+			return a.existing - b.existing
+		}
+		return a.nodes - b.nodes
+	})
+	return out, keys
+}
+
+func reportP1(w io.Writer, res *bench.P1Result) {
+	runs, keys := best(res.Runs)
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	fmt.Fprintf(w, "Pods/s, best of %d (M = %d Pods, K = N/%d classes):\n\n", max(1, res.Config.Repeat), res.Config.Pods, res.Config.NodesPerClass)
+	fmt.Fprintln(w, "| mode | nodes | running Pods | dedicated | label only | baseline | autoscaler | dedicated / baseline | dedicated / autoscaler |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, k := range keys {
+		m := runs[k]
+		fmt.Fprintf(w, "| %s | %d | %d |", k.mode, k.nodes, m[bench.VariantBaseline].ExistingPods)
+		for _, v := range variants {
+			fmt.Fprintf(w, " %.0f |", m[v].PodsPerSecond)
+		}
+		fmt.Fprintf(w, " %s | %s |\n", ratio(m[bench.VariantDedicated].PodsPerSecond, m[bench.VariantBaseline].PodsPerSecond),
+			ratio(m[bench.VariantDedicated].PodsPerSecond, m[bench.VariantAutoscaler].PodsPerSecond))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Scheduler-only runs, per Pod: scheduling algorithm mean (exact) and p99 (from 1 ms buckets), attempt p99 (algorithm + binding), and the whole process's CPU; load average and the process's CPU use (of 2) during the run:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| nodes | running Pods | variant | algorithm mean ms | algorithm p99 ms | attempt p50 / p99 ms | Filter / Score mean ms | process CPU ms/Pod | CPUs used | load |")
+	fmt.Fprintln(w, "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, k := range keys {
+		if k.mode != bench.ModeScheduler {
+			continue
+		}
+		for _, v := range variants {
+			r, ok := runs[k][v]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(w, "| %d | %d | %s | %.3f | %.1f | %.0f / %.0f | %.3f / %.3f | %.2f | %.2f | %.1f |\n", k.nodes, r.ExistingPods, v,
+				r.AlgorithmMeanMs, r.AlgorithmP99Ms, r.AttemptP50Ms, r.AttemptP99Ms, r.ExtensionPointMeanMs["Filter"], r.ExtensionPointMeanMs["Score"],
+				r.CPUMsPerPod, r.ProcessCPUUtil, r.LoadAvg)
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Create-to-bind runs, per Pod from its Create call returning to the watch seeing it bound:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| nodes | running Pods | variant | Pods/s | created/s | p50 ms | p99 ms |")
+	fmt.Fprintln(w, "|---:|---:|---|---:|---:|---:|---:|")
+	for _, k := range keys {
+		if k.mode != bench.ModeEndToEnd {
+			continue
+		}
+		for _, v := range variants {
+			r, ok := runs[k][v]
+			if !ok || r.CreatedToBound == nil {
+				continue
+			}
+			fmt.Fprintf(w, "| %d | %d | %s | %.0f | %.0f | %.0f | %.0f |\n", k.nodes, r.ExistingPods, v, r.PodsPerSecond, r.CreatePerSecond,
+				r.CreatedToBound.P50, r.CreatedToBound.P99)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func reportP2(w io.Writer, res *bench.P2Result) {
+	fmt.Fprintf(w, "%d s per run after %d s of warm-up; AdmissionReview bodies %d B (/mutate) and %d B (/validate); server peak RSS (VmHWM) %.1f MiB.\n\n",
+		int(res.Config.Duration.Seconds()), int(res.Config.Warmup.Seconds()), res.MutateBodyBytes, res.ValidateBodyBytes, res.PeakRSSMiB)
+	fmt.Fprintln(w, "| path | protocol | clients | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1000 | server CPUs used | client CPU s / 1000 | errors | load |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range res.Runs {
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %.3f | %d | %.1f |\n", r.Path, r.Protocol, r.Concurrency,
+			r.RequestsPerSec, r.Latency.P50, r.Latency.P99, r.Latency.P999, r.ServerCPUSecPer1000, r.ServerCPUUtil, r.ClientCPUSecPer1000, r.Errors, r.LoadAvg)
+	}
+	fmt.Fprintln(w)
+	if c := res.Create; c != nil {
+		fmt.Fprintf(w, "Pod CREATE through the apiserver, one at a time, %d each way (load %.1f):\n\n", c.Pods, c.LoadAvg)
+		fmt.Fprintln(w, "| | p50 ms | p90 ms | p99 ms | mean ms |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+		fmt.Fprintf(w, "| webhooks registered | %.2f | %.2f | %.2f | %.2f |\n", c.WithWebhooks.P50, c.WithWebhooks.P90, c.WithWebhooks.P99, c.WithWebhooks.Mean)
+		fmt.Fprintf(w, "| exempt namespace | %.2f | %.2f | %.2f | %.2f |\n", c.Without.P50, c.Without.P90, c.Without.P99, c.Without.Mean)
+		fmt.Fprintf(w, "| added | %.2f | | %.2f | %.2f |\n\n", c.AddedP50Ms, c.AddedP99Ms, c.WithWebhooks.Mean-c.Without.Mean)
+	}
+}
+
+func reportP3(w io.Writer, res *bench.P3Result) {
+	if r := res.Reaction; r != nil {
+		fmt.Fprintf(w, "Reaction, %d new classes one Pod each, %v apart (load %.1f):\n\n", r.Classes, res.Config.ReactionInterval, r.LoadAvg)
+		fmt.Fprintln(w, "| from | p50 ms | p90 ms | p99 ms | max ms |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+		fmt.Fprintf(w, "| Pod Create call | %.2f | %.2f | %.2f | %.2f |\n", r.FromCreateCall.P50, r.FromCreateCall.P90, r.FromCreateCall.P99, r.FromCreateCall.Max)
+		fmt.Fprintf(w, "| Pod Create returned | %.2f | %.2f | %.2f | %.2f |\n\n", r.FromCreated.P50, r.FromCreated.P90, r.FromCreated.P99, r.FromCreated.Max)
+	}
+	if s := res.Steady; s != nil {
+		fmt.Fprintf(w, "Steady state, %d classes, %d Pods, all bound %.0f s after the first Pod (load %.1f):\n\n", s.Classes, s.Pods, s.SettleSeconds, s.LoadAvg)
+		fmt.Fprintln(w, "| | reconciles | reconciles/s | API requests | requests / reconcile | requests | provider calls |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---|")
+		fmt.Fprintf(w, "| build-up | %.0f | | %.0f | %.3f | %v | %v |\n", s.ActiveReconciles, s.ActiveRequests, s.ActiveRequestsPerRecon, s.ActiveRequestsByKind, s.ProviderCallsActive)
+		fmt.Fprintf(w, "| idle %.0f s | %.0f | %.2f | %.0f | %.3f | %v | %v |\n\n", s.IdleSeconds, s.IdleReconciles, s.IdleReconcilesPerSecond, s.IdleRequests,
+			s.IdleRequestsPerReconcile, s.IdleRequestsByKind, s.IdleProviderCalls)
+	}
+	if b := res.Burst; b != nil {
+		fmt.Fprintf(w, "Burst: %d Pods of %d new classes at once: %d instances.insert calls at the emulator, %d Provider.Create calls, at most %d per class; all bound in %.1f s (load %.1f).\n\n",
+			b.Pods, b.Classes, b.InsertCalls, b.ProviderCreateCalls, b.MaxPerClass, b.SettleSeconds, b.LoadAvg)
+	}
+	if p := res.Process; p != nil {
+		fmt.Fprintf(w, "`ipp controller` process on the settled cluster: caches synced and workers started %.1f s after start; after %.0f s idle: RSS %.1f MiB, peak RSS %.1f MiB, live heap after the last GC %.1f MiB (%d GCs), CPU %.2f s per minute, %d instances.insert calls (load %.1f).\n\n",
+			p.SyncSeconds, p.IdleSeconds, p.RSSMiB, p.PeakRSSMiB, p.LiveHeapMiB, p.GCs, p.IdleCPUSecondsPerMinute, p.InsertCallsWhileIdle, p.LoadAvg)
+	}
+}
