@@ -49,8 +49,9 @@ type Options struct {
 	// RegistrationTimeout is how long an instance may take from creation until its Node
 	// registers before it is replaced. Zero means the provider's RegistrationTimeout.
 	RegistrationTimeout time.Duration
-	// ProviderResync is how often the provider's List is polled. Every poll also reconciles
-	// every dedicated node, so it bounds how late a lost event is noticed.
+	// ProviderResync is how often the provider's List is polled. A poll reconciles the
+	// dedicated nodes whose instances it shows changed (created, deleted, changed state or
+	// gone), so it bounds how late a change made outside the controller is noticed.
 	ProviderResync time.Duration
 	// RetryBaseDelay and RetryMaxDelay bound the per-node exponential back-off after a failure.
 	RetryBaseDelay time.Duration
@@ -182,6 +183,11 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		AddFunc: c.enqueuePod,
 		UpdateFunc: func(old, cur any) {
 			c.observePodBound(old, cur)
+			if o, ok := old.(*corev1.Pod); ok {
+				if n, ok := cur.(*corev1.Pod); ok && !podChanged(o, n) {
+					return
+				}
+			}
 			c.enqueuePod(old)
 			c.enqueuePod(cur)
 		},
@@ -192,6 +198,11 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueNode,
 		UpdateFunc: func(old, cur any) {
+			if o, ok := old.(*corev1.Node); ok {
+				if n, ok := cur.(*corev1.Node); ok && !nodeChanged(o, n) {
+					return
+				}
+			}
 			c.enqueueNode(old)
 			c.enqueueNode(cur)
 		},
@@ -256,8 +267,12 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 }
 
 // pollInstances lists the provider's instances now and then every providerResync, backing off
-// on failure, and reconciles every dedicated node after each successful List. It closes synced
-// after the first success.
+// on failure. It closes synced after the first success.
+//
+// A List does not re-enqueue every dedicated node: Pods and Nodes come from informers, which
+// do not lose events; instances that changed are enqueued by syncInstances; and every decision
+// that waits for time to pass returns its delay to the queue (AddAfter). So a settled cluster
+// costs no reconciles, however many classes it has.
 func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) {
 	logger := klog.FromContext(ctx)
 	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
@@ -276,7 +291,6 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 				first = false
 				close(synced)
 			}
-			c.enqueueAll()
 		}
 		select {
 		case <-ctx.Done():
@@ -430,29 +444,6 @@ func (c *Controller) enqueueNode(obj any) {
 		c.queue.Add(v)
 	}
 	if name, ok := c.instances.nodeNameOf(node.Spec.ProviderID); ok && name != node.Name {
-		c.queue.Add(name)
-	}
-}
-
-// enqueueAll enqueues every dedicated node the controller knows of from any of its inputs.
-func (c *Controller) enqueueAll() {
-	for _, name := range c.podIndexer.ListIndexFuncValues(podNodeIndex) {
-		c.queue.Add(name)
-	}
-	for _, obj := range c.nodeIndexer.List() {
-		c.enqueueNode(obj)
-	}
-	for _, name := range c.instances.nodeNames() {
-		c.queue.Add(name)
-	}
-	// Names with remembered state but nothing else, so that their state is dropped.
-	c.mu.Lock()
-	names := make([]string, 0, len(c.state))
-	for name := range c.state {
-		names = append(names, name)
-	}
-	c.mu.Unlock()
-	for _, name := range names {
 		c.queue.Add(name)
 	}
 }

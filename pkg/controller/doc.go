@@ -10,8 +10,10 @@
 // a burst of Pod events for one class becomes one reconcile), and workers that reconcile one name at
 // a time. The provider's List is polled every Options.ProviderResync into an in-memory index, which
 // Create and Delete results update at once; no reconcile runs before the first successful List,
-// and every poll re-enqueues every known name. Timers (idle TTL, registration timeout) are
-// AddAfter on the queue, whose clock is Options.Clock.
+// and a poll enqueues the names whose instances changed. Timers (idle TTL, registration timeout,
+// back-off) are AddAfter on the queue, whose clock is Options.Clock. Informers cache trimmed
+// Pods and Nodes (the fields reconciles read), and updates that change none of those fields,
+// such as kubelet status heartbeats, enqueue nothing: a settled cluster costs no reconciles.
 //
 // # Level-triggered
 //

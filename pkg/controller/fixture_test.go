@@ -99,7 +99,7 @@ func (f *fixture) newController() {
 	f.refresh()
 }
 
-// refresh loads the listers from the fake clientset, as the informers would.
+// refresh loads the listers from the fake clientset, trimmed as the informers do.
 func (f *fixture) refresh() {
 	f.t.Helper()
 	pods, err := f.kube.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
@@ -109,7 +109,7 @@ func (f *fixture) refresh() {
 	var podObjs []any
 	for i := range pods.Items {
 		if _, ok := pods.Items[i].Labels[f.cfg.PodLabel]; ok {
-			podObjs = append(podObjs, &pods.Items[i])
+			podObjs = append(podObjs, trimPod(&pods.Items[i]))
 		}
 	}
 	if err := f.c.podIndexer.Replace(podObjs, ""); err != nil {
@@ -122,7 +122,7 @@ func (f *fixture) refresh() {
 	var nodeObjs []any
 	for i := range nodes.Items {
 		if nodes.Items[i].Labels[f.cfg.NodeLabel] == isolation.LabelValue {
-			nodeObjs = append(nodeObjs, &nodes.Items[i])
+			nodeObjs = append(nodeObjs, trimNode(&nodes.Items[i]))
 		}
 	}
 	if err := f.c.nodeIndexer.Replace(nodeObjs, ""); err != nil {

@@ -64,7 +64,7 @@ func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "Burst of queries to the API server.")
 	fs.DurationVar(&o.idleTTL, "idle-ttl", o.idleTTL, "How long a dedicated node may have no Pod of its class before its Node and instance are deleted.")
 	fs.DurationVar(&o.registrationTimeout, "registration-timeout", o.registrationTimeout, "How long an instance may take to register its Node before it is deleted and created again. 0 uses the provider's default, which is longer for bare-metal types.")
-	fs.DurationVar(&o.providerResync, "provider-resync", o.providerResync, "How often the provider's instances are listed; every dedicated node is reconciled after each list.")
+	fs.DurationVar(&o.providerResync, "provider-resync", o.providerResync, "How often the provider's instances are listed; dedicated nodes whose instances changed outside IPP are reconciled after each list.")
 	fs.DurationVar(&o.retryBaseDelay, "retry-base-delay", o.retryBaseDelay, "First delay before a dedicated node whose reconcile failed is retried; it doubles on each failure.")
 	fs.DurationVar(&o.retryMaxDelay, "retry-max-delay", o.retryMaxDelay, "Cap of the retry delay; errors that a retry cannot fix wait this long.")
 	fs.IntVar(&o.workers, "workers", o.workers, "Dedicated nodes reconciled in parallel.")

@@ -1,0 +1,167 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+func fullPod() *corev1.Pod {
+	deleted := metav1.NewTime(t0.Add(time.Hour))
+	return &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "p", Namespace: "team", UID: "uid-p", ResourceVersion: "7", Generation: 2,
+			Labels:            map[string]string{"ipp-class": "a", "app": "web"},
+			Annotations:       map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			CreationTimestamp: metav1.NewTime(t0),
+			DeletionTimestamp: &deleted,
+			OwnerReferences:   []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web"}},
+			Finalizers:        []string{"f"},
+			ManagedFields:     []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:     "ipp-a-0123456789ab",
+			NodeSelector: map[string]string{isolation.BindingLabel: "ipp-a-0123456789ab"},
+			Tolerations:  isolation.DefaultConfig().Tolerations(),
+			Containers:   []corev1.Container{{Name: "c", Image: "nginx"}},
+		},
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+			PodIP:      "10.0.0.1",
+		},
+	}
+}
+
+func fullNode() *corev1.Node {
+	return &corev1.Node{
+		TypeMeta: metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "n", UID: "uid-n", ResourceVersion: "9",
+			Labels: map[string]string{isolation.DefaultConfig().NodeLabel: "true", isolation.BindingLabel: "n"},
+			Annotations: map[string]string{
+				AnnotationIdleSince:            t0.Format(time.RFC3339),
+				"node.alpha.kubernetes.io/ttl": "0",
+			},
+			CreationTimestamp: metav1.NewTime(t0),
+			ManagedFields:     []metav1.ManagedFieldsEntry{{Manager: "kubelet"}},
+		},
+		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true, Taints: isolation.DefaultConfig().Taints()},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			Images:     []corev1.ContainerImage{{Names: []string{"nginx"}, SizeBytes: 1}},
+		},
+	}
+}
+
+func TestTrim(t *testing.T) {
+	pod := fullPod()
+	wantPod := &corev1.Pod{
+		TypeMeta: pod.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "p", Namespace: "team", UID: "uid-p", ResourceVersion: "7",
+			Labels:            pod.Labels,
+			CreationTimestamp: pod.CreationTimestamp,
+			DeletionTimestamp: pod.DeletionTimestamp,
+		},
+		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName, NodeSelector: pod.Spec.NodeSelector},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	node := fullNode()
+	wantNode := &corev1.Node{
+		TypeMeta: node.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "n", UID: "uid-n", ResourceVersion: "9",
+			Labels:            node.Labels,
+			Annotations:       map[string]string{AnnotationIdleSince: t0.Format(time.RFC3339)},
+			CreationTimestamp: node.CreationTimestamp,
+		},
+		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true},
+	}
+	tombstone := cache.DeletedFinalStateUnknown{Key: "team/p", Obj: pod}
+	tests := []struct {
+		name string
+		in   any
+		want any
+	}{
+		{"pod", pod, wantPod},
+		{"pod again", wantPod, wantPod},
+		{"node", node, wantNode},
+		{"node again", wantNode, wantNode},
+		{"tombstone", tombstone, tombstone},
+		{"anything else", "x", "x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := trim(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("trim (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPodChanged(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*corev1.Pod)
+		want   bool
+	}{
+		{"resourceVersion only", func(p *corev1.Pod) { p.ResourceVersion = "8" }, false},
+		{"status conditions", func(p *corev1.Pod) { p.Status.Conditions = nil; p.Status.PodIP = "10.0.0.2" }, false},
+		{"annotations", func(p *corev1.Pod) { p.Annotations = map[string]string{"x": "y"} }, false},
+		{"phase", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, true},
+		{"class label", func(p *corev1.Pod) { p.Labels = map[string]string{"ipp-class": "b"} }, true},
+		{"bound", func(p *corev1.Pod) { p.Spec.NodeName = "" }, true},
+		{"pin", func(p *corev1.Pod) { p.Spec.NodeSelector = nil }, true},
+		{"deletion", func(p *corev1.Pod) { p.DeletionTimestamp = nil }, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old := fullPod()
+			cur := old.DeepCopy()
+			tc.change(cur)
+			if got := podChanged(old, cur); got != tc.want {
+				t.Errorf("podChanged = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeChanged(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*corev1.Node)
+		want   bool
+	}{
+		{"resourceVersion only", func(n *corev1.Node) { n.ResourceVersion = "10" }, false},
+		{"status heartbeat", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(t0.Add(time.Minute)) }, false},
+		{"someone else's annotation", func(n *corev1.Node) { n.Annotations["node.alpha.kubernetes.io/ttl"] = "1" }, false},
+		{"taints", func(n *corev1.Node) { n.Spec.Taints = nil }, false},
+		{"idle mark", func(n *corev1.Node) { delete(n.Annotations, AnnotationIdleSince) }, true},
+		{"binding label", func(n *corev1.Node) { delete(n.Labels, isolation.BindingLabel) }, true},
+		{"providerID", func(n *corev1.Node) { n.Spec.ProviderID = "fake://m" }, true},
+		{"uncordoned", func(n *corev1.Node) { n.Spec.Unschedulable = false }, true},
+		{"uid", func(n *corev1.Node) { n.UID = "uid-m" }, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old := fullNode()
+			cur := old.DeepCopy()
+			tc.change(cur)
+			if got := nodeChanged(old, cur); got != tc.want {
+				t.Errorf("nodeChanged = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
