@@ -379,8 +379,7 @@ func (s *p1Size) runVariant(ctx context.Context, v Variant, existing int) (runs 
 			if !s.cfg.wants(s.cfg.Modes, mode) {
 				continue
 			}
-			run, err := s.measure(ctx, v, mode, existing)
-			run.Repeat = rep
+			run, err := s.measure(ctx, v, mode, existing, rep)
 			runs = append(runs, run)
 			logger.Info("P1 run", "mode", mode, "repeat", rep, "podsPerSecond", fmt.Sprintf("%.1f", run.PodsPerSecond), "bound", run.Bound,
 				"seconds", fmt.Sprintf("%.2f", run.Seconds), "algorithmMeanMs", run.AlgorithmMeanMs, "processCPU", fmt.Sprintf("%.2f", run.ProcessCPUUtil), "loadAvg", run.LoadAvg)
@@ -474,13 +473,13 @@ func runTimeout(pods int) time.Duration {
 	return max(3*time.Minute, time.Duration(pods)*200*time.Millisecond)
 }
 
-func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing int) (run P1Run, err error) {
+func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, rep int) (run P1Run, err error) {
 	logger := klog.FromContext(ctx)
 	s.runSeq++
 	id := fmt.Sprintf("r%d", s.runSeq)
 	selector := runLabel + "=" + id
 	run = P1Run{
-		Variant: v.Name, Mode: mode, Nodes: s.nodes, IPPNodes: len(s.ippNodes), Classes: len(s.classes),
+		Variant: v.Name, Mode: mode, Repeat: rep, Nodes: s.nodes, IPPNodes: len(s.ippNodes), Classes: len(s.classes),
 		Pods: s.cfg.Pods, ExistingPerNode: existing,
 		ExistingPods: existing*len(s.plain) + max(1, existing)*len(s.ippNodes),
 		LoadAvg:      LoadAvg(),
@@ -557,7 +556,7 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing i
 		}
 		var stopProfile func()
 		if s.cfg.ProfileDir != "" && s.nodes == s.cfg.ProfileNodes {
-			run.Profile = filepath.Join(s.cfg.ProfileDir, fmt.Sprintf("p1-%s-n%d-e%d.pprof", v.Name, s.nodes, existing))
+			run.Profile = filepath.Join(s.cfg.ProfileDir, fmt.Sprintf("p1-%s-n%d-e%d-r%d.pprof", v.Name, s.nodes, existing, rep))
 			if stopProfile, err = startCPUProfile(run.Profile); err != nil {
 				return run, err
 			}
