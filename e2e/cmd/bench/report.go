@@ -147,10 +147,14 @@ func reportP1(w io.Writer, res *bench.P1Result) {
 func reportP2(w io.Writer, res *bench.P2Result) {
 	fmt.Fprintf(w, "%d s per run after %d s of warm-up; AdmissionReview bodies %d B (/mutate) and %d B (/validate); server peak RSS (VmHWM) %.1f MiB.\n\n",
 		int(res.Config.Duration.Seconds()), int(res.Config.Warmup.Seconds()), res.MutateBodyBytes, res.ValidateBodyBytes, res.PeakRSSMiB)
-	fmt.Fprintln(w, "| path | protocol | clients | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1000 | server CPUs used | client CPU s / 1000 | errors | load |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| path | protocol | clients | paced to | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1000 | server CPUs used | client CPU s / 1000 | errors | load |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range res.Runs {
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %.3f | %d | %.1f |\n", r.Path, r.Protocol, r.Concurrency,
+		paced := "–"
+		if r.PacedRate > 0 {
+			paced = fmt.Sprintf("%.0f/s", r.PacedRate)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %.3f | %d | %.1f |\n", r.Path, r.Protocol, r.Concurrency, paced,
 			r.RequestsPerSec, r.Latency.P50, r.Latency.P99, r.Latency.P999, r.ServerCPUSecPer1000, r.ServerCPUUtil, r.ClientCPUSecPer1000, r.Errors, r.LoadAvg)
 	}
 	fmt.Fprintln(w)
