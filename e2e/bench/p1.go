@@ -9,6 +9,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -129,6 +130,8 @@ type P1Run struct {
 	// scheduler-only: before the scheduler started), CreatePerSecond the rate.
 	CreateSeconds   float64 `json:"createSeconds"`
 	CreatePerSecond float64 `json:"createPerSecond"`
+	// CreateRetries counts creations retried after an apiserver error (a webhook timeout, say).
+	CreateRetries int64 `json:"createRetries,omitempty"`
 	// SchedulerSyncSeconds is how long the scheduler took to build and sync its caches.
 	SchedulerSyncSeconds float64 `json:"schedulerSyncSeconds"`
 	// CreatedToBound is per Pod, from its Create call returning to the benchmark's watch seeing
@@ -303,10 +306,8 @@ func (s *p1Size) createFiller(ctx context.Context, from, to int) error {
 		node := s.plain[i%len(s.plain)]
 		p := BenchPod(fmt.Sprintf("filler-%s-%d", node, from+i/len(s.plain)), map[string]string{roleLabel: "filler"})
 		p.Spec.NodeName = node
-		if _, err := s.cluster.Fast.CoreV1().Pods(FillerNamespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating filler pod: %w", err)
-		}
-		return nil
+		_, err := CreatePod(ctx, s.cluster.Fast, FillerNamespace, p, nil)
+		return err
 	})
 }
 
@@ -340,9 +341,9 @@ func (s *p1Size) createExisting(ctx context.Context, perNode int) error {
 		c := i % len(s.classes)
 		p := BenchPod(fmt.Sprintf("existing-%s-%d", s.classes[c], i/len(s.classes)),
 			map[string]string{roleLabel: "existing", isolation.DefaultPodLabel: s.classes[c]})
-		created, err := core.Pods(P1Namespace).Create(ctx, p, metav1.CreateOptions{})
+		created, err := CreatePod(ctx, s.cluster.Fast, P1Namespace, p, nil)
 		if err != nil {
-			return fmt.Errorf("creating existing pod %s: %w", p.Name, err)
+			return err
 		}
 		err = core.Pods(P1Namespace).Bind(ctx, &corev1.Binding{
 			ObjectMeta: metav1.ObjectMeta{Name: created.Name, UID: created.UID},
@@ -520,6 +521,8 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 	}
 
 	created := make([]time.Time, s.cfg.Pods)
+	var retries atomic.Int64
+	defer func() { run.CreateRetries = retries.Load() }()
 	t0, cpu0 := time.Now(), processCPU()
 	err = Parallel(ctx, s.cfg.Pods, s.cfg.CreateWorkers, func(ctx context.Context, i int) error {
 		labels := map[string]string{roleLabel: "measured", runLabel: id}
@@ -527,8 +530,8 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 			labels[isolation.DefaultPodLabel] = s.classes[i%len(s.classes)]
 		}
 		p := BenchPod(fmt.Sprintf("m-%s-%05d", id, i), labels)
-		if _, err := s.cluster.Fast.CoreV1().Pods(P1Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating pod %s: %w", p.Name, err)
+		if _, err := CreatePod(ctx, s.cluster.Fast, P1Namespace, p, &retries); err != nil {
+			return err
 		}
 		created[i] = time.Now()
 		return nil

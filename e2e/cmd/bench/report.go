@@ -188,6 +188,7 @@ func reportP3(w io.Writer, res *bench.P3Result) {
 		fmt.Fprintf(w, "Burst: %d Pods of %d new classes at once: %d instances.insert calls at the emulator, %d Provider.Create calls, at most %d per class; all bound in %.1f s (load %.1f).\n\n",
 			b.Pods, b.Classes, b.InsertCalls, b.ProviderCreateCalls, b.MaxPerClass, b.SettleSeconds, b.LoadAvg)
 	}
+	fmt.Fprintf(w, "Pod creations retried after an apiserver error (such as a webhook call timing out): %d.\n\n", res.CreateRetries)
 	if p := res.Process; p != nil {
 		fmt.Fprintf(w, "`ipp controller` process on the settled cluster: caches synced and workers started %.1f s after start; after %.0f s idle: RSS %.1f MiB, peak RSS %.1f MiB, live heap after the last GC %.1f MiB (%d GCs), CPU %.2f s per minute, %d instances.insert calls (load %.1f).\n\n",
 			p.SyncSeconds, p.IdleSeconds, p.RSSMiB, p.PeakRSSMiB, p.LiveHeapMiB, p.GCs, p.IdleCPUSecondsPerMinute, p.InsertCallsWhileIdle, p.LoadAvg)
