@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-controller-manager/names"
 
@@ -202,6 +203,34 @@ func BenchPod(name string, labels map[string]string) *corev1.Pod {
 			TerminationGracePeriodSeconds: new(int64),
 		},
 	}
+}
+
+// CreatePod creates p in namespace, retrying what a controller would retry: the apiserver's
+// internal errors (a webhook call that timed out on an overloaded machine, say), timeouts and
+// throttling. Each retry adds one to retries, if not nil, so that results can report them. A
+// retry that finds the Pod already created counts as success.
+func CreatePod(ctx context.Context, c kubernetes.Interface, namespace string, p *corev1.Pod, retries *atomic.Int64) (*corev1.Pod, error) {
+	var created *corev1.Pod
+	attempt := 0
+	retriable := func(err error) bool {
+		return apierrors.IsInternalError(err) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) ||
+			apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err)
+	}
+	err := retry.OnError(wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1}, retriable, func() error {
+		var err error
+		if attempt++; attempt > 1 && retries != nil {
+			retries.Add(1)
+		}
+		created, err = c.CoreV1().Pods(namespace).Create(ctx, p, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) && attempt > 1 {
+			created, err = c.CoreV1().Pods(namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating pod %s/%s: %w", namespace, p.Name, err)
+	}
+	return created, nil
 }
 
 // DeletePods deletes the Pods of namespace that match selector at once (grace period 0) and waits

@@ -9,6 +9,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -129,6 +130,8 @@ type P1Run struct {
 	// scheduler-only: before the scheduler started), CreatePerSecond the rate.
 	CreateSeconds   float64 `json:"createSeconds"`
 	CreatePerSecond float64 `json:"createPerSecond"`
+	// CreateRetries counts creations retried after an apiserver error (a webhook timeout, say).
+	CreateRetries int64 `json:"createRetries,omitempty"`
 	// SchedulerSyncSeconds is how long the scheduler took to build and sync its caches.
 	SchedulerSyncSeconds float64 `json:"schedulerSyncSeconds"`
 	// CreatedToBound is per Pod, from its Create call returning to the benchmark's watch seeing
@@ -303,10 +306,8 @@ func (s *p1Size) createFiller(ctx context.Context, from, to int) error {
 		node := s.plain[i%len(s.plain)]
 		p := BenchPod(fmt.Sprintf("filler-%s-%d", node, from+i/len(s.plain)), map[string]string{roleLabel: "filler"})
 		p.Spec.NodeName = node
-		if _, err := s.cluster.Fast.CoreV1().Pods(FillerNamespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating filler pod: %w", err)
-		}
-		return nil
+		_, err := CreatePod(ctx, s.cluster.Fast, FillerNamespace, p, nil)
+		return err
 	})
 }
 
@@ -340,9 +341,9 @@ func (s *p1Size) createExisting(ctx context.Context, perNode int) error {
 		c := i % len(s.classes)
 		p := BenchPod(fmt.Sprintf("existing-%s-%d", s.classes[c], i/len(s.classes)),
 			map[string]string{roleLabel: "existing", isolation.DefaultPodLabel: s.classes[c]})
-		created, err := core.Pods(P1Namespace).Create(ctx, p, metav1.CreateOptions{})
+		created, err := CreatePod(ctx, s.cluster.Fast, P1Namespace, p, nil)
 		if err != nil {
-			return fmt.Errorf("creating existing pod %s: %w", p.Name, err)
+			return err
 		}
 		err = core.Pods(P1Namespace).Bind(ctx, &corev1.Binding{
 			ObjectMeta: metav1.ObjectMeta{Name: created.Name, UID: created.UID},
@@ -379,8 +380,7 @@ func (s *p1Size) runVariant(ctx context.Context, v Variant, existing int) (runs 
 			if !s.cfg.wants(s.cfg.Modes, mode) {
 				continue
 			}
-			run, err := s.measure(ctx, v, mode, existing)
-			run.Repeat = rep
+			run, err := s.measure(ctx, v, mode, existing, rep)
 			runs = append(runs, run)
 			logger.Info("P1 run", "mode", mode, "repeat", rep, "podsPerSecond", fmt.Sprintf("%.1f", run.PodsPerSecond), "bound", run.Bound,
 				"seconds", fmt.Sprintf("%.2f", run.Seconds), "algorithmMeanMs", run.AlgorithmMeanMs, "processCPU", fmt.Sprintf("%.2f", run.ProcessCPUUtil), "loadAvg", run.LoadAvg)
@@ -474,13 +474,13 @@ func runTimeout(pods int) time.Duration {
 	return max(3*time.Minute, time.Duration(pods)*200*time.Millisecond)
 }
 
-func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing int) (run P1Run, err error) {
+func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, rep int) (run P1Run, err error) {
 	logger := klog.FromContext(ctx)
 	s.runSeq++
 	id := fmt.Sprintf("r%d", s.runSeq)
 	selector := runLabel + "=" + id
 	run = P1Run{
-		Variant: v.Name, Mode: mode, Nodes: s.nodes, IPPNodes: len(s.ippNodes), Classes: len(s.classes),
+		Variant: v.Name, Mode: mode, Repeat: rep, Nodes: s.nodes, IPPNodes: len(s.ippNodes), Classes: len(s.classes),
 		Pods: s.cfg.Pods, ExistingPerNode: existing,
 		ExistingPods: existing*len(s.plain) + max(1, existing)*len(s.ippNodes),
 		LoadAvg:      LoadAvg(),
@@ -521,6 +521,8 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing i
 	}
 
 	created := make([]time.Time, s.cfg.Pods)
+	var retries atomic.Int64
+	defer func() { run.CreateRetries = retries.Load() }()
 	t0, cpu0 := time.Now(), processCPU()
 	err = Parallel(ctx, s.cfg.Pods, s.cfg.CreateWorkers, func(ctx context.Context, i int) error {
 		labels := map[string]string{roleLabel: "measured", runLabel: id}
@@ -528,8 +530,8 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing i
 			labels[isolation.DefaultPodLabel] = s.classes[i%len(s.classes)]
 		}
 		p := BenchPod(fmt.Sprintf("m-%s-%05d", id, i), labels)
-		if _, err := s.cluster.Fast.CoreV1().Pods(P1Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating pod %s: %w", p.Name, err)
+		if _, err := CreatePod(ctx, s.cluster.Fast, P1Namespace, p, &retries); err != nil {
+			return err
 		}
 		created[i] = time.Now()
 		return nil
@@ -557,7 +559,7 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing i
 		}
 		var stopProfile func()
 		if s.cfg.ProfileDir != "" && s.nodes == s.cfg.ProfileNodes {
-			run.Profile = filepath.Join(s.cfg.ProfileDir, fmt.Sprintf("p1-%s-n%d-e%d.pprof", v.Name, s.nodes, existing))
+			run.Profile = filepath.Join(s.cfg.ProfileDir, fmt.Sprintf("p1-%s-n%d-e%d-r%d.pprof", v.Name, s.nodes, existing, rep))
 			if stopProfile, err = startCPUProfile(run.Profile); err != nil {
 				return run, err
 			}

@@ -37,6 +37,11 @@ type P2Config struct {
 	// Duration is how long each run is measured, after Warmup.
 	Duration time.Duration `json:"duration"`
 	Warmup   time.Duration `json:"warmup"`
+	// PacedRate, when set, adds a /mutate run from PacedClients clients paced to this many
+	// requests/s in total: latency below saturation, where the closed-loop runs measure it at
+	// saturation.
+	PacedRate    int `json:"pacedRate,omitempty"`
+	PacedClients int `json:"pacedClients,omitempty"`
 	// CreatePods is how many Pods each side of the CREATE-latency comparison creates.
 	CreatePods int `json:"createPods"`
 	// LogFile receives the control plane's log; IPPBinary is the ipp binary (built from Repo
@@ -69,8 +74,10 @@ type P2Run struct {
 	Path        string `json:"path"`
 	Protocol    string `json:"protocol"`
 	Concurrency int    `json:"concurrency"`
-	Requests    int    `json:"requests"`
-	Errors      int    `json:"errors"`
+	// PacedRate is the total request rate the clients were held to; 0 means as fast as they can.
+	PacedRate float64 `json:"pacedRate,omitempty"`
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
 	// Seconds is the measured time (after the warm-up).
 	Seconds        float64 `json:"seconds"`
 	RequestsPerSec float64 `json:"requestsPerSecond"`
@@ -126,15 +133,19 @@ func RunP2(ctx context.Context, cfg P2Config) (*P2Result, error) {
 		body  []byte
 		h2    bool
 		conns int
+		rate  float64
 	}
 	var loads []load
 	for _, c := range cfg.Concurrency {
-		loads = append(loads, load{webhook.MutatePath, mutate, false, c})
+		loads = append(loads, load{webhook.MutatePath, mutate, false, c, 0})
 	}
 	top := cfg.Concurrency[len(cfg.Concurrency)-1]
-	loads = append(loads, load{webhook.ValidatePath, validate, false, top}, load{webhook.MutatePath, mutate, true, top})
+	loads = append(loads, load{webhook.ValidatePath, validate, false, top, 0}, load{webhook.MutatePath, mutate, true, top, 0})
+	if cfg.PacedRate > 0 {
+		loads = append(loads, load{webhook.MutatePath, mutate, false, cfg.PacedClients, float64(cfg.PacedRate)})
+	}
 	for _, l := range loads {
-		run, err := generateLoad(ctx, srv.url+l.path, l.body, ca.CertPool(), l.conns, l.h2, cfg.Warmup, cfg.Duration, srv.pid)
+		run, err := generateLoad(ctx, srv.url+l.path, l.body, ca.CertPool(), l.conns, l.h2, l.rate, cfg.Warmup, cfg.Duration, srv.pid)
 		if err != nil {
 			srv.stop()
 			return res, err
@@ -299,8 +310,12 @@ func freePort() (int, error) {
 // generateLoad sends body to url from conns clients, each with its own keep-alive connection
 // (HTTP/1.1), or all multiplexed on one HTTP/2 connection as the apiserver's webhook client
 // does. It measures for d after a warm-up; pid is the server, whose CPU and RSS it reads.
-func generateLoad(ctx context.Context, url string, body []byte, roots *x509.CertPool, conns int, h2 bool, warmup, d time.Duration, pid int) (P2Run, error) {
-	run := P2Run{Concurrency: conns, Protocol: "HTTP/1.1", LoadAvg: LoadAvg()}
+//
+// With rate > 0 the clients are paced to rate requests/s in total instead of sending as fast as
+// they can: client i sends its k-th request at start + (k*conns+i)/rate, and its latency counts
+// from that intended time, so a slow reply that delays the next request is not hidden.
+func generateLoad(ctx context.Context, url string, body []byte, roots *x509.CertPool, conns int, h2 bool, rate float64, warmup, d time.Duration, pid int) (P2Run, error) {
+	run := P2Run{Concurrency: conns, Protocol: "HTTP/1.1", PacedRate: rate, LoadAvg: LoadAvg()}
 	newTransport := func() *http.Transport {
 		return &http.Transport{
 			TLSClientConfig:     &tls.Config{RootCAs: roots},
@@ -330,8 +345,12 @@ func generateLoad(ctx context.Context, url string, body []byte, roots *x509.Cert
 		}
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for k := 0; ctx.Err() == nil; k++ {
 				t0 := time.Now()
+				if rate > 0 {
+					t0 = start.Add(time.Duration(float64(k*conns+i) / rate * float64(time.Second)))
+					sleepUntil(ctx, t0)
+				}
 				if t0.After(measureTo) {
 					return
 				}
@@ -436,7 +455,7 @@ func profileServe(ctx context.Context, path string, body []byte, conns int, d ti
 	if err != nil {
 		return err
 	}
-	_, err = generateLoad(ctx, "https://"+ln.Addr().String()+webhook.MutatePath, body, ca.CertPool(), conns, false, 0, d, os.Getpid())
+	_, err = generateLoad(ctx, "https://"+ln.Addr().String()+webhook.MutatePath, body, ca.CertPool(), conns, false, 0, 0, d, os.Getpid())
 	stop()
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,11 +59,14 @@ type P3Config struct {
 
 // P3Result is P3's output.
 type P3Result struct {
-	Config   P3Config    `json:"config"`
-	Reaction *P3Reaction `json:"reaction,omitempty"`
-	Steady   *P3Steady   `json:"steady,omitempty"`
-	Burst    *P3Burst    `json:"burst,omitempty"`
-	Process  *P3Process  `json:"process,omitempty"`
+	Config P3Config `json:"config"`
+	// CreateRetries counts Pod creations retried after an apiserver error, such as a webhook
+	// call that timed out.
+	CreateRetries int64       `json:"createRetries"`
+	Reaction      *P3Reaction `json:"reaction,omitempty"`
+	Steady        *P3Steady   `json:"steady,omitempty"`
+	Burst         *P3Burst    `json:"burst,omitempty"`
+	Process       *P3Process  `json:"process,omitempty"`
 }
 
 // P3Reaction is the time from a Pod of a new class being created to the provider's Create call
@@ -267,6 +271,7 @@ type p3 struct {
 	emu      *gceemu.Server
 	provider *timedProvider
 	requests *requestCounter
+	retries  atomic.Int64
 	iso      isolation.Config
 	stop     func()
 }
@@ -276,6 +281,7 @@ func RunP3(ctx context.Context, cfg P3Config) (res *P3Result, err error) {
 	logger := klog.FromContext(ctx)
 	res = &P3Result{Config: cfg}
 	s := &p3{cfg: cfg, requests: &requestCounter{n: map[string]float64{}}, iso: isolation.DefaultConfig()}
+	defer func() { res.CreateRetries = s.retries.Load() }()
 	bin, err := ippBinary(ctx, cfg.IPPBinary, cfg.Repo, cfg.WorkDir)
 	if err != nil {
 		return res, err
@@ -420,11 +426,8 @@ func subCalls(a, b map[string]int) map[string]int {
 }
 
 func (s *p3) createPod(ctx context.Context, ns, name, class string) error {
-	p := BenchPod(name, map[string]string{isolation.DefaultPodLabel: class})
-	if _, err := s.cluster.Fast.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating pod %s/%s: %w", ns, name, err)
-	}
-	return nil
+	_, err := CreatePod(ctx, s.cluster.Fast, ns, BenchPod(name, map[string]string{isolation.DefaultPodLabel: class}), &s.retries)
+	return err
 }
 
 // p3Namespaces spread the classes over a few tenants.

@@ -62,6 +62,12 @@ func PlotP1(res *P1Result, path string) error {
 		return panels[i].existing < panels[j].existing
 	})
 	// One row per mode, one column per existing level.
+	var nodes []float64
+	for _, r := range res.Runs {
+		if !slices.Contains(nodes, float64(r.Nodes)) {
+			nodes = append(nodes, float64(r.Nodes))
+		}
+	}
 	var modes []string
 	var levels []int
 	for _, p := range panels {
@@ -87,10 +93,21 @@ func PlotP1(res *P1Result, path string) error {
 			p.X.Label.Text = "nodes"
 			p.Y.Label.Text = "Pods/s"
 			p.Y.Min = 0
+			// Node counts span a decade: a log axis spaces them evenly.
+			p.X.Scale = plot.LogScale{}
+			p.X.Tick.Marker = nodeTicks(nodes)
 			p.Add(plotter.NewGrid())
 			p.Legend.Top = true
-			p.Legend.Left = false
+			p.Legend.Left = true
 			byVariant := series[panelKey{m, e}]
+			// Room above the lines for the legend.
+			top := 0.0
+			for _, xys := range byVariant {
+				for _, xy := range xys {
+					top = max(top, xy.Y)
+				}
+			}
+			p.Y.Max = top * 1.5
 			for _, v := range []string{VariantDedicated, VariantBaseline, VariantLabelPin, VariantAutoscaler} {
 				xys := byVariant[v]
 				if len(xys) == 0 {
@@ -139,4 +156,17 @@ func writePNG(img *vgimg.Canvas, path string) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// nodeTicks labels the node counts that were measured.
+type nodeTicks []float64
+
+func (t nodeTicks) Ticks(min, max float64) []plot.Tick {
+	var ticks []plot.Tick
+	for _, n := range t {
+		if n >= min && n <= max {
+			ticks = append(ticks, plot.Tick{Value: n, Label: fmt.Sprint(n)})
+		}
+	}
+	return ticks
 }

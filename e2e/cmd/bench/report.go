@@ -147,10 +147,14 @@ func reportP1(w io.Writer, res *bench.P1Result) {
 func reportP2(w io.Writer, res *bench.P2Result) {
 	fmt.Fprintf(w, "%d s per run after %d s of warm-up; AdmissionReview bodies %d B (/mutate) and %d B (/validate); server peak RSS (VmHWM) %.1f MiB.\n\n",
 		int(res.Config.Duration.Seconds()), int(res.Config.Warmup.Seconds()), res.MutateBodyBytes, res.ValidateBodyBytes, res.PeakRSSMiB)
-	fmt.Fprintln(w, "| path | protocol | clients | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1000 | server CPUs used | client CPU s / 1000 | errors | load |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| path | protocol | clients | paced to | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1000 | server CPUs used | client CPU s / 1000 | errors | load |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range res.Runs {
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %.3f | %d | %.1f |\n", r.Path, r.Protocol, r.Concurrency,
+		paced := "–"
+		if r.PacedRate > 0 {
+			paced = fmt.Sprintf("%.0f/s", r.PacedRate)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %.3f | %d | %.1f |\n", r.Path, r.Protocol, r.Concurrency, paced,
 			r.RequestsPerSec, r.Latency.P50, r.Latency.P99, r.Latency.P999, r.ServerCPUSecPer1000, r.ServerCPUUtil, r.ClientCPUSecPer1000, r.Errors, r.LoadAvg)
 	}
 	fmt.Fprintln(w)
@@ -184,6 +188,7 @@ func reportP3(w io.Writer, res *bench.P3Result) {
 		fmt.Fprintf(w, "Burst: %d Pods of %d new classes at once: %d instances.insert calls at the emulator, %d Provider.Create calls, at most %d per class; all bound in %.1f s (load %.1f).\n\n",
 			b.Pods, b.Classes, b.InsertCalls, b.ProviderCreateCalls, b.MaxPerClass, b.SettleSeconds, b.LoadAvg)
 	}
+	fmt.Fprintf(w, "Pod creations retried after an apiserver error (such as a webhook call timing out): %d.\n\n", res.CreateRetries)
 	if p := res.Process; p != nil {
 		fmt.Fprintf(w, "`ipp controller` process on the settled cluster: caches synced and workers started %.1f s after start; after %.0f s idle: RSS %.1f MiB, peak RSS %.1f MiB, live heap after the last GC %.1f MiB (%d GCs), CPU %.2f s per minute, %d instances.insert calls (load %.1f).\n\n",
 			p.SyncSeconds, p.IdleSeconds, p.RSSMiB, p.PeakRSSMiB, p.LiveHeapMiB, p.GCs, p.IdleCPUSecondsPerMinute, p.InsertCallsWhileIdle, p.LoadAvg)
