@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -140,6 +142,9 @@ type P3Process struct {
 	IdleSeconds             float64 `json:"idleSeconds"`
 	InsertCallsWhileIdle    int     `json:"insertCallsWhileIdle"`
 	LoadAvg                 float64 `json:"loadAvg"`
+	// HeapProfile is the process's heap profile (in-use and allocated) at the end of
+	// IdleWindow, fetched from its --profiling endpoint.
+	HeapProfile string `json:"heapProfile,omitempty"`
 }
 
 // requestCounter counts the controller's API requests by method and resource.
@@ -605,7 +610,12 @@ func (s *p3) burst(ctx context.Context) (*P3Burst, error) {
 
 // process runs `ipp controller` against the settled cluster and measures its memory and idle CPU.
 func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
-	args := append([]string{"controller", "--kubeconfig=" + s.cluster.Kubeconfig, "--leader-elect=false", "-v=2"}, s.emu.IPPFlags()...)
+	metricsAddr, err := freeAddress()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"controller", "--kubeconfig=" + s.cluster.Kubeconfig, "--leader-elect=false", "-v=2",
+		"--metrics-address=" + metricsAddr, "--profiling"}, s.emu.IPPFlags()...)
 	res := &P3Process{Command: "ipp " + strings.Join(args, " "), LoadAvg: LoadAvg()}
 	logPath := filepath.Join(s.cfg.WorkDir, "p3-controller.log")
 	logf, err := os.Create(logPath)
@@ -684,7 +694,49 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 	gcMu.Unlock()
 	res.IdleCPUSecondsPerMinute = (st1.CPU - st0.CPU).Seconds() / res.IdleSeconds * 60
 	res.InsertCallsWhileIdle = s.emu.CallCount("instances.insert") - inserts
+	res.HeapProfile = filepath.Join(s.cfg.WorkDir, "profiles", "p3-controller-heap.pprof")
+	if err := fetch(ctx, "http://"+metricsAddr+"/debug/pprof/heap", res.HeapProfile); err != nil {
+		return nil, fmt.Errorf("fetching the controller's heap profile: %w", err)
+	}
 	return res, ctx.Err()
+}
+
+// freeAddress returns a loopback address with a port that was free a moment ago.
+func freeAddress() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String(), nil
+}
+
+// fetch GETs url into the file path.
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // MarshalJSON writes durations as strings.

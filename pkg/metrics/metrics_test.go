@@ -232,6 +232,36 @@ func TestServe(t *testing.T) {
 	if addr, err := (&Options{}).Start(ctx); addr != nil || err != nil {
 		t.Errorf("Start with no address = %v, %v; want nil, nil", addr, err)
 	}
+	if _, err := (&Options{Profiling: true}).Start(ctx); err == nil || !strings.Contains(err.Error(), "--profiling") {
+		t.Errorf("Start with --profiling and no address: err = %v, want one naming --profiling", err)
+	}
+}
+
+func TestServeProfiling(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, profiling := range []bool{false, true} {
+		addr, err := (&Options{Address: "127.0.0.1:0", Profiling: profiling}).Start(ctx)
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		resp, err := http.Get("http://" + addr.String() + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatalf("GET /debug/pprof/heap: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := http.StatusNotFound
+		if profiling {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("profiling=%v: GET /debug/pprof/heap = %d, want %d: %.200s", profiling, resp.StatusCode, want, body)
+		}
+		if profiling && !strings.Contains(string(body), "heap profile") {
+			t.Errorf("profiling=%v: the heap profile is missing: %.200s", profiling, body)
+		}
+	}
 }
 
 // TestDocumented checks that docs/metrics.md documents every ipp_ metric and documents no

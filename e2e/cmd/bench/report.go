@@ -192,5 +192,8 @@ func reportP3(w io.Writer, res *bench.P3Result) {
 	if p := res.Process; p != nil {
 		fmt.Fprintf(w, "`ipp controller` process on the settled cluster: caches synced and workers started %.1f s after start; after %.0f s idle: RSS %.1f MiB, peak RSS %.1f MiB, live heap after the last GC %.1f MiB (%d GCs), CPU %.2f s per minute, %d instances.insert calls (load %.1f).\n\n",
 			p.SyncSeconds, p.IdleSeconds, p.RSSMiB, p.PeakRSSMiB, p.LiveHeapMiB, p.GCs, p.IdleCPUSecondsPerMinute, p.InsertCallsWhileIdle, p.LoadAvg)
+		if p.HeapProfile != "" {
+			fmt.Fprintf(w, "Its heap profile: `go tool pprof -sample_index=inuse_space %s`.\n\n", p.HeapProfile)
+		}
 	}
 }
