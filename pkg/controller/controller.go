@@ -75,8 +75,7 @@ type Controller struct {
 	providerResync time.Duration
 	retryMaxDelay  time.Duration
 
-	pods        corelisters.PodLister
-	podIndexer  cache.Indexer
+	podIndexer  cache.Indexer // of *cachedPod
 	podsSynced  cache.InformerSynced
 	nodes       corelisters.NodeLister
 	nodeIndexer cache.Indexer
@@ -144,7 +143,6 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		regTimeout:     orDefault(opts.RegistrationTimeout, orDefault(provider.RegistrationTimeout(), DefaultRegistrationTimeout)),
 		providerResync: orDefault(opts.ProviderResync, DefaultProviderResync),
 		retryMaxDelay:  orDefault(opts.RetryMaxDelay, DefaultRetryMaxDelay),
-		pods:           pods.Lister(),
 		podIndexer:     pods.Informer().GetIndexer(),
 		podsSynced:     pods.Informer().HasSynced,
 		nodes:          nodes.Lister(),
@@ -182,14 +180,15 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueuePod,
 		UpdateFunc: func(old, cur any) {
-			c.observePodBound(old, cur)
-			if o, ok := old.(*corev1.Pod); ok {
-				if n, ok := cur.(*corev1.Pod); ok && !podChanged(o, n) {
-					return
-				}
+			o, n := c.asCachedPod(old), c.asCachedPod(cur)
+			if o == nil || n == nil {
+				return
 			}
-			c.enqueuePod(old)
-			c.enqueuePod(cur)
+			c.observePodBound(o, n)
+			if podChanged(o, n) {
+				c.enqueuePod(o)
+				c.enqueuePod(n)
+			}
 		},
 		DeleteFunc: c.enqueuePod,
 	}); err != nil {
@@ -371,16 +370,11 @@ func reconcileResult(after time.Duration, err error) string {
 
 // observePodBound records ipp_pod_bound_duration_seconds when an update shows the scheduler
 // binding a Pod: once per Pod, and only on the leader, whose informers alone run.
-func (c *Controller) observePodBound(old, cur any) {
-	o, ok := old.(*corev1.Pod)
-	if !ok {
+func (c *Controller) observePodBound(old, cur *cachedPod) {
+	if old.nodeName != "" || cur.nodeName == "" {
 		return
 	}
-	n, ok := cur.(*corev1.Pod)
-	if !ok || o.Spec.NodeName != "" || n.Spec.NodeName == "" {
-		return
-	}
-	metrics.ObservePodBound(n.CreationTimestamp.Time, c.clock.Now())
+	metrics.ObservePodBound(cur.CreationTimestamp.Time, c.clock.Now())
 }
 
 // nodeStateOf returns the remembered state of a dedicated node, creating it.
@@ -417,16 +411,24 @@ func (c *Controller) held(name string, now time.Time) bool {
 
 // enqueuePod enqueues the dedicated node of a Pod's class.
 func (c *Controller) enqueuePod(obj any) {
+	if pod := c.asCachedPod(obj); pod != nil && pod.class != "" {
+		c.queue.Add(c.cfg.NodeName(pod.Namespace, pod.class))
+	}
+}
+
+// asCachedPod returns what the Pod informer delivers as a *cachedPod: a cachedPod, a tombstone of
+// one, or (from code that bypasses the transform) a *corev1.Pod. It returns nil for anything else.
+func (c *Controller) asCachedPod(obj any) *cachedPod {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
+	switch o := obj.(type) {
+	case *cachedPod:
+		return o
+	case *corev1.Pod:
+		return newCachedPod(c.cfg, o)
 	}
-	for _, name := range c.podNodeNamesOf(pod) {
-		c.queue.Add(name)
-	}
+	return nil
 }
 
 // enqueueNode enqueues every dedicated node a Node may be: its own name, the name its binding

@@ -20,19 +20,11 @@ const (
 
 // podNodeNames is the Pod indexer: the dedicated node name of the Pod's class.
 func (c *Controller) podNodeNames(obj any) ([]string, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
+	pod := c.asCachedPod(obj)
+	if pod == nil || pod.class == "" {
 		return nil, nil
 	}
-	return c.podNodeNamesOf(pod), nil
-}
-
-func (c *Controller) podNodeNamesOf(pod *corev1.Pod) []string {
-	class, ok := c.cfg.Class(pod)
-	if !ok {
-		return nil
-	}
-	return []string{c.cfg.NodeName(pod.Namespace, class)}
+	return []string{c.cfg.NodeName(pod.Namespace, pod.class)}, nil
 }
 
 func nodeBindingIndexFunc(obj any) ([]string, error) {
@@ -65,11 +57,13 @@ func (c *Controller) demand(name string) ([]*corev1.Pod, error) {
 	}
 	var pods []*corev1.Pod
 	for _, obj := range objs {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok || !c.isDemand(pod, name) {
+		cached := c.asCachedPod(obj)
+		if cached == nil {
 			continue
 		}
-		pods = append(pods, pod)
+		if pod := cached.pod(c.cfg); c.isDemand(pod, name) {
+			pods = append(pods, pod)
+		}
 	}
 	sort.Slice(pods, func(i, j int) bool {
 		a, b := pods[i].CreationTimestamp, pods[j].CreationTimestamp

@@ -109,7 +109,7 @@ func (f *fixture) refresh() {
 	var podObjs []any
 	for i := range pods.Items {
 		if _, ok := pods.Items[i].Labels[f.cfg.PodLabel]; ok {
-			podObjs = append(podObjs, trimPod(&pods.Items[i]))
+			podObjs = append(podObjs, newCachedPod(f.cfg, &pods.Items[i]))
 		}
 	}
 	if err := f.c.podIndexer.Replace(podObjs, ""); err != nil {

@@ -62,17 +62,15 @@ func fullNode() *corev1.Node {
 }
 
 func TestTrim(t *testing.T) {
+	cfg := isolation.DefaultConfig()
 	pod := fullPod()
-	wantPod := &corev1.Pod{
-		TypeMeta: pod.TypeMeta,
+	wantPod := &cachedPod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "p", Namespace: "team", UID: "uid-p", ResourceVersion: "7",
-			Labels:            pod.Labels,
 			CreationTimestamp: pod.CreationTimestamp,
 			DeletionTimestamp: pod.DeletionTimestamp,
 		},
-		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName, NodeSelector: pod.Spec.NodeSelector},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+		podFields: podFields{class: "a", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning},
 	}
 	node := fullNode()
 	wantNode := &corev1.Node{
@@ -85,7 +83,7 @@ func TestTrim(t *testing.T) {
 		},
 		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true},
 	}
-	tombstone := cache.DeletedFinalStateUnknown{Key: "team/p", Obj: pod}
+	tombstone := cache.DeletedFinalStateUnknown{Key: "team/p", Obj: wantPod}
 	tests := []struct {
 		name string
 		in   any
@@ -98,20 +96,73 @@ func TestTrim(t *testing.T) {
 		{"tombstone", tombstone, tombstone},
 		{"anything else", "x", "x"},
 	}
+	trim := newTrim(cfg)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := trim(tc.in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(cachedPod{}, podFields{})); diff != "" {
 				t.Errorf("trim (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
+// TestCachedPod checks that the Pod the controller reconciles from its cache decides demand, names
+// the class and keys the Pod as the full Pod does.
+func TestCachedPod(t *testing.T) {
+	cfg := isolation.DefaultConfig()
+	c := &Controller{cfg: cfg}
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.Pod)
+	}{
+		{"bound", func(*corev1.Pod) {}},
+		{"pending", func(p *corev1.Pod) { p.Spec.NodeName = "" }},
+		{"not deleted", func(p *corev1.Pod) { p.DeletionTimestamp = nil }},
+		{"not pinned", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"other": "x"} }},
+		{"no class", func(p *corev1.Pod) { delete(p.Labels, cfg.PodLabel) }},
+		{"empty class", func(p *corev1.Pod) { p.Labels[cfg.PodLabel] = "" }},
+		{"succeeded", func(p *corev1.Pod) { p.DeletionTimestamp = nil; p.Status.Phase = corev1.PodSucceeded }},
+		{"exempt namespace", func(p *corev1.Pod) { p.DeletionTimestamp = nil; p.Namespace = "kube-system" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			full := fullPod()
+			tc.change(full)
+			cached := newCachedPod(cfg, full)
+			seen := cached.pod(cfg)
+			name := full.Spec.NodeSelector[isolation.BindingLabel]
+			if got, want := c.isDemand(seen, name), c.isDemand(full, name); got != want {
+				t.Errorf("isDemand = %v from the cache, %v from the Pod", got, want)
+			}
+			gotClass, gotOK := cfg.Class(seen)
+			wantClass, wantOK := cfg.Class(full)
+			if gotClass != wantClass || gotOK != wantOK {
+				t.Errorf("Class = %q, %v from the cache; %q, %v from the Pod", gotClass, gotOK, wantClass, wantOK)
+			}
+			gotNames, _ := c.podNodeNames(cached)
+			var wantNames []string
+			if wantOK {
+				wantNames = []string{cfg.NodeName(full.Namespace, wantClass)}
+			}
+			if diff := cmp.Diff(wantNames, gotNames); diff != "" {
+				t.Errorf("podNodeNames (-want +got):\n%s", diff)
+			}
+			wantKey, _ := cache.MetaNamespaceKeyFunc(full)
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(cached); err != nil || key != wantKey {
+				t.Errorf("key = %q, %v; want %q", key, err, wantKey)
+			}
+			if diff := cmp.Diff(cached, cached.DeepCopyObject(), cmp.AllowUnexported(cachedPod{}, podFields{})); diff != "" {
+				t.Errorf("DeepCopyObject (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestPodChanged(t *testing.T) {
+	cfg := isolation.DefaultConfig()
 	tests := []struct {
 		name   string
 		change func(*corev1.Pod)
@@ -120,18 +171,20 @@ func TestPodChanged(t *testing.T) {
 		{"resourceVersion only", func(p *corev1.Pod) { p.ResourceVersion = "8" }, false},
 		{"status conditions", func(p *corev1.Pod) { p.Status.Conditions = nil; p.Status.PodIP = "10.0.0.2" }, false},
 		{"annotations", func(p *corev1.Pod) { p.Annotations = map[string]string{"x": "y"} }, false},
+		{"other labels", func(p *corev1.Pod) { p.Labels["app"] = "api" }, false},
 		{"phase", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, true},
 		{"class label", func(p *corev1.Pod) { p.Labels = map[string]string{"ipp-class": "b"} }, true},
 		{"bound", func(p *corev1.Pod) { p.Spec.NodeName = "" }, true},
 		{"pin", func(p *corev1.Pod) { p.Spec.NodeSelector = nil }, true},
 		{"deletion", func(p *corev1.Pod) { p.DeletionTimestamp = nil }, true},
+		{"uid", func(p *corev1.Pod) { p.UID = "uid-q" }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			old := fullPod()
 			cur := old.DeepCopy()
 			tc.change(cur)
-			if got := podChanged(old, cur); got != tc.want {
+			if got := podChanged(newCachedPod(cfg, old), newCachedPod(cfg, cur)); got != tc.want {
 				t.Errorf("podChanged = %v, want %v", got, tc.want)
 			}
 		})

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -33,9 +32,9 @@ func TestObservePodBound(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(created.Add(90 * time.Second))
 	c := &Controller{clock: clk}
-	pending := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", CreationTimestamp: metav1.NewTime(created)}}
-	bound := pending.DeepCopy()
-	bound.Spec.NodeName = "ipp-a-1"
+	pending := &cachedPod{ObjectMeta: metav1.ObjectMeta{Name: "p", CreationTimestamp: metav1.NewTime(created)}}
+	bound := pending.DeepCopyObject().(*cachedPod)
+	bound.nodeName = "ipp-a-1"
 
 	count := func() uint64 {
 		t.Helper()
@@ -54,7 +53,6 @@ func TestObservePodBound(t *testing.T) {
 	c.observePodBound(pending, bound) // the scheduler binds it: observed
 	c.observePodBound(bound, bound)   // a later status update: not observed again
 	c.observePodBound(pending, pending)
-	c.observePodBound("not a pod", bound)
 	if got := count() - before; got != 1 {
 		t.Errorf("observations = %d, want 1", got)
 	}
