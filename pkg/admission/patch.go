@@ -74,16 +74,18 @@ type patchEncoder struct {
 // str appends s as a JSON string, if encoding/json would escape at most '"' and '\' in it.
 func (e *patchEncoder) str(s string) {
 	e.b = append(e.b, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&':
 			e.ok = false
 		case c == '"' || c == '\\':
-			e.b = append(e.b, '\\', c)
-		default:
-			e.b = append(e.b, c)
+			e.b = append(e.b, s[start:i]...)
+			e.b = append(e.b, '\\')
+			start = i
 		}
 	}
+	e.b = append(e.b, s[start:]...)
 	e.b = append(e.b, '"')
 }
 

@@ -101,11 +101,14 @@ func plainString(s string) bool {
 // appendString appends s, a plainString, as a JSON string.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, s[start:i]...)
 			b = append(b, '\\')
+			start = i
 		}
-		b = append(b, s[i])
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }
