@@ -1,6 +1,9 @@
 package admission
 
 import (
+	"bytes"
+	"errors"
+
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -105,14 +108,120 @@ type podValue struct {
 	pod     podObject
 }
 
-// UnmarshalJSONFrom decodes a Pod, or null, with the review's decoder and options, so that the
-// same input is refused as when the Pod is decoded on its own.
+// UnmarshalJSONFrom decodes a Pod, or null, with the review's decoder and options.
+//
+// It decodes the members of podObject, podMeta and podSpec with JSON v2 as their struct types
+// would, and skips every other member with ReadValue, which validates it in one scan (duplicate
+// names, UTF-8, syntax) as the struct types' skipping does token by token, only faster. For input
+// it does not take as they would (a member name with an escape in it, a Pod or metadata or spec
+// that is not an object or null) it returns an error, and DecodeReview falls back to decoding the
+// review the plain way.
 func (v *podValue) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	if dec.PeekKind() == 'n' {
-		_, err := dec.ReadToken()
-		*v = podValue{}
+	*v = podValue{}
+	isNull, err := beginObject(dec)
+	if err != nil || isNull {
 		return err
 	}
-	*v = podValue{present: true}
-	return jsonv2.UnmarshalDecode(dec, &v.pod)
+	v.present = true
+	for {
+		name, end, err := nextName(dec)
+		if err != nil || end {
+			return err
+		}
+		switch string(name) {
+		case "metadata":
+			err = decodeMeta(dec, &v.pod.Metadata)
+		case "spec":
+			err = decodeSpec(dec, &v.pod.Spec)
+		default:
+			_, err = dec.ReadValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func decodeMeta(dec *jsontext.Decoder, m *podMeta) error {
+	*m = podMeta{}
+	if isNull, err := beginObject(dec); err != nil || isNull {
+		return err
+	}
+	for {
+		name, end, err := nextName(dec)
+		if err != nil || end {
+			return err
+		}
+		if string(name) == "labels" {
+			err = jsonv2.UnmarshalDecode(dec, &m.Labels)
+		} else {
+			_, err = dec.ReadValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func decodeSpec(dec *jsontext.Decoder, sp **podSpec) error {
+	*sp = nil
+	if isNull, err := beginObject(dec); err != nil || isNull {
+		return err
+	}
+	s := &podSpec{}
+	*sp = s
+	for {
+		name, end, err := nextName(dec)
+		if err != nil || end {
+			return err
+		}
+		switch string(name) {
+		case "nodeName":
+			err = jsonv2.UnmarshalDecode(dec, &s.NodeName)
+		case "nodeSelector":
+			err = jsonv2.UnmarshalDecode(dec, &s.NodeSelector)
+		case "affinity":
+			err = jsonv2.UnmarshalDecode(dec, &s.Affinity)
+		case "tolerations":
+			err = jsonv2.UnmarshalDecode(dec, &s.Tolerations)
+		default:
+			_, err = dec.ReadValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// errFallBack makes DecodeReview decode a review the plain way.
+var errFallBack = errors.New("not decoded in one pass")
+
+// beginObject reads the start of an object, or a null.
+func beginObject(dec *jsontext.Decoder) (isNull bool, err error) {
+	switch dec.PeekKind() {
+	case 'n':
+		_, err := dec.ReadToken()
+		return true, err
+	case '{':
+		_, err := dec.ReadToken()
+		return false, err
+	}
+	return false, errFallBack
+}
+
+// nextName reads the name of the object's next member, or its end. The name is valid until the
+// next read; one with an escape is left to the plain decoding, which unescapes it.
+func nextName(dec *jsontext.Decoder) (name []byte, end bool, err error) {
+	if dec.PeekKind() == '}' {
+		_, err := dec.ReadToken()
+		return nil, true, err
+	}
+	v, err := dec.ReadValue()
+	if err != nil {
+		return nil, false, err
+	}
+	if len(v) < 2 || v[0] != '"' || bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false, errFallBack
+	}
+	return v[1 : len(v)-1], false, nil
 }
