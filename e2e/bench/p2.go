@@ -240,7 +240,9 @@ func startWebhookProcess(ctx context.Context, bin string, ca *framework.CA, dir 
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile}
+	// Metrics on a port of their own, so that P2 does not collide with anything on the default
+	// :8080 (P3's controller, say); the admission metrics are recorded either way.
+	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile, "--metrics-address=127.0.0.1:0"}
 	logf, err := os.Create(filepath.Join(dir, "p2-webhook.log"))
 	if err != nil {
 		return nil, err
