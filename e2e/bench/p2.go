@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -11,10 +12,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -198,7 +202,7 @@ func ippBinary(ctx context.Context, bin, repo, dir string) (string, error) {
 // the same Pod with IPP's patch applied, as /validate gets it.
 func p2Bodies() (mutate, validate []byte, err error) {
 	cfg := isolation.DefaultConfig()
-	req := admissiontest.Request("5d1e0c1a-0000-4000-8000-000000000001", "team-a", admissiontest.Pod("class0"))
+	req := admissiontest.Request(p2UID, "team-a", admissiontest.Pod("class0"))
 	resp := admission.Mutate(cfg, req)
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		return nil, nil, fmt.Errorf("mutating the sample pod: allowed=%v, %d bytes of patch", resp.Allowed, len(resp.Patch))
@@ -247,7 +251,9 @@ func startWebhookProcess(ctx context.Context, bin string, ca *framework.CA, dir 
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile}
+	// Metrics on a port of their own, so that P2 does not collide with anything on the default
+	// :8080 (P3's controller, say); the admission metrics are recorded either way.
+	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile, "--metrics-address=127.0.0.1:0"}
 	logf, err := os.Create(filepath.Join(dir, "p2-webhook.log"))
 	if err != nil {
 		return nil, err
@@ -311,20 +317,23 @@ func freePort() (int, error) {
 // (HTTP/1.1), or all multiplexed on one HTTP/2 connection as the apiserver's webhook client
 // does. It measures for d after a warm-up; pid is the server, whose CPU and RSS it reads.
 //
+// Every request is the whole AdmissionReview with a UID of its own (the last 12 hex digits of the
+// sample's UID count the client and its requests), and every answer must be a 200 that echoes that
+// UID, allows, and, on /mutate, carries a patch. Over HTTP/1.1 each client writes its requests on
+// its TLS connection itself and reads the answers with net/http's response parser (see h1Client);
+// over HTTP/2 it uses net/http's Transport.
+//
 // With rate > 0 the clients are paced to rate requests/s in total instead of sending as fast as
 // they can: client i sends its k-th request at start + (k*conns+i)/rate, and its latency counts
 // from that intended time, so a slow reply that delays the next request is not hidden.
 func generateLoad(ctx context.Context, url string, body []byte, roots *x509.CertPool, conns int, h2 bool, rate float64, warmup, d time.Duration, pid int) (P2Run, error) {
 	run := P2Run{Concurrency: conns, Protocol: "HTTP/1.1", PacedRate: rate, LoadAvg: LoadAvg()}
-	newTransport := func() *http.Transport {
-		return &http.Transport{
-			TLSClientConfig:     &tls.Config{RootCAs: roots},
-			MaxIdleConnsPerHost: 1,
-			DisableCompression:  true,
-			// A non-nil empty map turns HTTP/2 off.
-			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
-		}
+	wantPatch := strings.HasSuffix(url, webhook.MutatePath)
+	uidAt := bytes.Index(body, []byte(`"uid":"`+p2UID+`"`))
+	if uidAt < 0 || bytes.Count(body, []byte(p2UID)) != 1 {
+		return run, fmt.Errorf("the AdmissionReview sent must carry the request UID %s exactly once", p2UID)
 	}
+	uidAt += len(`"uid":"`)
 	var shared *http.Transport
 	if h2 {
 		run.Protocol = "HTTP/2"
@@ -338,12 +347,19 @@ func generateLoad(ctx context.Context, url string, body []byte, roots *x509.Cert
 	errs := make([]int, conns)
 	var wg sync.WaitGroup
 	for i := range conns {
-		tr := shared
-		if tr == nil {
-			tr = newTransport()
-			defer tr.CloseIdleConnections()
+		req := &p2Request{body: bytes.Clone(body), uidAt: uidAt, client: i, wantPatch: wantPatch}
+		var send func(*p2Request) bool
+		if shared != nil {
+			client := &http.Client{Transport: shared, Timeout: 10 * time.Second}
+			send = func(r *p2Request) bool { return post(client, url, r) }
+		} else {
+			c, err := newH1Client(url, roots)
+			if err != nil {
+				return run, err
+			}
+			defer c.close()
+			send = c.post
 		}
-		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		wg.Go(func() {
 			for k := 0; ctx.Err() == nil; k++ {
 				t0 := time.Now()
@@ -354,7 +370,8 @@ func generateLoad(ctx context.Context, url string, body []byte, roots *x509.Cert
 				if t0.After(measureTo) {
 					return
 				}
-				ok := post(client, url, body)
+				req.next()
+				ok := send(req)
 				t1 := time.Now()
 				if t0.Before(measureFrom) {
 					continue
@@ -401,15 +418,137 @@ func generateLoad(ctx context.Context, url string, body []byte, roots *x509.Cert
 	return run, ctx.Err()
 }
 
-// post sends one AdmissionReview and reports whether a 200 with a response came back.
-func post(client *http.Client, url string, body []byte) bool {
-	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+// p2UID is the UID of the sample request; each request sent replaces its last 12 hex digits.
+const p2UID = "5d1e0c1a-0000-4000-8000-000000000001"
+
+// p2Request is one client's AdmissionReview, with the UID of its latest request.
+type p2Request struct {
+	body      []byte
+	uidAt     int
+	client    int
+	seq       uint32
+	wantPatch bool
+}
+
+// next gives the request the client's next UID: 4 hex digits of the client (from 1), 8 of the
+// sequence.
+func (r *p2Request) next() {
+	r.seq++
+	const hexDigits = "0123456789abcdef"
+	tail := r.body[r.uidAt+len(p2UID)-12 : r.uidAt+len(p2UID)]
+	v := uint64((r.client+1)&0xffff)<<32 | uint64(r.seq) // never the sample's own UID
+	for i := len(tail) - 1; i >= 0; i-- {
+		tail[i] = hexDigits[v&0xf]
+		v >>= 4
+	}
+}
+
+func (r *p2Request) uid() []byte { return r.body[r.uidAt : r.uidAt+len(p2UID)] }
+
+// check reports whether b, the body of a 200, answers r: it echoes r's UID, allows, and carries a
+// patch when r is for /mutate.
+func (r *p2Request) check(b []byte) bool {
+	i := bytes.Index(b, []byte(`"uid":"`))
+	if i < 0 {
+		return false
+	}
+	i += len(`"uid":"`)
+	if !bytes.HasPrefix(b[i:], r.uid()) || len(b) <= i+len(p2UID) || b[i+len(p2UID)] != '"' {
+		return false
+	}
+	return bytes.Contains(b, []byte(`"allowed":true`)) && bytes.Contains(b, []byte(`"patch":"`)) == r.wantPatch
+}
+
+// post sends one AdmissionReview with net/http's client and reports whether the answer passes
+// r.check.
+func post(client *http.Client, url string, r *p2Request) bool {
+	resp, err := client.Post(url, "application/json", bytes.NewReader(r.body))
 	if err != nil {
 		return false
 	}
 	b, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	return err == nil && resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte(`"allowed":true`))
+	return err == nil && resp.StatusCode == http.StatusOK && r.check(b)
+}
+
+// h1Client sends HTTP/1.1 POSTs on one keep-alive TLS connection, one at a time: the request
+// line, headers and body in one Write, the answer read with http.ReadResponse. It is what
+// net/http's Transport does for one connection, without the Transport's connection pool and its
+// two goroutines per connection, whose scheduling would cost the shared CPUs as much as the
+// server's work. A failed request closes the connection; the next one dials again.
+type h1Client struct {
+	addr, host, path string
+	tls              *tls.Config
+	conn             *tls.Conn
+	br               *bufio.Reader
+	out, in          []byte
+}
+
+func newH1Client(rawURL string, roots *x509.CertPool) (*h1Client, error) {
+	u, err := neturl.Parse(rawURL)
+	if err != nil || u.Scheme != "https" {
+		return nil, fmt.Errorf("load generator URL %q: want https://host:port/path (%v)", rawURL, err)
+	}
+	return &h1Client{addr: u.Host, host: u.Host, path: u.RequestURI(), tls: &tls.Config{RootCAs: roots, ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}}}, nil
+}
+
+func (c *h1Client) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+}
+
+func (c *h1Client) post(r *p2Request) bool {
+	if !c.roundTrip(r) {
+		c.close()
+		return false
+	}
+	return true
+}
+
+func (c *h1Client) roundTrip(r *p2Request) bool {
+	if c.conn == nil {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", c.addr, c.tls)
+		if err != nil {
+			return false
+		}
+		c.conn = conn
+		if c.br == nil {
+			c.br = bufio.NewReaderSize(conn, 8<<10)
+		} else {
+			c.br.Reset(conn)
+		}
+	}
+	if err := c.conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return false
+	}
+	c.out = append(c.out[:0], "POST "...)
+	c.out = append(c.out, c.path...)
+	c.out = append(c.out, " HTTP/1.1\r\nHost: "...)
+	c.out = append(c.out, c.host...)
+	c.out = append(c.out, "\r\nUser-Agent: ipp-bench\r\nContent-Type: application/json\r\nContent-Length: "...)
+	c.out = strconv.AppendInt(c.out, int64(len(r.body)), 10)
+	c.out = append(c.out, "\r\n\r\n"...)
+	c.out = append(c.out, r.body...)
+	if _, err := c.conn.Write(c.out); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK || resp.Close || resp.ContentLength > 1<<20 {
+		return false
+	}
+	if resp.ContentLength < 0 { // chunked
+		c.in, err = io.ReadAll(resp.Body)
+	} else {
+		c.in = slices.Grow(c.in[:0], int(resp.ContentLength))[:resp.ContentLength]
+		_, err = io.ReadFull(resp.Body, c.in)
+	}
+	return err == nil && r.check(c.in)
 }
 
 // sleepUntil waits until t or until ctx ends. The load generator measures fixed time windows.

@@ -27,7 +27,7 @@ import (
 // Mutate never panics: a request it cannot decode is denied with a message that says why.
 func Mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(req, &resp)
-	in, resp := prepare(cfg, req)
+	in, resp := prepare(cfg, req, nil, nil)
 	if resp != nil {
 		return resp
 	}
@@ -42,7 +42,7 @@ func Mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admi
 // Validate never panics: a request it cannot decode is denied with a message that says why.
 func Validate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(req, &resp)
-	in, resp := prepare(cfg, req)
+	in, resp := prepare(cfg, req, nil, nil)
 	if resp != nil {
 		return resp
 	}
@@ -55,13 +55,12 @@ type input struct {
 	pod *podObject
 	// old is the Pod before an UPDATE, nil on CREATE.
 	old *podObject
-	// raw is the Pod's JSON, which the patch applies to.
-	raw []byte
 }
 
-// prepare decodes req. It returns a response when the request needs no decision (not a Pod, a
-// subresource, DELETE, CONNECT, an exempt namespace) or cannot be decoded.
-func prepare(cfg isolation.Config, req *admissionv1.AdmissionRequest) (input, *admissionv1.AdmissionResponse) {
+// prepare decodes req, or takes its Pods from object and oldObject when a Review decoded them with
+// it (both are nil otherwise). It returns a response when the request needs no decision (not a Pod, a subresource,
+// DELETE, CONNECT, an exempt namespace) or cannot be decoded.
+func prepare(cfg isolation.Config, req *admissionv1.AdmissionRequest, object, oldObject *podValue) (input, *admissionv1.AdmissionResponse) {
 	if req == nil {
 		return input{}, errored(nil, http.StatusBadRequest, "admission request is missing")
 	}
@@ -78,31 +77,40 @@ func prepare(cfg isolation.Config, req *admissionv1.AdmissionRequest) (input, *a
 	if cfg.Exempt(req.Namespace) {
 		return input{}, allowed(req)
 	}
-	raw, err := rawObject(req.Object)
-	if err != nil {
-		return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("encoding request.object: %v", err))
+	pod, resp := podOf(req, req.Object, object, "object", "a Pod "+string(req.Operation)+" must carry the Pod")
+	if resp != nil {
+		return input{}, resp
 	}
-	if len(raw) == 0 {
-		return input{}, errored(req, http.StatusBadRequest, "request.object is missing: a Pod "+string(req.Operation)+" must carry the Pod")
-	}
-	pod, err := decodePod(raw)
-	if err != nil {
-		return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("decoding request.object as a Pod: %v", err))
-	}
-	in := input{pod: pod, raw: raw}
+	in := input{pod: pod}
 	if req.Operation == admissionv1.Update {
-		oldRaw, err := rawObject(req.OldObject)
-		if err != nil {
-			return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("encoding request.oldObject: %v", err))
-		}
-		if len(oldRaw) == 0 {
-			return input{}, errored(req, http.StatusBadRequest, "request.oldObject is missing: a Pod UPDATE must carry the Pod before the update")
-		}
-		if in.old, err = decodePod(oldRaw); err != nil {
-			return input{}, errored(req, http.StatusBadRequest, fmt.Sprintf("decoding request.oldObject as a Pod: %v", err))
+		if in.old, resp = podOf(req, req.OldObject, oldObject, "oldObject", "a Pod UPDATE must carry the Pod before the update"); resp != nil {
+			return input{}, resp
 		}
 	}
 	return in, nil
+}
+
+// podOf returns the Pod in field of req: decoded already when pre is not nil, else decoded from
+// ext. A Pod that is missing or cannot be decoded is a 400 denial; missing says what is expected.
+func podOf(req *admissionv1.AdmissionRequest, ext runtime.RawExtension, pre *podValue, field, missing string) (*podObject, *admissionv1.AdmissionResponse) {
+	if pre != nil {
+		if !pre.present {
+			return nil, errored(req, http.StatusBadRequest, "request."+field+" is missing: "+missing)
+		}
+		return &pre.pod, nil
+	}
+	raw, err := rawObject(ext)
+	if err != nil {
+		return nil, errored(req, http.StatusBadRequest, fmt.Sprintf("encoding request.%s: %v", field, err))
+	}
+	if len(raw) == 0 {
+		return nil, errored(req, http.StatusBadRequest, "request."+field+" is missing: "+missing)
+	}
+	pod, err := decodePod(raw)
+	if err != nil {
+		return nil, errored(req, http.StatusBadRequest, fmt.Sprintf("decoding request.%s as a Pod: %v", field, err))
+	}
+	return pod, nil
 }
 
 // allowed allows req without a change.

@@ -25,8 +25,9 @@ var discard klog.Logger
 
 // pin is what an IPP Pod of one class must carry under one configuration.
 type pin struct {
-	cfg   isolation.Config
-	class string
+	// podLabel and nodeLabel are the configuration's class label and IPP node label, for messages.
+	podLabel, nodeLabel string
+	class               string
 	// node is the class's dedicated node name (dedicated mode only).
 	node string
 	// tolerations are added by Mutate; taints must be tolerated for Validate.
@@ -44,7 +45,7 @@ type pin struct {
 
 // pinFor returns the pin of class in namespace.
 func pinFor(cfg isolation.Config, namespace, class string) *pin {
-	p := &pin{cfg: cfg, class: class}
+	p := &pin{podLabel: cfg.PodLabel, nodeLabel: cfg.NodeLabel, class: class}
 	if cfg.Mode == isolation.ModeAutoscaler {
 		// Exactly the original mutation: ipp=true:NoSchedule, ipp In [true], and anti-affinity
 		// to every Pod whose class differs, per host.
@@ -84,7 +85,7 @@ func (p *pin) describe() string {
 	if p.node != "" {
 		return fmt.Sprintf("IPP Pod of class %q runs only on its dedicated node %s", p.class, p.node)
 	}
-	return fmt.Sprintf("IPP Pod of class %q runs only on IPP nodes (%s=%s), apart from other classes", p.class, p.cfg.NodeLabel, isolation.LabelValue)
+	return fmt.Sprintf("IPP Pod of class %q runs only on IPP nodes (%s=%s), apart from other classes", p.class, p.nodeLabel, isolation.LabelValue)
 }
 
 // conflicts returns what in spec disagrees with the pin: a nodeSelector or a required node-affinity
@@ -152,7 +153,7 @@ func (p *pin) missing(spec *podSpec) []string {
 		}
 	}
 	if p.anti != nil && !slices.ContainsFunc(spec.requiredAntiAffinity(), p.isAnti) {
-		out = append(out, fmt.Sprintf("the required pod anti-affinity term %s NotIn [%s] with topologyKey %s", p.cfg.PodLabel, p.class, isolation.HostnameTopologyKey))
+		out = append(out, fmt.Sprintf("the required pod anti-affinity term %s NotIn [%s] with topologyKey %s", p.podLabel, p.class, isolation.HostnameTopologyKey))
 	}
 	return out
 }

@@ -5,16 +5,15 @@ package webhook
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/klog/v2"
 
@@ -55,8 +54,8 @@ func WithObserver(observe func(Observation)) Option {
 	return func(h *handler) { h.observe = observe }
 }
 
-// decision is the signature of admission.Mutate and admission.Validate.
-type decision func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
+// decision is the signature of admission.MutateReview and admission.ValidateReview.
+type decision func(isolation.Config, *admission.Review) *admissionv1.AdmissionResponse
 
 type handler struct {
 	cfg      isolation.Config
@@ -74,7 +73,7 @@ type handler struct {
 //   - GET /healthz and GET /readyz answer 200 "ok".
 //   - A panic while serving a request becomes a 500 for that request; the server keeps serving.
 func NewHandler(cfg isolation.Config, opts ...Option) http.Handler {
-	return newHandler(cfg, admission.Mutate, admission.Validate, opts...)
+	return newHandler(cfg, admission.MutateReview, admission.ValidateReview, opts...)
 }
 
 func newHandler(cfg isolation.Config, mutate, validate decision, opts ...Option) http.Handler {
@@ -83,8 +82,8 @@ func newHandler(cfg isolation.Config, mutate, validate decision, opts ...Option)
 		o(h)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+MutatePath, h.review(MutatePath, func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse { return h.mutate(h.cfg, r) }))
-	mux.Handle("POST "+ValidatePath, h.review(ValidatePath, func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse { return h.validate(h.cfg, r) }))
+	mux.Handle("POST "+MutatePath, h.review(MutatePath, h.mutate))
+	mux.Handle("POST "+ValidatePath, h.review(ValidatePath, h.validate))
 	mux.HandleFunc("GET "+HealthzPath, ok)
 	mux.HandleFunc("GET "+ReadyzPath, ok)
 	return recoverPanics(mux)
@@ -113,18 +112,29 @@ func recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// bodyPool holds request body buffers. A body is only read until its review is decoded, which
-// copies what it keeps, so the buffer can serve the next request.
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// bodyPool holds request body buffers and outPool response buffers. A body is only read until
+// its review is decoded, which copies what it keeps, and a response only until it is written, so
+// the buffers can serve the next request.
+var bodyPool, outPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}, sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooled is the largest buffer put back in a pool: buffers grown by rare big bodies are dropped.
+const maxPooled = 64 << 10
+
+// contentTypeJSON is the Content-Type header value of every review answer. It is set by
+// assignment rather than Header().Set, which would allocate it for each answer; net/http only
+// reads it.
+var contentTypeJSON = []string{"application/json"}
 
 // review serves one kind of AdmissionReview with decide.
-func (h *handler) review(path string, decide func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) http.Handler {
+func (h *handler) review(path string, decide decision) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		logger := klog.FromContext(r.Context())
+		var start time.Time
+		if h.observe != nil {
+			start = time.Now()
+		}
 		code, allowed, patched := h.serveReview(w, r, decide)
 		if code != http.StatusOK {
-			logger.V(2).Info("Refused admission request", "path", path, "code", code, "remote", r.RemoteAddr)
+			klog.FromContext(r.Context()).V(2).Info("Refused admission request", "path", path, "code", code, "remote", r.RemoteAddr)
 		}
 		if h.observe != nil {
 			h.observe(Observation{Path: path, Code: code, Allowed: allowed, Patched: patched, Duration: time.Since(start)})
@@ -132,19 +142,21 @@ func (h *handler) review(path string, decide func(*admissionv1.AdmissionRequest)
 	})
 }
 
-func (h *handler) serveReview(w http.ResponseWriter, r *http.Request, decide func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) (code int, allowed, patched bool) {
+func (h *handler) serveReview(w http.ResponseWriter, r *http.Request, decide decision) (code int, allowed, patched bool) {
 	if r.ContentLength > MaxBodyBytes {
 		return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, MaxBodyBytes))
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	defer func() {
-		// Do not keep buffers grown by rare big bodies.
-		if buf.Cap() <= 64<<10 {
+		if buf.Cap() <= maxPooled {
 			buf.Reset()
 			bodyPool.Put(buf)
 		}
 	}()
 	buf.Reset()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", MaxBodyBytes))
@@ -154,29 +166,37 @@ func (h *handler) serveReview(w http.ResponseWriter, r *http.Request, decide fun
 	if buf.Len() == 0 {
 		return fail(w, http.StatusBadRequest, "request body is empty: want an admission.k8s.io/v1 AdmissionReview")
 	}
-	var in admissionv1.AdmissionReview
 	// JSON v2 decodes in one pass, case-sensitively like the API server, and refuses duplicate
-	// names. The review's object is copied out of buf.
-	if err := jsonv2.Unmarshal(buf.Bytes(), &in); err != nil {
+	// names. The review copies what it keeps out of buf.
+	in, err := admission.DecodeReview(buf.Bytes())
+	if err != nil {
 		return fail(w, http.StatusBadRequest, fmt.Sprintf("request body is not a JSON AdmissionReview: %v", err))
 	}
-	if in.APIVersion != admissionv1.SchemeGroupVersion.String() || in.Kind != "AdmissionReview" {
+	if in.APIVersion != reviewAPIVersion || in.Kind != reviewKind {
 		return fail(w, http.StatusBadRequest, fmt.Sprintf("request body is not an admission.k8s.io/v1 AdmissionReview: apiVersion %q, kind %q", in.APIVersion, in.Kind))
 	}
 	if in.Request == nil {
 		return fail(w, http.StatusBadRequest, "AdmissionReview has no request")
 	}
-	resp := decide(in.Request)
+	resp := decide(h.cfg, in)
 	if resp == nil {
 		resp = &admissionv1.AdmissionResponse{Allowed: false}
 	}
 	resp.UID = in.Request.UID
-	out := admissionv1.AdmissionReview{TypeMeta: in.TypeMeta, Response: resp}
-	body, err := json.Marshal(&out)
+	out := outPool.Get().(*[]byte)
+	defer func() {
+		if cap(*out) <= maxPooled {
+			outPool.Put(out)
+		}
+	}()
+	body, err := appendReview((*out)[:0], resp)
 	if err != nil {
 		return fail(w, http.StatusInternalServerError, fmt.Sprintf("encoding the response: %v", err))
 	}
-	w.Header().Set("Content-Type", "application/json")
+	*out = body
+	hdr := w.Header()
+	hdr["Content-Type"] = contentTypeJSON
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return http.StatusOK, resp.Allowed, len(resp.Patch) > 0

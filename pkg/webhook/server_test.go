@@ -427,10 +427,10 @@ func TestServeShutdown(t *testing.T) {
 // TestPanicIs500 serves a handler whose decision panics over real TLS: that request gets 500 and
 // the next one is answered.
 func TestPanicIs500(t *testing.T) {
-	panicking := func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	panicking := func(isolation.Config, *admission.Review) *admissionv1.AdmissionResponse {
 		panic("boom")
 	}
-	srv := httptest.NewUnstartedServer(newHandler(isolation.DefaultConfig(), panicking, admission.Validate))
+	srv := httptest.NewUnstartedServer(newHandler(isolation.DefaultConfig(), panicking, admission.ValidateReview))
 	srv.StartTLS()
 	defer srv.Close()
 	client := srv.Client()

@@ -1,0 +1,94 @@
+package webhook
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ipp-project/ipp/pkg/admission"
+	"github.com/ipp-project/ipp/pkg/admission/admissiontest"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// checkAppendReview fails unless appendReview writes what encoding/json writes for resp.
+func checkAppendReview(t *testing.T, resp *admissionv1.AdmissionResponse) {
+	t.Helper()
+	want, err := json.Marshal(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: resp,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := appendReview([]byte("prefix"), resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("prefix"+string(want), string(got)); diff != "" {
+		t.Errorf("appendReview(%+v) (-want +got):\n%s", resp, diff)
+	}
+}
+
+func TestAppendReview(t *testing.T) {
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	odd := admissionv1.PatchType("a\"b")
+	cfg := isolation.DefaultConfig()
+	auto := cfg
+	auto.Mode = isolation.ModeAutoscaler
+	pinned := admission.Mutate(cfg, admissiontest.Request("u1", "default", admissiontest.Pod("class0")))
+	autoPinned := admission.Mutate(auto, admissiontest.Request("u1", "default", admissiontest.Pod("class0")))
+	named := admissiontest.Pod("class0")
+	named.Spec.NodeName = `a"b\c`
+	denied := admission.Mutate(cfg, admissiontest.Request("u1", "default", named))
+	if denied.Allowed || len(pinned.Patch) == 0 || len(autoPinned.Patch) == 0 {
+		t.Fatalf("fixtures: %+v %+v %+v", denied, pinned, autoPinned)
+	}
+	cases := []*admissionv1.AdmissionResponse{
+		{},
+		{UID: "u1", Allowed: true},
+		pinned,
+		autoPinned,
+		denied,
+		{UID: "u1", Patch: []byte("[]")},
+		{UID: "u1", PatchType: &jsonPatch},
+		{UID: "u1", PatchType: &odd},
+		{UID: `q"b\s`, Allowed: true},
+		{UID: "<&>", Allowed: true},
+		{UID: "tab\t", Allowed: true},
+		{UID: "é\u2028", Allowed: true},
+		{UID: "bad\xff", Allowed: true},
+		{UID: "u1", Result: &metav1.Status{}},
+		{UID: "u1", Result: &metav1.Status{Status: metav1.StatusFailure, Code: -3}},
+		{UID: "u1", Result: &metav1.Status{Message: "x < y"}},
+		{UID: "u1", Result: &metav1.Status{Message: "line\nbreak"}},
+		{UID: "u1", Result: &metav1.Status{Reason: metav1.StatusReasonForbidden, Details: &metav1.StatusDetails{Name: "x"}}},
+		{UID: "u1", Result: &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status"}}},
+		{UID: "u1", Result: &metav1.Status{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}},
+		{UID: "u1", Allowed: true, Warnings: []string{"w"}},
+		{UID: "u1", Allowed: true, AuditAnnotations: map[string]string{"a": "b"}},
+	}
+	for _, c := range cases {
+		checkAppendReview(t, c)
+	}
+}
+
+// FuzzAppendReview checks appendReview against encoding/json on any strings.
+func FuzzAppendReview(f *testing.F) {
+	f.Add("u1", true, "", "", "", int32(0), []byte(nil), "JSONPatch")
+	f.Add(`"\`, false, "Failure", "Forbidden", `IPP Pod of class "a" <b>`, int32(403), []byte(`[{"op":"add"}]`), "")
+	f.Fuzz(func(t *testing.T, uid string, allowed bool, status, reason, message string, code int32, patch []byte, patchType string) {
+		resp := &admissionv1.AdmissionResponse{UID: types.UID(uid), Allowed: allowed, Patch: patch}
+		if patchType != "" {
+			pt := admissionv1.PatchType(patchType)
+			resp.PatchType = &pt
+		}
+		if status != "" || reason != "" || message != "" || code != 0 {
+			resp.Result = &metav1.Status{Status: status, Reason: metav1.StatusReason(reason), Message: message, Code: code}
+		}
+		checkAppendReview(t, resp)
+	})
+}
