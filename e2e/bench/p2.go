@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,8 +38,8 @@ type P2Config struct {
 	// Concurrency are the numbers of clients of the /mutate runs.
 	Concurrency []int `json:"concurrency"`
 	// Duration is how long each run is measured, after Warmup.
-	Duration time.Duration `json:"duration"`
-	Warmup   time.Duration `json:"warmup"`
+	Duration metav1.Duration `json:"duration"`
+	Warmup   metav1.Duration `json:"warmup"`
 	// PacedRate, when set, adds a /mutate run from PacedClients clients paced to this many
 	// requests/s in total: latency below saturation, where the closed-loop runs measure it at
 	// saturation.
@@ -149,7 +148,7 @@ func RunP2(ctx context.Context, cfg P2Config) (*P2Result, error) {
 		loads = append(loads, load{webhook.MutatePath, mutate, false, cfg.PacedClients, float64(cfg.PacedRate)})
 	}
 	for _, l := range loads {
-		run, err := generateLoad(ctx, srv.url+l.path, l.body, ca.CertPool(), l.conns, l.h2, l.rate, cfg.Warmup, cfg.Duration, srv.pid)
+		run, err := generateLoad(ctx, srv.url+l.path, l.body, ca.CertPool(), l.conns, l.h2, l.rate, cfg.Warmup.Duration, cfg.Duration.Duration, srv.pid)
 		if err != nil {
 			srv.stop()
 			return res, err
@@ -167,7 +166,7 @@ func RunP2(ctx context.Context, cfg P2Config) (*P2Result, error) {
 	}
 
 	res.Profile = filepath.Join(cfg.WorkDir, "profiles", "p2-webhook-serve.pprof")
-	if err := profileServe(ctx, res.Profile, mutate, top, cfg.Duration); err != nil {
+	if err := profileServe(ctx, res.Profile, mutate, top, cfg.Duration.Duration); err != nil {
 		return res, err
 	}
 
@@ -641,35 +640,4 @@ func measureCreate(ctx context.Context, cfg P2Config) (*P2Create, error) {
 	res.AddedP50Ms = res.WithWebhooks.P50 - res.Without.P50
 	res.AddedP99Ms = res.WithWebhooks.P99 - res.Without.P99
 	return res, nil
-}
-
-// MarshalJSON writes durations as strings.
-func (c P2Config) MarshalJSON() ([]byte, error) {
-	type plain P2Config
-	return json.Marshal(struct {
-		plain
-		Duration string `json:"duration"`
-		Warmup   string `json:"warmup"`
-	}{plain(c), c.Duration.String(), c.Warmup.String()})
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (c *P2Config) UnmarshalJSON(b []byte) error {
-	type plain P2Config
-	aux := struct {
-		*plain
-		Duration string `json:"duration"`
-		Warmup   string `json:"warmup"`
-	}{plain: (*plain)(c)}
-	err := json.Unmarshal(b, &aux)
-	if err != nil {
-		return err
-	}
-	if c.Duration, err = time.ParseDuration(aux.Duration); err != nil {
-		return fmt.Errorf("reading duration: %w", err)
-	}
-	if c.Warmup, err = time.ParseDuration(aux.Warmup); err != nil {
-		return fmt.Errorf("reading warmup: %w", err)
-	}
-	return nil
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,13 +40,13 @@ import (
 type P3Config struct {
 	// ReactionClasses new classes get one Pod each, ReactionInterval apart, and their reaction
 	// time is measured.
-	ReactionClasses  int           `json:"reactionClasses"`
-	ReactionInterval time.Duration `json:"reactionInterval"`
+	ReactionClasses  int             `json:"reactionClasses"`
+	ReactionInterval metav1.Duration `json:"reactionInterval"`
 	// SteadyClasses (the reaction classes included) get PodsPerClass Pods each before the
 	// steady state is measured for IdleWindow.
-	SteadyClasses int           `json:"steadyClasses"`
-	PodsPerClass  int           `json:"podsPerClass"`
-	IdleWindow    time.Duration `json:"idleWindow"`
+	SteadyClasses int             `json:"steadyClasses"`
+	PodsPerClass  int             `json:"podsPerClass"`
+	IdleWindow    metav1.Duration `json:"idleWindow"`
 	// BurstClasses new classes get BurstPodsPerClass Pods each, all at once.
 	BurstClasses      int `json:"burstClasses"`
 	BurstPodsPerClass int `json:"burstPodsPerClass"`
@@ -451,7 +451,7 @@ func (s *p3) reaction(ctx context.Context) (*P3Reaction, error) {
 	res := &P3Reaction{Classes: s.cfg.ReactionClasses, LoadAvg: LoadAvg()}
 	calls := make([]time.Time, s.cfg.ReactionClasses)
 	created := make([]time.Time, s.cfg.ReactionClasses)
-	tick := time.NewTicker(s.cfg.ReactionInterval)
+	tick := time.NewTicker(s.cfg.ReactionInterval.Duration)
 	defer tick.Stop()
 	for i := range s.cfg.ReactionClasses {
 		ns, class := steadyClass(i)
@@ -557,7 +557,7 @@ func (s *p3) steady(ctx context.Context, before counters, buildStart time.Time) 
 	res.ProviderCallsActive = subCalls(active.calls, before.calls)
 
 	res.LoadAvg = LoadAvg()
-	sleepUntil(ctx, time.Now().Add(s.cfg.IdleWindow))
+	sleepUntil(ctx, time.Now().Add(s.cfg.IdleWindow.Duration))
 	idle, err := s.counters()
 	if err != nil {
 		return nil, err
@@ -610,10 +610,11 @@ func (s *p3) burst(ctx context.Context) (*P3Burst, error) {
 
 // process runs `ipp controller` against the settled cluster and measures its memory and idle CPU.
 func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
-	metricsAddr, err := freeAddress()
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
+	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := append([]string{"controller", "--kubeconfig=" + s.cluster.Kubeconfig, "--leader-elect=false", "-v=2",
 		"--metrics-address=" + metricsAddr, "--profiling"}, s.emu.IPPFlags()...)
 	res := &P3Process{Command: "ipp " + strings.Join(args, " "), LoadAvg: LoadAvg()}
@@ -682,7 +683,7 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 	}
 	inserts := s.emu.CallCount("instances.insert")
 	t1 := time.Now()
-	sleepUntil(ctx, t1.Add(s.cfg.IdleWindow))
+	sleepUntil(ctx, t1.Add(s.cfg.IdleWindow.Duration))
 	st1, err := ReadProcStat(pid)
 	if err != nil {
 		return nil, err
@@ -699,16 +700,6 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 		return nil, fmt.Errorf("fetching the controller's heap profile: %w", err)
 	}
 	return res, ctx.Err()
-}
-
-// freeAddress returns a loopback address with a port that was free a moment ago.
-func freeAddress() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String(), nil
 }
 
 // fetch GETs url into the file path.
@@ -739,16 +730,6 @@ func fetch(ctx context.Context, url, path string) error {
 	return f.Close()
 }
 
-// MarshalJSON writes durations as strings.
-func (c P3Config) MarshalJSON() ([]byte, error) {
-	type plain P3Config
-	return json.Marshal(struct {
-		plain
-		ReactionInterval string `json:"reactionInterval"`
-		IdleWindow       string `json:"idleWindow"`
-	}{plain(c), c.ReactionInterval.String(), c.IdleWindow.String()})
-}
-
 // gcLiveHeap parses a GODEBUG=gctrace=1 line, "gc 12 @3.4s 1%: ... 40->42->20 MB, 44 MB goal, ...",
 // and returns the live heap after the collection (the third number), in MiB.
 func gcLiveHeap(line string) (float64, bool) {
@@ -767,25 +748,4 @@ func gcLiveHeap(line string) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (c *P3Config) UnmarshalJSON(b []byte) error {
-	type plain P3Config
-	aux := struct {
-		*plain
-		ReactionInterval string `json:"reactionInterval"`
-		IdleWindow       string `json:"idleWindow"`
-	}{plain: (*plain)(c)}
-	err := json.Unmarshal(b, &aux)
-	if err != nil {
-		return err
-	}
-	if c.ReactionInterval, err = time.ParseDuration(aux.ReactionInterval); err != nil {
-		return fmt.Errorf("reading reactionInterval: %w", err)
-	}
-	if c.IdleWindow, err = time.ParseDuration(aux.IdleWindow); err != nil {
-		return fmt.Errorf("reading idleWindow: %w", err)
-	}
-	return nil
 }

@@ -1,6 +1,10 @@
 package bench
 
-import "time"
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // Suite sizes every part.
 type Suite struct {
@@ -13,12 +17,12 @@ type Suite struct {
 var Suites = map[string]Suite{
 	"short": {
 		P1: P1Config{Nodes: []int{100, 500}, Pods: 500, NodesPerClass: 10, ExistingPerNode: []int{0, 6}, CreateWorkers: 16, Repeat: 1},
-		P2: P2Config{Concurrency: []int{1, 8, 64}, Duration: 5 * time.Second, Warmup: time.Second, CreatePods: 300, PacedRate: 2000, PacedClients: 8},
-		P3: P3Config{ReactionClasses: 150, SteadyClasses: 500, PodsPerClass: 10, BurstClasses: 100, BurstPodsPerClass: 10, IdleWindow: 35 * time.Second, ReactionInterval: 50 * time.Millisecond, CreateWorkers: 8},
+		P2: P2Config{Concurrency: []int{1, 8, 64}, Duration: metav1.Duration{Duration: 5 * time.Second}, Warmup: metav1.Duration{Duration: time.Second}, CreatePods: 300, PacedRate: 2000, PacedClients: 8},
+		P3: P3Config{ReactionClasses: 150, SteadyClasses: 500, PodsPerClass: 10, BurstClasses: 100, BurstPodsPerClass: 10, IdleWindow: metav1.Duration{Duration: 35 * time.Second}, ReactionInterval: metav1.Duration{Duration: 50 * time.Millisecond}, CreateWorkers: 8},
 	},
 	"full": {
 		P1: P1Config{Nodes: []int{500, 1000, 5000}, Pods: 2000, NodesPerClass: 10, ExistingPerNode: []int{0, 6}, CreateWorkers: 16, Repeat: 2},
-		P2: P2Config{Concurrency: []int{1, 8, 64}, Duration: 20 * time.Second, Warmup: 2 * time.Second, CreatePods: 2000, PacedRate: 2000, PacedClients: 8},
-		P3: P3Config{ReactionClasses: 1000, SteadyClasses: 5000, PodsPerClass: 10, BurstClasses: 100, BurstPodsPerClass: 10, IdleWindow: 65 * time.Second, ReactionInterval: 50 * time.Millisecond, CreateWorkers: 8},
+		P2: P2Config{Concurrency: []int{1, 8, 64}, Duration: metav1.Duration{Duration: 20 * time.Second}, Warmup: metav1.Duration{Duration: 2 * time.Second}, CreatePods: 2000, PacedRate: 2000, PacedClients: 8},
+		P3: P3Config{ReactionClasses: 1000, SteadyClasses: 5000, PodsPerClass: 10, BurstClasses: 100, BurstPodsPerClass: 10, IdleWindow: metav1.Duration{Duration: 65 * time.Second}, ReactionInterval: metav1.Duration{Duration: 50 * time.Millisecond}, CreateWorkers: 8},
 	},
 }

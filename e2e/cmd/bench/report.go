@@ -170,7 +170,7 @@ func reportP2(w io.Writer, res *bench.P2Result) {
 
 func reportP3(w io.Writer, res *bench.P3Result) {
 	if r := res.Reaction; r != nil {
-		fmt.Fprintf(w, "Reaction, %d new classes one Pod each, %v apart (load %.1f):\n\n", r.Classes, res.Config.ReactionInterval, r.LoadAvg)
+		fmt.Fprintf(w, "Reaction, %d new classes one Pod each, %v apart (load %.1f):\n\n", r.Classes, res.Config.ReactionInterval.Duration, r.LoadAvg)
 		fmt.Fprintln(w, "| from | p50 ms | p90 ms | p99 ms | max ms |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
 		fmt.Fprintf(w, "| Pod Create call | %.2f | %.2f | %.2f | %.2f |\n", r.FromCreateCall.P50, r.FromCreateCall.P90, r.FromCreateCall.P99, r.FromCreateCall.Max)
