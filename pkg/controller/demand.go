@@ -50,18 +50,14 @@ func nodeProviderIDIndexFunc(obj any) ([]string, error) {
 // the exempt namespaces whose class maps to name and that the webhook pinned to it. A Pod that is
 // not pinned (one admitted while the webhook was off, say) could not use the node anyway, so it
 // creates nothing.
-func (c *Controller) demand(name string) ([]*corev1.Pod, error) {
+func (c *Controller) demand(name string) ([]*cachedPod, error) {
 	objs, err := c.podIndexer.ByIndex(podNodeIndex, name)
 	if err != nil {
 		return nil, err
 	}
-	var pods []*corev1.Pod
+	var pods []*cachedPod
 	for _, obj := range objs {
-		cached := c.asCachedPod(obj)
-		if cached == nil {
-			continue
-		}
-		if pod := cached.pod(c.cfg); c.isDemand(pod, name) {
+		if pod := c.asCachedPod(obj); pod != nil && c.isDemand(pod, name) {
 			pods = append(pods, pod)
 		}
 	}
@@ -76,17 +72,12 @@ func (c *Controller) demand(name string) ([]*corev1.Pod, error) {
 }
 
 // isDemand reports whether pod needs the dedicated node name.
-func (c *Controller) isDemand(pod *corev1.Pod, name string) bool {
-	if pod.DeletionTimestamp != nil || terminal(pod) || c.cfg.Exempt(pod.Namespace) {
+func (c *Controller) isDemand(pod *cachedPod, name string) bool {
+	if pod.DeletionTimestamp != nil || pod.terminal() || c.cfg.Exempt(pod.Namespace) {
 		return false
 	}
-	class, ok := c.cfg.Class(pod)
-	if !ok || c.cfg.NodeName(pod.Namespace, class) != name {
+	if pod.class == "" || c.cfg.NodeName(pod.Namespace, pod.class) != name {
 		return false
 	}
-	return pod.Spec.NodeSelector[isolation.BindingLabel] == name
-}
-
-func terminal(pod *corev1.Pod) bool {
-	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+	return pod.pin == name
 }

@@ -102,20 +102,21 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 	}
 }
 
-// pod returns the Pod as the controller sees it: a *corev1.Pod with only the cached fields set.
-func (p *cachedPod) pod(cfg isolation.Config) *corev1.Pod {
-	pod := &corev1.Pod{
-		ObjectMeta: *p.ObjectMeta.DeepCopy(),
-		Spec:       corev1.PodSpec{NodeName: p.nodeName},
-		Status:     corev1.PodStatus{Phase: p.phase},
+// terminal reports whether the Pod has finished: it needs no node any more.
+func (p *cachedPod) terminal() bool {
+	return p.phase == corev1.PodSucceeded || p.phase == corev1.PodFailed
+}
+
+// ref is the Pod's object reference, for Events.
+func (p *cachedPod) ref() *corev1.ObjectReference {
+	return &corev1.ObjectReference{
+		Kind:            "Pod",
+		APIVersion:      "v1",
+		Namespace:       p.Namespace,
+		Name:            p.Name,
+		UID:             p.UID,
+		ResourceVersion: p.ResourceVersion,
 	}
-	if p.class != "" {
-		pod.Labels = map[string]string{cfg.PodLabel: p.class}
-	}
-	if p.pin != "" {
-		pod.Spec.NodeSelector = map[string]string{isolation.BindingLabel: p.pin}
-	}
-	return pod
 }
 
 // GetObjectKind implements runtime.Object.

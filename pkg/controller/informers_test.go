@@ -110,42 +110,43 @@ func TestTrim(t *testing.T) {
 	}
 }
 
-// TestCachedPod checks that the Pod the controller reconciles from its cache decides demand, names
-// the class and keys the Pod as the full Pod does.
+// TestCachedPod checks the decisions made on the cached part of a Pod: whether it is demand, the
+// dedicated node its class maps to, its key, its Event reference.
 func TestCachedPod(t *testing.T) {
 	cfg := isolation.DefaultConfig()
 	c := &Controller{cfg: cfg}
+	name := cfg.NodeName("team", "a")
 	for _, tc := range []struct {
-		name   string
-		change func(*corev1.Pod)
+		name       string
+		change     func(*corev1.Pod)
+		wantDemand bool
+		wantNode   string
 	}{
-		{"bound", func(*corev1.Pod) {}},
-		{"pending", func(p *corev1.Pod) { p.Spec.NodeName = "" }},
-		{"not deleted", func(p *corev1.Pod) { p.DeletionTimestamp = nil }},
-		{"not pinned", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"other": "x"} }},
-		{"no class", func(p *corev1.Pod) { delete(p.Labels, cfg.PodLabel) }},
-		{"empty class", func(p *corev1.Pod) { p.Labels[cfg.PodLabel] = "" }},
-		{"succeeded", func(p *corev1.Pod) { p.DeletionTimestamp = nil; p.Status.Phase = corev1.PodSucceeded }},
-		{"exempt namespace", func(p *corev1.Pod) { p.DeletionTimestamp = nil; p.Namespace = "kube-system" }},
+		{"bound", func(*corev1.Pod) {}, true, name},
+		{"pending", func(p *corev1.Pod) { p.Spec.NodeName = "" }, true, name},
+		{"being deleted", func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0} }, false, name},
+		{"not pinned", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"other": "x"} }, false, name},
+		{"pinned elsewhere", func(p *corev1.Pod) { p.Spec.NodeSelector[isolation.BindingLabel] = "ipp-b-0123456789ab" }, false, name},
+		{"no class", func(p *corev1.Pod) { delete(p.Labels, cfg.PodLabel) }, false, ""},
+		{"empty class", func(p *corev1.Pod) { p.Labels[cfg.PodLabel] = "" }, false, ""},
+		{"succeeded", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, false, name},
+		{"failed", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }, false, name},
+		{"exempt namespace", func(p *corev1.Pod) { p.Namespace = "kube-system" }, false, cfg.NodeName("kube-system", "a")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			full := fullPod()
+			full.DeletionTimestamp = nil
+			full.Spec.NodeName = name
+			full.Spec.NodeSelector = map[string]string{isolation.BindingLabel: name}
 			tc.change(full)
 			cached := newCachedPod(cfg, full)
-			seen := cached.pod(cfg)
-			name := full.Spec.NodeSelector[isolation.BindingLabel]
-			if got, want := c.isDemand(seen, name), c.isDemand(full, name); got != want {
-				t.Errorf("isDemand = %v from the cache, %v from the Pod", got, want)
-			}
-			gotClass, gotOK := cfg.Class(seen)
-			wantClass, wantOK := cfg.Class(full)
-			if gotClass != wantClass || gotOK != wantOK {
-				t.Errorf("Class = %q, %v from the cache; %q, %v from the Pod", gotClass, gotOK, wantClass, wantOK)
+			if got := c.isDemand(cached, name); got != tc.wantDemand {
+				t.Errorf("isDemand = %v, want %v", got, tc.wantDemand)
 			}
 			gotNames, _ := c.podNodeNames(cached)
 			var wantNames []string
-			if wantOK {
-				wantNames = []string{cfg.NodeName(full.Namespace, wantClass)}
+			if tc.wantNode != "" {
+				wantNames = []string{tc.wantNode}
 			}
 			if diff := cmp.Diff(wantNames, gotNames); diff != "" {
 				t.Errorf("podNodeNames (-want +got):\n%s", diff)
@@ -153,6 +154,10 @@ func TestCachedPod(t *testing.T) {
 			wantKey, _ := cache.MetaNamespaceKeyFunc(full)
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(cached); err != nil || key != wantKey {
 				t.Errorf("key = %q, %v; want %q", key, err, wantKey)
+			}
+			wantRef := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: full.Namespace, Name: "p", UID: "uid-p", ResourceVersion: "7"}
+			if diff := cmp.Diff(wantRef, cached.ref()); diff != "" {
+				t.Errorf("ref (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(cached, cached.DeepCopyObject(), cmp.AllowUnexported(cachedPod{}, podFields{})); diff != "" {
 				t.Errorf("DeepCopyObject (-want +got):\n%s", diff)

@@ -23,7 +23,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	}
 	logger := klog.FromContext(ctx)
 	oldest := r.demand[0]
-	class, _ := r.c.cfg.Class(oldest)
+	class := oldest.class
 	namespace := oldest.Namespace
 	if r.c.cfg.ClassScope != isolation.ScopeNamespace {
 		namespace = ""

@@ -104,7 +104,7 @@ func (c *Controller) boundPod(ctx context.Context, nodeName, name string) (*core
 	}
 	for i := range list.Items {
 		pod := &list.Items[i]
-		if pod.Spec.NodeName == nodeName && c.isDemand(pod, name) {
+		if pod.Spec.NodeName == nodeName && c.isDemand(newCachedPod(c.cfg, pod), name) {
 			return pod, nil
 		}
 	}

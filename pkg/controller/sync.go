@@ -92,7 +92,7 @@ type round struct {
 	c      *Controller
 	name   string
 	now    time.Time
-	demand []*corev1.Pod
+	demand []*cachedPod
 	insts  []cloudprovider.Instance // live and going, oldest first
 	nodes  []*corev1.Node           // every Node that is or claims to be this dedicated node
 	st     *nodeState
@@ -300,7 +300,7 @@ func (r *round) notify(eventType, reason, detail, msg string) {
 			continue
 		}
 		r.st.reasons[pod.UID] = tag
-		r.c.recorder.Event(pod, eventType, reason, msg)
+		r.c.recorder.Event(pod.ref(), eventType, reason, msg)
 	}
 }
 
