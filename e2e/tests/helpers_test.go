@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/kubelet"
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
 // Timeouts of the waits in these tests: generous, since the machine may be busy; the waits end
@@ -155,4 +158,52 @@ func ignoreNotFound(err error) error {
 // waitFor polls cond every framework.PollInterval until it holds, fails, or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, cond wait.ConditionWithContextFunc) error {
 	return wait.PollUntilContextTimeout(ctx, framework.PollInterval, timeout, true, cond)
+}
+
+// joinAndDelete creates the instance of class0's dedicated node through p, waits until its Node
+// registers and is schedulable, checks that it registered as an IPP node (IPP label and both
+// taints, no binding label), deletes the instance, and checks that its kubelet stops and that the
+// Node object stays (removing it is the controller's job). It returns the instance and the Node as
+// it registered.
+func joinAndDelete(t *testing.T, p cloudprovider.Provider, booter *kubelet.Booter, cfg isolation.Config) (*cloudprovider.Instance, *corev1.Node) {
+	t.Helper()
+	ctx := t.Context()
+	name := cfg.NodeName("team-a", "class0")
+	t.Cleanup(func() { deleteNode(name) })
+	inst, err := p.Create(ctx, cloudprovider.InstanceSpec{
+		NodeName:       name,
+		Class:          "class0",
+		Namespace:      "team-a",
+		NodeLabels:     cfg.NodeLabels(),
+		NodeTaints:     cfg.Taints(),
+		IdempotencyKey: name + "/1",
+	})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+
+	node := waitSchedulable(t, name)
+	if got := node.Labels[cfg.NodeLabel]; got != isolation.LabelValue {
+		t.Errorf("Node label %s = %q, want %q", cfg.NodeLabel, got, isolation.LabelValue)
+	}
+	if _, ok := node.Labels[isolation.BindingLabel]; ok {
+		t.Errorf("Node registered with %s; only the controller may write it", isolation.BindingLabel)
+	}
+	for _, want := range cfg.Taints() {
+		if !slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.MatchTaint(&want) }) {
+			t.Errorf("Node taints %v lack %v", node.Spec.Taints, want)
+		}
+	}
+
+	if err := p.Delete(ctx, *inst); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	pollUntil(t, "the instance's kubelet to stop", func() bool {
+		_, running := booter.Kubelet(inst.ID)
+		return !running
+	})
+	if _, err := cluster.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+		t.Errorf("Node after the instance was deleted: %v; removing it is the controller's job", err)
+	}
+	return inst, node
 }
