@@ -235,7 +235,7 @@ func TestCreate(t *testing.T) {
 		t.Errorf("volume tags (-want +got):\n%s", diff)
 	}
 	if inst.InstanceType != "i3.metal" || inst.ImageID != "ami-0123456789abcdef0" || inst.SubnetID != subnetA ||
-		!slices.Equal(inst.SecurityGroupIDs, []string{"sg-0123456789abcdef0"}) || inst.MetadataHTTPTokens != "required" {
+		!slices.Equal(inst.SecurityGroupIDs, []string{"sg-0123456789abcdef0"}) || inst.MetadataHTTPTokens != "required" || inst.MetadataHopLimit != 1 {
 		t.Errorf("instance launched as %+v", inst)
 	}
 	for _, want := range []string{

@@ -47,6 +47,7 @@ type instance struct {
 	volumeTags         []xmlTag
 	userData           string
 	metadataHTTPTokens string
+	metadataHopLimit   int
 	launchTime         time.Time
 	launchIndex        int
 
@@ -94,6 +95,7 @@ func (i *instance) snapshot(state string) Instance {
 		VolumeTags:         tagMap(i.volumeTags),
 		UserData:           i.userData,
 		MetadataHTTPTokens: i.metadataHTTPTokens,
+		MetadataHopLimit:   i.metadataHopLimit,
 		ProviderID:         i.providerID(),
 		LaunchTime:         i.launchTime,
 		Booted:             i.booted,
@@ -143,7 +145,7 @@ func (s *Server) toXML(i *instance, state string) xmlInstance {
 		Hypervisor:         "xen",
 		ClientToken:        i.clientToken,
 		Tags:               i.tags,
-		MetadataOptions:    xmlMetadataOptions{State: "applied", HTTPTokens: i.metadataHTTPTokens, HTTPEndpoint: "enabled"},
+		MetadataOptions:    xmlMetadataOptions{State: "applied", HTTPTokens: i.metadataHTTPTokens, HTTPEndpoint: "enabled", HopLimit: i.metadataHopLimit},
 	}
 	if x.MetadataOptions.HTTPTokens == "" {
 		x.MetadataOptions.HTTPTokens = "optional"
@@ -206,6 +208,7 @@ type runRequest struct {
 	tags           []xmlTag
 	volumeTags     []xmlTag
 	httpTokens     string
+	hopLimit       int
 }
 
 func (s *Server) parseRun(form url.Values) (*runRequest, *apiError) {
@@ -305,6 +308,13 @@ func (s *Server) parseRun(form url.Values) (*runRequest, *apiError) {
 		}
 	}
 	req.httpTokens = form.Get("MetadataOptions.HttpTokens")
+	if v := form.Get("MetadataOptions.HttpPutResponseHopLimit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			return nil, errf(400, "InvalidParameterValue", fmt.Sprintf("Value (%s) for parameter HttpPutResponseHopLimit is invalid. Valid values are 1 to 64.", v))
+		}
+		req.hopLimit = n
+	}
 	return req, nil
 }
 
@@ -368,6 +378,7 @@ func (s *Server) runInstances(r *http.Request, requestID string) (any, []string,
 			volumeTags:         req.volumeTags,
 			userData:           req.userData,
 			metadataHTTPTokens: req.httpTokens,
+			metadataHopLimit:   req.hopLimit,
 			launchTime:         now,
 			launchIndex:        n,
 			state:              statePending,

@@ -109,6 +109,8 @@ type Instance struct {
 	UserData string
 	// MetadataHTTPTokens is the IMDS setting asked for at launch ("required" for IMDSv2 only).
 	MetadataHTTPTokens string
+	// MetadataHopLimit is the IMDSv2 PUT response hop limit asked for at launch (0: not set).
+	MetadataHopLimit int
 	ProviderID         string
 	LaunchTime         time.Time
 	// Booted says Booter.Boot was called for the instance.

@@ -70,6 +70,7 @@ type xmlMetadataOptions struct {
 	State        string `xml:"state"`
 	HTTPTokens   string `xml:"httpTokens"`
 	HTTPEndpoint string `xml:"httpEndpoint"`
+	HopLimit     int    `xml:"httpPutResponseHopLimit,omitempty"`
 }
 
 type xmlInstance struct {

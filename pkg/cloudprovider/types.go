@@ -10,6 +10,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/ipp-project/ipp/pkg/bootstrap"
 )
 
 // Ownership keys. Every instance a provider creates carries them, as GCE labels or EC2 tags, so
@@ -24,6 +26,9 @@ const (
 	TagClass = "ipp-class"
 	// TagNamespace holds the namespace in namespace scope, and is empty in cluster scope.
 	TagNamespace = "ipp-namespace"
+	// TagJoinToken holds the id (never the secret) of the bootstrap token minted for the
+	// instance; empty when the instance joins with a shared token or by other means.
+	TagJoinToken = "ipp-join-token"
 )
 
 // InstanceSpec says what instance to create for a dedicated node.
@@ -42,6 +47,19 @@ type InstanceSpec struct {
 	// for the same node name (after the first instance was deleted). Providers derive their
 	// request tokens (GCE requestId, EC2 ClientToken) from it.
 	IdempotencyKey string
+	// JoinToken, when set, is the bootstrap token ("<id>.<secret>") minted for this instance
+	// alone; the provider renders it into this instance's bootstrap instead of a shared token,
+	// and records JoinTokenID on the instance.
+	JoinToken   string
+	JoinTokenID string
+}
+
+// Join returns how the instance of spec joins: shared with the instance's own token, if it has one.
+func (spec InstanceSpec) Join(shared bootstrap.Join) bootstrap.Join {
+	if spec.JoinToken != "" {
+		shared.Token = spec.JoinToken
+	}
+	return shared
 }
 
 // InstanceState is the life-cycle state of an instance, mapped from the cloud's own states.
@@ -74,6 +92,9 @@ type Instance struct {
 	State      InstanceState
 	// CreatedAt is when the cloud created the instance.
 	CreatedAt time.Time
+	// JoinTokenID is the id of the bootstrap token minted for the instance (TagJoinToken), or
+	// empty.
+	JoinTokenID string
 }
 
 // Provider creates, deletes and lists the instances that back dedicated nodes.

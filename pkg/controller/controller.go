@@ -23,6 +23,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jointoken"
 	"github.com/ipp-project/ipp/pkg/metrics"
 )
 
@@ -58,6 +59,13 @@ type Options struct {
 	RetryMaxDelay  time.Duration
 	// Clock decides every timeout. Nil means the real clock.
 	Clock clock.WithTicker
+	// MintJoinTokens gives every instance its own single-use bootstrap token (a Secret in
+	// kube-system minted before Create, expiring after the registration timeout), and binds a
+	// Node only once Issued says its credentials were issued for that token.
+	MintJoinTokens bool
+	// Issued reports whether a kubelet client certificate for nodeName was issued with the join
+	// token id (approver.Approver.IssuedFor). Required with MintJoinTokens.
+	Issued func(id, nodeName string) bool
 }
 
 // Controller creates, binds and reaps the dedicated nodes of isolation classes in dedicated mode.
@@ -69,6 +77,9 @@ type Controller struct {
 	recorder record.EventRecorder
 	cfg      isolation.Config
 	clock    clock.WithTicker
+
+	mintTokens bool
+	issued     func(id, nodeName string) bool
 
 	idleTTL        time.Duration
 	regTimeout     time.Duration
@@ -106,6 +117,9 @@ type nodeState struct {
 	warned map[string]bool
 	// bound is "uid/providerID" of the Node last bound.
 	bound string
+	// token is the join token minted for the creation in progress, and when.
+	token       *jointoken.Token
+	tokenMinted time.Time
 }
 
 // New returns a controller that watches pods and nodes, which must be narrowed as
@@ -120,6 +134,9 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	}
 	if kube == nil || pods == nil || nodes == nil || provider == nil || recorder == nil {
 		return nil, errors.New("controller: kube client, informers, provider and recorder are required")
+	}
+	if opts.MintJoinTokens && opts.Issued == nil {
+		return nil, errors.New("controller: minting join tokens needs Issued, the CSR approver's record")
 	}
 	for _, d := range []struct {
 		name string
@@ -138,6 +155,8 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		provider:       provider,
 		recorder:       recorder,
 		cfg:            opts.Config,
+		mintTokens:     opts.MintJoinTokens,
+		issued:         opts.Issued,
 		clock:          opts.Clock,
 		idleTTL:        orDefault(opts.IdleTTL, DefaultIdleTTL),
 		regTimeout:     orDefault(opts.RegistrationTimeout, orDefault(provider.RegistrationTimeout(), DefaultRegistrationTimeout)),

@@ -222,6 +222,23 @@ func (x *instanceIndex) nodeNameOf(providerID string) (string, bool) {
 	return "", false
 }
 
+// ofJoinToken returns the live instance whose join token id is id, if any.
+func (x *instanceIndex) ofJoinToken(id string) (cloudprovider.Instance, bool) {
+	if id == "" {
+		return cloudprovider.Instance{}, false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, insts := range x.byNode {
+		for _, inst := range insts {
+			if inst.JoinTokenID == id && live(inst) {
+				return inst, true
+			}
+		}
+	}
+	return cloudprovider.Instance{}, false
+}
+
 // deletedByController reports whether the controller deleted the instance with id and a List
 // may not show that yet.
 func (x *instanceIndex) deletedByController(id string) bool {

@@ -39,6 +39,13 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		NodeTaints:     r.c.cfg.Taints(),
 		IdempotencyKey: r.st.createKey,
 	}
+	if r.c.mintTokens {
+		tok, err := r.joinToken(ctx)
+		if err != nil {
+			return 0, err
+		}
+		spec.JoinToken, spec.JoinTokenID = tok.String(), tok.ID
+	}
 	inst, err := r.c.provider.Create(ctx, spec)
 	if err != nil {
 		if cloudprovider.IsNotFound(err) {
@@ -55,6 +62,9 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if got.CreatedAt.IsZero() {
 		got.CreatedAt = r.now
 	}
+	if got.JoinTokenID == "" {
+		got.JoinTokenID = spec.JoinTokenID
+	}
 	r.c.instances.add(got, r.now)
 	if !live(got) {
 		// Either the cloud still has the previous instance of this name (GCE names are unique),
@@ -65,7 +75,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		return 0, cloudprovider.NewError(cloudprovider.KindTransient, "create", "InstanceGoing",
 			fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s", r.name, got.ID, got.State))
 	}
-	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "waitingPods", len(r.demand))
+	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "joinTokenID", got.JoinTokenID, "waitingPods", len(r.demand))
 	r.notify(corev1.EventTypeNormal, ReasonProvisioning, "",
 		fmt.Sprintf("Creating instance %s for dedicated node %s", got.ID, r.name))
 	return r.untilRegistrationTimeout(got), nil

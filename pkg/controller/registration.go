@@ -17,6 +17,16 @@ import (
 func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudprovider.Instance) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	if node.Labels[isolation.BindingLabel] != r.name {
+		if inst.JoinTokenID != "" && r.c.mintTokens && !r.c.issued(inst.JoinTokenID, node.Name) {
+			// The providerID matches, but a providerID can be predicted: bind only a Node whose
+			// kubelet holds the certificate issued for this instance's token.
+			r.warnOnce(ctx, node, fmt.Sprintf("Node %s has the providerID of instance %s, but no kubelet certificate for %s was issued with that instance's join token %s; not binding it", node.Name, inst.ID, node.Name, inst.JoinTokenID))
+			if left := r.untilRegistrationTimeout(inst); left > 0 {
+				return min(left, credentialsRecheck), nil
+			}
+			// The instance's own kubelet never got its Node: replace both.
+			return r.unregistered(ctx, inst)
+		}
 		if err := r.c.bindNode(ctx, node, r.name); err != nil {
 			return 0, err
 		}
@@ -34,6 +44,7 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 	}
 	// In use: the creation is done, and any idle or reaping marks go.
 	r.st.createKey = ""
+	r.st.token = nil
 	if patch := activePatch(node); patch != nil {
 		logger.Info("Node has demand again; keeping it", "nodeObject", klog.KObj(node), "waitingPods", len(r.demand))
 		if err := r.c.mergePatchNode(ctx, node.Name, patch); err != nil {
@@ -41,6 +52,21 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 		}
 	}
 	return 0, nil
+}
+
+// credentialsRecheck is how soon a Node whose credentials are not known to be its instance's yet
+// is looked at again: the approval may not have reached the CSR informer.
+const credentialsRecheck = 2 * time.Second
+
+// warnOnce emits an UntrustedNode Warning on node, once per Node object and providerID.
+func (r *round) warnOnce(ctx context.Context, node *corev1.Node, msg string) {
+	key := "credentials/" + string(node.UID) + "/" + node.Spec.ProviderID
+	if r.st.warned[key] {
+		return
+	}
+	r.st.warned[key] = true
+	klog.FromContext(ctx).Info("Not binding Node", "nodeObject", klog.KObj(node), "reason", msg)
+	r.c.recorder.Event(node, corev1.EventTypeWarning, ReasonUntrustedNode, msg)
 }
 
 // unregistered handles an instance whose Node has not registered (or not with its providerID):

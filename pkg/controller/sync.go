@@ -287,7 +287,7 @@ func (r *round) deleteInstance(ctx context.Context, inst cloudprovider.Instance)
 	}
 	r.c.instances.remove(inst, r.now)
 	r.st.createKey = ""
-	return nil
+	return r.forgetJoinToken(ctx, inst)
 }
 
 // notify emits an Event on each waiting Pod, once per Pod and state. detail distinguishes

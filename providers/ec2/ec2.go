@@ -285,7 +285,7 @@ func subnetName(s string) string {
 // userData renders the bootstrap for spec, base64-encoded as RunInstances wants it.
 func (p *Provider) userData(spec cloudprovider.InstanceSpec) (string, error) {
 	script, err := p.cfg.Renderer.Render(bootstrap.Params{
-		Join:              p.cfg.Join,
+		Join:              spec.Join(p.cfg.Join),
 		NodeName:          spec.NodeName,
 		Labels:            spec.NodeLabels,
 		Taints:            spec.NodeTaints,
@@ -302,13 +302,17 @@ func (p *Provider) userData(spec cloudprovider.InstanceSpec) (string, error) {
 
 // ownershipTags are the tags of the instance and its volumes.
 func (p *Provider) ownershipTags(spec cloudprovider.InstanceSpec) []types.Tag {
-	return []types.Tag{
+	tags := []types.Tag{
 		{Key: aws.String("Name"), Value: aws.String(spec.NodeName)},
 		{Key: aws.String(cloudprovider.TagCluster), Value: aws.String(p.cfg.ClusterName)},
 		{Key: aws.String(cloudprovider.TagNode), Value: aws.String(spec.NodeName)},
 		{Key: aws.String(cloudprovider.TagClass), Value: aws.String(spec.Class)},
 		{Key: aws.String(cloudprovider.TagNamespace), Value: aws.String(spec.Namespace)},
 	}
+	if spec.JoinTokenID != "" {
+		tags = append(tags, types.Tag{Key: aws.String(cloudprovider.TagJoinToken), Value: aws.String(spec.JoinTokenID)})
+	}
+	return tags
 }
 
 // runInput builds the RunInstances request of one subnet attempt.
@@ -337,10 +341,13 @@ func (p *Provider) runInput(spec cloudprovider.InstanceSpec, userData, subnet, t
 	}
 	if p.launchTemplate == nil {
 		// The bootstrap reads the providerID over IMDSv2; requiring it keeps Pods' containers from
-		// using the simpler, SSRF-prone IMDSv1. A launch template's own settings are left alone.
+		// using the simpler, SSRF-prone IMDSv1, and a hop limit of 1 keeps IMDSv2's token
+		// replies from reaching a Pod's network namespace, where the join token would be readable
+		// in user data. A launch template's own settings are left alone.
 		in.MetadataOptions = &types.InstanceMetadataOptionsRequest{
-			HttpEndpoint: types.InstanceMetadataEndpointStateEnabled,
-			HttpTokens:   types.HttpTokensStateRequired,
+			HttpEndpoint:            types.InstanceMetadataEndpointStateEnabled,
+			HttpTokens:              types.HttpTokensStateRequired,
+			HttpPutResponseHopLimit: aws.Int32(1),
 		}
 	}
 	return in
@@ -440,6 +447,8 @@ func toInstance(i types.Instance) cloudprovider.Instance {
 		Namespace:  tags[cloudprovider.TagNamespace],
 		State:      toState(state),
 		CreatedAt:  aws.ToTime(i.LaunchTime),
+
+		JoinTokenID: tags[cloudprovider.TagJoinToken],
 	}
 }
 

@@ -187,7 +187,7 @@ func (p *Provider) Create(ctx context.Context, spec cloudprovider.InstanceSpec) 
 		return nil, cloudprovider.NewError(cloudprovider.KindInvalid, "create", "", errors.New("creating instance: no node name"))
 	}
 	script, err := p.cfg.Renderer.Render(bootstrap.Params{
-		Join:     p.cfg.Join,
+		Join:     spec.Join(p.cfg.Join),
 		NodeName: name,
 		Labels:   spec.NodeLabels,
 		Taints:   spec.NodeTaints,
@@ -283,6 +283,10 @@ func (p *Provider) instanceResource(spec cloudprovider.InstanceSpec, script stri
 			{Key: proto.String(MetadataClass), Value: proto.String(spec.Class)},
 			{Key: proto.String(MetadataNamespace), Value: proto.String(spec.Namespace)},
 		}},
+	}
+	if spec.JoinTokenID != "" {
+		// A token id is six characters of [a-z0-9], a valid label value as it is.
+		inst.Labels[cloudprovider.TagJoinToken] = spec.JoinTokenID
 	}
 	if p.cfg.MachineType != "" {
 		inst.MachineType = proto.String("zones/" + p.cfg.Zone + "/machineTypes/" + p.cfg.MachineType)
@@ -399,6 +403,8 @@ func (p *Provider) instance(gi *computepb.Instance) cloudprovider.Instance {
 		Namespace:  exact(MetadataNamespace),
 		State:      state(gi.GetStatus()),
 		CreatedAt:  created,
+
+		JoinTokenID: labels[cloudprovider.TagJoinToken],
 	}
 }
 

@@ -54,12 +54,18 @@ func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.provider, "provider", o.provider, "Cloud that creates the dedicated instances: "+strings.Join(providerNames(), " or ")+".")
 	fs.StringVar(&o.bootstrapTemplate, "bootstrap-template", "", "Go text/template file for the instances' first-boot script (GCE startup-script, EC2 user data). Empty uses the built-in kubeadm-style join. It must make the kubelet register under the dedicated node name with the IPP node label and taints; see docs/operations.md.")
 	fs.StringVar(&o.join.APIServerEndpoint, "join-endpoint", "", "host:port of the API server that new nodes join (kubeadm join). Empty leaves joining to the image.")
-	fs.StringVar(&o.join.Token, "join-token", "", "Bootstrap token (<id>.<secret>) for kubeadm join. Prefer --join-token-file.")
-	fs.StringVar(&o.joinTokenFile, "join-token-file", "", "File holding the bootstrap token, such as a mounted Secret key.")
+	fs.StringVar(&o.join.Token, "join-token", "", "Shared bootstrap token (<id>.<secret>) rendered into every instance's bootstrap: an insecure opt-out, since root on any IPP node can then get a certificate for any node name (see docs/operations.md). Without it (and --join-token-file) and with --join-endpoint, IPP mints a single-use token per instance and approves its kubelet CSR for that node only.")
+	fs.StringVar(&o.joinTokenFile, "join-token-file", "", "File holding the shared bootstrap token, such as a mounted Secret key; the same insecure opt-out as --join-token.")
 	fs.StringVar(&o.join.CACertHash, "join-ca-cert-hash", "", "sha256:<hex> of the cluster CA public key, for kubeadm join's discovery.")
 	for _, name := range providerNames() {
 		providerFactories[name].addFlags(fs)
 	}
+}
+
+// perInstanceTokens reports whether the controller mints a join token per instance: nodes join
+// through the API server (--join-endpoint) and no shared token was given.
+func (o *providerOptions) perInstanceTokens() bool {
+	return o.join.APIServerEndpoint != "" && o.join.Token == "" && o.joinTokenFile == ""
 }
 
 // validate checks the flags that need no file or cloud access.

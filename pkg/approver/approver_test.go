@@ -1,0 +1,149 @@
+package approver
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"strings"
+	"testing"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/ipp-project/ipp/pkg/jointoken"
+)
+
+func csrFor(t *testing.T, name, tokenID, cn string) *certificatesv1.CertificateSigningRequest {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: cn, Organization: []string{"system:nodes"}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+			Username:   "system:bootstrap:" + tokenID,
+			Groups:     []string{"system:bootstrappers", jointoken.Group, "system:authenticated"},
+		},
+	}
+}
+
+func approved(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+	c = c.DeepCopy()
+	c.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue}}
+	return c
+}
+
+func TestSync(t *testing.T) {
+	instances := InstancesFunc(func(id string) (string, bool, bool) {
+		switch id {
+		case "aaaaaa":
+			return "ipp-a", true, true
+		case "bbbbbb":
+			return "ipp-b", true, true
+		}
+		return "", false, true
+	})
+	renewal := csrFor(t, "renewal", "aaaaaa", "system:node:ipp-a")
+	renewal.Spec.Username, renewal.Spec.Groups = "system:node:ipp-a", []string{"system:nodes"}
+	for _, tc := range []struct {
+		name       string
+		csr        *certificatesv1.CertificateSigningRequest
+		others     []*certificatesv1.CertificateSigningRequest
+		want       certificatesv1.RequestConditionType // "" leaves it alone
+		wantReason string
+		wantSecret bool // the token's Secret is still there afterwards
+	}{
+		{name: "own node", csr: csrFor(t, "c", "aaaaaa", "system:node:ipp-a"), want: certificatesv1.CertificateApproved},
+		{name: "another class's node", csr: csrFor(t, "c", "aaaaaa", "system:node:ipp-b"), want: certificatesv1.CertificateDenied, wantReason: `common name "system:node:ipp-b" is not "system:node:ipp-a"`, wantSecret: true},
+		{name: "token of no instance", csr: csrFor(t, "c", "cccccc", "system:node:ipp-c"), want: certificatesv1.CertificateDenied, wantReason: "belongs to no live instance", wantSecret: true},
+		{name: "second use", csr: csrFor(t, "c", "aaaaaa", "system:node:ipp-a"), others: []*certificatesv1.CertificateSigningRequest{approved(csrFor(t, "first", "aaaaaa", "system:node:ipp-a"))}, want: certificatesv1.CertificateDenied, wantReason: "works once", wantSecret: true},
+		{name: "kubelet renewal", csr: renewal, wantSecret: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: jointoken.SecretName("aaaaaa"), Namespace: "kube-system"}}
+			if id, ok := jointoken.Requester(tc.csr); ok {
+				secret.Name = jointoken.SecretName(id)
+			}
+			kube := fake.NewClientset(tc.csr, secret)
+			factory := informers.NewSharedInformerFactory(kube, 0)
+			inf := factory.Certificates().V1().CertificateSigningRequests()
+			recorder := record.NewFakeRecorder(10)
+			a, err := New(kube, inf, instances, recorder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range append(tc.others, tc.csr) {
+				if err := inf.Informer().GetIndexer().Add(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := a.sync(ctx, tc.csr.Name); err != nil {
+				t.Fatalf("sync() = %v", err)
+			}
+			got, err := kube.CertificatesV1().CertificateSigningRequests().Get(ctx, tc.csr.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cond *certificatesv1.CertificateSigningRequestCondition
+			if len(got.Status.Conditions) > 0 {
+				cond = &got.Status.Conditions[0]
+			}
+			switch {
+			case tc.want == "" && cond != nil:
+				t.Fatalf("CSR got condition %+v, want it left alone", cond)
+			case tc.want != "" && (cond == nil || cond.Type != tc.want || !strings.Contains(cond.Message, tc.wantReason)):
+				t.Fatalf("CSR condition %+v, want %s with a message containing %q", cond, tc.want, tc.wantReason)
+			}
+			if tc.want == certificatesv1.CertificateDenied {
+				select {
+				case e := <-recorder.Events:
+					if !strings.HasPrefix(e, "Warning "+ReasonDenied) {
+						t.Errorf("Event %q, want a Warning %s", e, ReasonDenied)
+					}
+				default:
+					t.Error("no Event for the denial")
+				}
+			}
+			_, err = kube.CoreV1().Secrets("kube-system").Get(ctx, secret.Name, metav1.GetOptions{})
+			if exists := err == nil; exists != tc.wantSecret {
+				t.Errorf("token Secret exists = %v (%v), want %v", exists, err, tc.wantSecret)
+			} else if !exists && !apierrors.IsNotFound(err) {
+				t.Error(err)
+			}
+			if tc.want == certificatesv1.CertificateApproved {
+				if !a.IssuedFor("aaaaaa", "ipp-a") {
+					// The indexer still holds the unapproved CSR: feed it the approved one.
+					if err := inf.Informer().GetIndexer().Update(got); err != nil {
+						t.Fatal(err)
+					}
+					if !a.IssuedFor("aaaaaa", "ipp-a") {
+						t.Error("IssuedFor(aaaaaa, ipp-a) = false after the approval")
+					}
+				}
+				if a.IssuedFor("aaaaaa", "ipp-b") {
+					t.Error("IssuedFor(aaaaaa, ipp-b) = true")
+				}
+			}
+		})
+	}
+}
