@@ -111,8 +111,8 @@ type Instance struct {
 	MetadataHTTPTokens string
 	// MetadataHopLimit is the IMDSv2 PUT response hop limit asked for at launch (0: not set).
 	MetadataHopLimit int
-	ProviderID         string
-	LaunchTime         time.Time
+	ProviderID       string
+	LaunchTime       time.Time
 	// Booted says Booter.Boot was called for the instance.
 	Booted bool
 }
