@@ -142,6 +142,8 @@ func (p *Provider) Create(_ context.Context, spec cloudprovider.InstanceSpec) (*
 		Namespace:  spec.Namespace,
 		State:      cloudprovider.StatePending,
 		CreatedAt:  p.clock.Now(),
+
+		JoinTokenID: spec.JoinTokenID,
 	}
 	p.instances[id] = inst
 	if spec.IdempotencyKey != "" {
