@@ -369,22 +369,17 @@ func (s *p3) startController(ctx context.Context) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(cctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
-	pods, nodes := controller.NewInformerFactories(kube, s.iso)
-	c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), s.provider, recorder, controller.Options{Config: s.iso})
+	m, err := controller.NewManager(kube, s.provider, recorder, controller.Options{Config: s.iso})
 	if err != nil {
 		cancel()
 		broadcaster.Shutdown()
 		return err
 	}
-	pods.Start(cctx.Done())
-	nodes.Start(cctx.Done())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(cctx, 4) }()
+	go func() { done <- m.Run(cctx, 4) }()
 	s.stop = func() {
 		cancel()
 		<-done
-		pods.Shutdown()
-		nodes.Shutdown()
 		broadcaster.Shutdown()
 		_ = p.Close()
 	}

@@ -117,8 +117,9 @@ type CloudOptions struct {
 	Booter cloudemu.Booter
 	// BootDelay is how long an instance takes from creation to booting.
 	BootDelay time.Duration
-	// Join is rendered into the instances' bootstrap; the emulated kubelets join with
-	// credentials of their own, so any value does.
+	// Join is rendered into the instances' bootstrap; the emulated kubelets join with it
+	// (ControlPlane.MintedJoin when the controller mints a token per instance,
+	// ControlPlane.SharedJoin for the shared token).
 	Join bootstrap.Join
 	// RegistrationTimeout is the provider's; zero takes the provider's default.
 	RegistrationTimeout time.Duration

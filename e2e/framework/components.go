@@ -27,7 +27,8 @@ import (
 
 // Controllers is the set of kube-controller-manager controllers the framework runs: what
 // Deployments, namespaces, ServiceAccounts, garbage collection and node health need, plus the
-// taint-eviction controller, which deletes running Pods that do not tolerate a node's NoExecute taint.
+// taint-eviction controller, which deletes running Pods that do not tolerate a node's NoExecute taint,
+// and the controllers that let nodes join with bootstrap tokens.
 var Controllers = []string{
 	names.ServiceAccountController,
 	names.NamespaceController,
@@ -40,6 +41,12 @@ var Controllers = []string{
 	names.PodGarbageCollectorController,
 	names.NodeLifecycleController,
 	names.TaintEvictionController,
+	// Joining nodes: sign kubelet client CSRs, approve those of groups bound to node-client
+	// auto-approval, delete old CSRs and expired bootstrap tokens.
+	names.CertificateSigningRequestSigningController,
+	names.CertificateSigningRequestApprovingController,
+	names.CertificateSigningRequestCleanerController,
+	names.TokenCleanerController,
 }
 
 // The scheduler and controller-manager are started the way their cmd/*/app/testing helpers do it
@@ -138,7 +145,7 @@ func (cp *ControlPlane) startScheduler(ctx context.Context, kubeconfig string, e
 	})
 }
 
-func (cp *ControlPlane) startControllerManager(ctx context.Context, kubeconfig, caFile string, extra []string) error {
+func (cp *ControlPlane) startControllerManager(ctx context.Context, kubeconfig, caFile, caKeyFile string, extra []string) error {
 	s, err := kcmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
 		return fmt.Errorf("making kube-controller-manager options: %w", err)
@@ -169,6 +176,8 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, kubeconfig, 
 		"--secure-port=0",
 		"--controllers=" + controllers,
 		"--root-ca-file=" + caFile,
+		"--cluster-signing-cert-file=" + caFile,
+		"--cluster-signing-key-file=" + caKeyFile,
 	}, extra...)
 	if err := fs.Parse(flags); err != nil {
 		return fmt.Errorf("parsing kube-controller-manager flags: %w", err)

@@ -103,6 +103,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err := os.WriteFile(caFile, cp.CA.CertPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("writing CA: %w", err)
 	}
+	// kube-controller-manager signs the kubelets' client certificates with the test CA.
+	caKeyFile := filepath.Join(cp.dir, "ca.key")
+	if err := cp.CA.writeKey(caKeyFile); err != nil {
+		return nil, err
+	}
 
 	t0 := time.Now()
 	etcd, err := startEtcd(ctx, opts.EtcdLogFile)
@@ -120,6 +125,9 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	cp.Timings.APIServer = time.Since(t0)
 	logger.V(2).Info("Started kube-apiserver", "host", cp.Host, "took", cp.Timings.APIServer)
 
+	if err := cp.setUpJoining(ctx); err != nil {
+		return nil, err
+	}
 	admin := filepath.Join(cp.dir, "admin.kubeconfig")
 	if err := cp.WriteKubeconfig(admin); err != nil {
 		return nil, err
@@ -136,7 +144,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	}
 	wg.Go(func() {
 		t0 := time.Now()
-		kcmErr = cp.startControllerManager(ctx, admin, caFile, opts.ControllerManagerFlags)
+		kcmErr = cp.startControllerManager(ctx, admin, caFile, caKeyFile, opts.ControllerManagerFlags)
 		if kcmErr == nil {
 			kcmErr = cp.waitForServiceAccount(ctx, metav1.NamespaceDefault)
 		}
@@ -198,6 +206,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdEndpoint, caFile
 	flags := append([]string{
 		"--enable-admission-plugins=NodeRestriction",
 		"--authorization-mode=Node,RBAC",
+		"--enable-bootstrap-token-auth",
 		"--client-ca-file=" + caFile,
 		"--cert-dir=" + certDir,
 	}, extra...)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 
 	"github.com/ipp-project/ipp/e2e/cloudemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
-	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/webhook"
@@ -122,18 +120,13 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		e.Workers = append(e.Workers, name)
 	}
 
-	host, err := url.Parse(cp.Host)
-	if err != nil {
-		return nil, fmt.Errorf("parsing apiserver URL: %w", err)
-	}
-	e.Booter = kubelet.NewBooter(cp.NodeConfig, opts.Kubelet)
+	e.Booter = kubelet.NewBooter(cp.Discovery(), opts.Kubelet)
 	e.Cloud, err = StartCloud(ctx, opts.Provider, CloudOptions{
 		ClusterName: cfg.ClusterName,
 		Booter:      e.Booter,
 		BootDelay:   opts.BootDelay,
-		// The emulated kubelet joins with credentials of its own; the join parameters are
-		// rendered into the bootstrap as for a real node.
-		Join:                bootstrap.Join{APIServerEndpoint: host.Host, Token: "abcdef.0123456789abcdef"},
+		// Each instance joins with the token the controller mints for it.
+		Join:                cp.MintedJoin(),
 		RegistrationTimeout: opts.RegistrationTimeout,
 	})
 	if err != nil {
@@ -191,27 +184,23 @@ func (e *IPP) StartController(ctx context.Context) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
-	pods, nodes := controller.NewInformerFactories(kube, e.Config)
-	c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), e.Cloud.Provider(), recorder, controller.Options{
+	m, err := controller.NewManager(kube, e.Cloud.Provider(), recorder, controller.Options{
 		Config:              e.Config,
 		IdleTTL:             e.opts.IdleTTL,
 		RegistrationTimeout: e.opts.RegistrationTimeout,
 		ProviderResync:      e.opts.ProviderResync,
+		MintJoinTokens:      true,
 	})
 	if err != nil {
 		cancel()
 		broadcaster.Shutdown()
 		return fmt.Errorf("making the controller: %w", err)
 	}
-	pods.Start(ctx.Done())
-	nodes.Start(ctx.Done())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer broadcaster.Shutdown()
-		defer nodes.Shutdown()
-		defer pods.Shutdown()
-		if err := c.Run(ctx, e.opts.ControllerWorkers); err != nil && ctx.Err() == nil {
+		if err := m.Run(ctx, e.opts.ControllerWorkers); err != nil && ctx.Err() == nil {
 			logger.Error(err, "Controller stopped")
 		}
 	}()

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"time"
 
 	"k8s.io/client-go/util/cert"
@@ -100,6 +101,18 @@ func (ca *CA) issue(tmpl *x509.Certificate) (KeyPair, error) {
 		return KeyPair{}, fmt.Errorf("encoding key for %s: %w", tmpl.Subject.CommonName, err)
 	}
 	return KeyPair{CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
+}
+
+// writeKey writes the CA's private key, PEM-encoded, to file (mode 0600).
+func (ca *CA) writeKey(file string) error {
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(ca.key)
+	if err != nil {
+		return fmt.Errorf("encoding the CA key: %w", err)
+	}
+	if err := os.WriteFile(file, keyPEM, 0o600); err != nil {
+		return fmt.Errorf("writing the CA key: %w", err)
+	}
+	return nil
 }
 
 // TLSCertificate returns the pair as a tls.Certificate.

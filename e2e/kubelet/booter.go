@@ -3,17 +3,13 @@ package kubelet
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/e2e/cloudemu"
 )
-
-// Credentials returns the client credentials of the kubelet on node nodeName:
-// system:node:<nodeName> in group system:nodes.
-type Credentials func(nodeName string) (*rest.Config, error)
 
 // BootResult records one Boot call, for tests to inspect.
 type BootResult struct {
@@ -26,9 +22,11 @@ type BootResult struct {
 
 // Booter implements cloudemu.Booter with emulated kubelets: each booted instance runs one,
 // configured only from the instance's rendered bootstrap and the providerID the cloud gives it.
+// Each joins as a real node does: with the bootstrap token of its `kubeadm join`, it asks for its
+// kubelet client certificate through a CSR and acts only with the certificate it is issued.
 type Booter struct {
-	creds    Credentials
-	template Config
+	discovery Discovery
+	template  Config
 
 	mu       sync.Mutex
 	kubelets map[string]*Kubelet
@@ -37,16 +35,17 @@ type Booter struct {
 
 var _ cloudemu.Booter = (*Booter)(nil)
 
-// NewBooter returns a Booter whose kubelets authenticate with creds. template supplies the
-// settings that do not come from the bootstrap (capacity, intervals, clock); its Registration and
-// RESTConfig are ignored.
-func NewBooter(creds Credentials, template Config) *Booter {
-	return &Booter{creds: creds, template: template, kubelets: map[string]*Kubelet{}}
+// NewBooter returns a Booter whose kubelets join a cluster whose token discovery yields d.
+// template supplies the settings that do not come from the bootstrap (capacity, intervals,
+// clock); its Registration and RESTConfig are ignored.
+func NewBooter(d Discovery, template Config) *Booter {
+	return &Booter{discovery: d, template: template, kubelets: map[string]*Kubelet{}}
 }
 
 // Boot starts the kubelet of instance req.InstanceID. Booting an instance that already runs a
 // kubelet does nothing. The error says why the Node could not register: a bootstrap without the
-// kubelet's flags, or the apiserver refusing the registration.
+// kubelet's flags or a join, a CA that does not match the pin, a CSR that was denied, or the
+// apiserver refusing the registration.
 func (b *Booter) Boot(ctx context.Context, req cloudemu.BootRequest) (err error) {
 	b.mu.Lock()
 	_, running := b.kubelets[req.InstanceID]
@@ -70,8 +69,18 @@ func (b *Booter) Boot(ctx context.Context, req cloudemu.BootRequest) (err error)
 		// No --provider-id: the cloud provider integration fills it in, as for GCE.
 		reg.ProviderID = req.ProviderID
 	}
-	restConfig, err := b.creds(reg.NodeName)
+	join, err := ParseJoin(req.Bootstrap)
 	if err != nil {
+		return fmt.Errorf("booting instance %s: %w", req.InstanceID, err)
+	}
+	dir, err := makeScratch(req.InstanceID)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	restConfig, err := TLSBootstrap(ctx, dir, join, b.discovery, reg.NodeName)
+	if err != nil {
+		logger.Info("Node did not get its credentials", "node", reg.NodeName, "err", err)
 		return fmt.Errorf("booting instance %s: %w", req.InstanceID, err)
 	}
 	cfg := b.template

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ipp-project/ipp/e2e/ec2emu"
 	"github.com/ipp-project/ipp/e2e/framework"
-	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/providers/ec2"
 )
@@ -38,7 +37,7 @@ func TestEC2InstanceJoinsAsIPPNode(t *testing.T) {
 		SubnetIDs:   srv.SubnetIDs(),
 		Endpoint:    srv.URL(),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEMULATOR", "emulator-secret", ""),
-		Join:        bootstrap.Join{APIServerEndpoint: "127.0.0.1:6443", Token: "abcdef.0123456789abcdef"},
+		Join:        cluster.SharedJoin(),
 		MaxBackoff:  10 * time.Millisecond,
 	})
 	if err != nil {

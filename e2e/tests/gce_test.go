@@ -5,7 +5,6 @@ import (
 
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/gceemu"
-	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/providers/gce"
 )
@@ -33,7 +32,7 @@ func TestGCEInstanceJoinsAsIPPNode(t *testing.T) {
 		Zone:        srv.Zones()[0],
 		Image:       "projects/ipp-emulated/global/images/family/k8s-node",
 		Endpoint:    srv.URL(),
-		Join:        bootstrap.Join{APIServerEndpoint: "127.0.0.1:6443", Token: "abcdef.0123456789abcdef"},
+		Join:        cluster.SharedJoin(),
 	})
 	if err != nil {
 		t.Fatal(err)

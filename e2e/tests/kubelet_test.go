@@ -32,7 +32,7 @@ func bootIPPNode(t *testing.T, booter *kubelet.Booter, name string) cloudemu.Boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, err := r.Render(bootstrap.Params{NodeName: name, Labels: cfg.NodeLabels(), Taints: cfg.Taints()})
+	script, err := r.Render(bootstrap.Params{Join: cluster.SharedJoin(), NodeName: name, Labels: cfg.NodeLabels(), Taints: cfg.Taints()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func bootIPPNode(t *testing.T, booter *kubelet.Booter, name string) cloudemu.Boo
 }
 
 func newBooter() *kubelet.Booter {
-	return kubelet.NewBooter(cluster.NodeConfig, kubelet.Config{})
+	return kubelet.NewBooter(cluster.Discovery(), kubelet.Config{})
 }
 
 // TestBootedNodeRunsPods: a node booted from a rendered bootstrap registers under its own
@@ -146,7 +146,7 @@ func TestNodeCannotBindItself(t *testing.T) {
 		name := uniqueName("ipp-rogue")
 		booter := newBooter()
 		t.Cleanup(booter.Stop)
-		script := fmt.Sprintf("KUBELET_EXTRA_ARGS='--hostname-override=%s --node-labels=ipp=true,%s=%s'\n", name, binding, name)
+		script := fmt.Sprintf("KUBELET_EXTRA_ARGS='--hostname-override=%s --node-labels=ipp=true,%s=%s'\n%s", name, binding, name, sharedJoinLine())
 		err := booter.Boot(ctx, cloudemu.BootRequest{InstanceID: name, ProviderID: "gce://p/z/" + name, Bootstrap: script})
 		if !apierrors.IsForbidden(err) {
 			t.Fatalf("Boot error = %v, want Forbidden from NodeRestriction", err)
@@ -278,4 +278,10 @@ func TestKubeletRejectsPodNotToleratingNoExecute(t *testing.T) {
 	if _, err := framework.WaitForPodRunning(ctx, cluster.Client, ns, "tolerant", podTimeout); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sharedJoinLine is the kubeadm join of a bootstrap that joins with the shared token.
+func sharedJoinLine() string {
+	j := cluster.SharedJoin()
+	return fmt.Sprintf("kubeadm join %s --token %s --discovery-token-ca-cert-hash %s\n", j.APIServerEndpoint, j.Token, j.CACertHash)
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,7 +51,6 @@ import (
 	"github.com/ipp-project/ipp/cmd/ipp/app"
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/kubelet"
-	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/certs"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/controller"
@@ -121,15 +119,11 @@ func testOperations(t *testing.T, provider string) {
 
 	// The cloud: the provider's emulator, whose instances boot into Nodes through emulated
 	// kubelets.
-	host, err := url.Parse(cluster.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	booter := kubelet.NewBooter(cluster.NodeConfig, kubelet.Config{})
+	booter := kubelet.NewBooter(cluster.Discovery(), kubelet.Config{})
 	cloud, err := framework.StartCloud(ctx, provider, framework.CloudOptions{
 		ClusterName: cfg.ClusterName,
 		Booter:      booter,
-		Join:        bootstrap.Join{APIServerEndpoint: host.Host, Token: "abcdef.0123456789abcdef"},
+		Join:        cluster.MintedJoin(),
 	})
 	if err != nil {
 		booter.Stop()
@@ -502,19 +496,15 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 		return leader.Run(ctx, kube, leaderCfg, func(ctx context.Context) error {
 			metrics.SetLeader(true)
 			defer metrics.SetLeader(false)
-			pods, nodes := controller.NewInformerFactories(kube, cfg)
-			c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), instrumented, recorder, controller.Options{
+			m, err := controller.NewManager(kube, instrumented, recorder, controller.Options{
 				Config:         cfg,
 				ProviderResync: 2 * time.Second,
+				MintJoinTokens: true,
 			})
 			if err != nil {
 				return err
 			}
-			pods.Start(ctx.Done())
-			nodes.Start(ctx.Done())
-			defer nodes.Shutdown()
-			defer pods.Shutdown()
-			return c.Run(ctx, 2)
+			return m.Run(ctx, 2)
 		})
 	})
 	return r, nil

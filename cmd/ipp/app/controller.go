@@ -8,9 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -20,7 +18,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/ipp-project/ipp/pkg/approver"
 	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
@@ -186,37 +183,11 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 		metrics.SetLeader(true)
 		defer metrics.SetLeader(false)
 		// Informers start only on the leader: followers hold no caches.
-		pods, nodes := controller.NewInformerFactories(kube, cfg)
-		var c *controller.Controller
-		var ap *approver.Approver
-		var csrs informers.SharedInformerFactory
-		if opts.MintJoinTokens {
-			csrs = approver.NewInformerFactory(kube)
-			var err error
-			ap, err = approver.New(kube, csrs.Certificates().V1().CertificateSigningRequests(),
-				approver.InstancesFunc(func(id string) (string, bool, bool) { return c.NodeOfJoinToken(id) }), recorder)
-			if err != nil {
-				return err
-			}
-			opts.Issued = ap.IssuedFor
-		}
-		c, err := controller.New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, recorder, opts)
+		m, err := controller.NewManager(kube, provider, recorder, opts)
 		if err != nil {
 			return err
 		}
-		pods.Start(ctx.Done())
-		nodes.Start(ctx.Done())
-		defer nodes.Shutdown()
-		defer pods.Shutdown()
-		if ap == nil {
-			return c.Run(ctx, o.workers)
-		}
-		csrs.Start(ctx.Done())
-		defer csrs.Shutdown()
-		g, ctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return c.Run(ctx, o.workers) })
-		g.Go(func() error { return ap.Run(ctx) })
-		return g.Wait()
+		return m.Run(ctx, o.workers)
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -113,7 +112,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		s.workers = append(s.workers, k)
 	}
 
-	s.booter = kubelet.NewBooter(s.cp.NodeConfig, kubelet.Config{})
+	s.booter = kubelet.NewBooter(s.cp.Discovery(), kubelet.Config{})
 	s.gce = gceemu.New(gceemu.Options{BootDelay: o.bootDelay, Booter: s.booter})
 	if err := s.gce.Start(); err != nil {
 		return nil, fmt.Errorf("starting the Compute emulator: %w", err)
@@ -135,10 +134,6 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 	if err := os.WriteFile(keyFile, kp.KeyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("writing the webhook key: %w", err)
 	}
-	host, err := url.Parse(s.cp.Host)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the apiserver URL: %w", err)
-	}
 	args := []string{"run",
 		"--kubeconfig=" + kubeconfig,
 		"--listen-address=" + listen,
@@ -149,8 +144,9 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		"--gce-zone=" + s.gce.Zones()[0],
 		"--gce-endpoint=" + s.gce.URL(),
 		"--gce-image=projects/ipp-emulated/global/images/family/k8s-node",
-		"--join-endpoint=" + host.Host,
-		"--join-token=abcdef.0123456789abcdef",
+		// Every instance joins with a token of its own, which ipp mints and whose CSR it approves.
+		"--join-endpoint=" + s.cp.JoinEndpoint(),
+		"--join-ca-cert-hash=" + s.cp.CAPin(),
 		"--idle-ttl=" + o.idleTTL.String(),
 	}
 	s.ippDone = make(chan int, 1)

@@ -17,6 +17,7 @@ import (
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
+	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/providers/ec2"
 	"github.com/ipp-project/ipp/providers/gce"
@@ -58,6 +59,8 @@ type Cloud struct {
 
 	gce *gceemu.Server
 	ec2 *ec2emu.Server
+	// join is rendered into every instance's bootstrap: IPP mints each instance's token.
+	join bootstrap.Join
 }
 
 // Instance is what the tests need to know of an emulated instance of either cloud.
@@ -89,7 +92,7 @@ func (i Instance) String() string {
 // failed, its instances and call statistics are logged first.
 func StartCloud(t testing.TB, kind Kind, cp *framework.ControlPlane, opts CloudOptions) *Cloud {
 	t.Helper()
-	c := &Cloud{Kind: kind, Booter: kubelet.NewBooter(cp.NodeConfig, kubelet.Config{})}
+	c := &Cloud{Kind: kind, Booter: kubelet.NewBooter(cp.Discovery(), kubelet.Config{}), join: cp.MintedJoin()}
 	t.Cleanup(c.Booter.Stop)
 	switch kind {
 	case GCE:
@@ -134,6 +137,7 @@ func (c *Cloud) Provider(t testing.TB, clusterName string) cloudprovider.Provide
 			Zone:        c.gce.Zones()[0],
 			Image:       gceemu.Image,
 			Endpoint:    c.gce.URL(),
+			Join:        c.join,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -147,6 +151,7 @@ func (c *Cloud) Provider(t testing.TB, clusterName string) cloudprovider.Provide
 			ImageID:     ec2emu.ImageID,
 			SubnetIDs:   c.ec2.SubnetIDs(),
 			Endpoint:    c.ec2.URL(),
+			Join:        c.join,
 			Credentials: credentials.NewStaticCredentialsProvider("AKIDEC2EMULATOR", "ec2-emulator-secret", ""),
 			MaxAttempts: 3,
 			MaxBackoff:  20 * time.Millisecond,
@@ -158,12 +163,14 @@ func (c *Cloud) Provider(t testing.TB, clusterName string) cloudprovider.Provide
 	}
 }
 
-// IPPFlags are the ipp flags that point its provider at the emulator.
+// IPPFlags are the ipp flags that point its provider at the emulator and make it mint a join
+// token per instance.
 func (c *Cloud) IPPFlags() []string {
+	join := []string{"--join-endpoint=" + c.join.APIServerEndpoint, "--join-ca-cert-hash=" + c.join.CACertHash}
 	if c.gce != nil {
-		return c.gce.IPPFlags()
+		return append(c.gce.IPPFlags(), join...)
 	}
-	return c.ec2.IPPFlags()
+	return append(c.ec2.IPPFlags(), join...)
 }
 
 // Env is the environment an ipp process needs for the emulator (EC2 credentials), beyond its own.

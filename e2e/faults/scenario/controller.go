@@ -38,24 +38,20 @@ func (tn *Tenant) StartController(t testing.TB, provider cloudprovider.Provider,
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
 
 	opts.Config = tn.Config
-	pods, nodes := controller.NewInformerFactories(tn.Client, tn.Config)
-	c, err := controller.New(tn.Client, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, recorder, opts)
+	opts.MintJoinTokens = true
+	m, err := controller.NewManager(tn.Client, provider, recorder, opts)
 	if err != nil {
 		cancel()
 		broadcaster.Shutdown()
 		t.Fatalf("Creating the controller: %v", err)
 	}
-	pods.Start(ctx.Done())
-	nodes.Start(ctx.Done())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, Workers) }()
+	go func() { done <- m.Run(ctx, Workers) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Controller: %v", err)
 		}
-		pods.Shutdown()
-		nodes.Shutdown()
 		broadcaster.Shutdown()
 		if t.Failed() {
 			t.Logf("Controller log (last 400 lines):\n%s", logs.Tail(400))

@@ -1,0 +1,108 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+
+	"github.com/ipp-project/ipp/e2e/kubelet"
+	"github.com/ipp-project/ipp/pkg/bootstrap"
+	"github.com/ipp-project/ipp/pkg/jointoken"
+)
+
+// How nodes join the test cluster. The apiserver authenticates bootstrap tokens, and
+// kube-controller-manager signs kubelet client CSRs with the test CA, approves those of groups
+// bound to node-client auto-approval, and deletes expired tokens.
+//
+// Two kinds of token are in use, as in a real cluster:
+//   - the shared token SharedJoinToken, in group SharedJoinGroup, which is bound both to CSR
+//     creation and to node-client auto-approval, as kubeadm's default token is. Tests that boot
+//     nodes without IPP's controller (the providers' own tests) join with it.
+//   - the tokens IPP mints per instance, in group jointoken.Group, which are bound to CSR creation
+//     only (as deploy/ binds them): only IPP's approver approves their CSRs.
+const (
+	// SharedJoinToken is the shared bootstrap token.
+	SharedJoinToken = "e2e000.0123456789abcdef"
+	// SharedJoinGroup is its extra group.
+	SharedJoinGroup = "system:bootstrappers:e2e-shared"
+)
+
+// setUpJoining creates the RBAC bindings of both kinds of token and the shared token's Secret.
+func (cp *ControlPlane) setUpJoining(ctx context.Context) error {
+	group := func(name string) []rbacv1.Subject {
+		return []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}}
+	}
+	bindings := []*rbacv1.ClusterRoleBinding{
+		// deploy/ grants IPP's tokens this and nothing else.
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "ipp-node-bootstrappers"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
+			Subjects:   group(jointoken.Group),
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-shared-node-bootstrappers"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
+			Subjects:   group(SharedJoinGroup),
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-shared-node-autoapprove"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:certificates.k8s.io:certificatesigningrequests:nodeclient"},
+			Subjects:   group(SharedJoinGroup),
+		},
+	}
+	for _, b := range bindings {
+		if _, err := cp.Client.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating ClusterRoleBinding %s: %w", b.Name, err)
+		}
+	}
+	id, secret := SharedJoinToken[:6], SharedJoinToken[7:]
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.BootstrapTokenSecretPrefix + id, Namespace: metav1.NamespaceSystem},
+		Type:       corev1.SecretTypeBootstrapToken,
+		StringData: map[string]string{
+			bootstrapapi.BootstrapTokenIDKey:               id,
+			bootstrapapi.BootstrapTokenSecretKey:           secret,
+			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
+			bootstrapapi.BootstrapTokenExtraGroupsKey:      SharedJoinGroup,
+			bootstrapapi.BootstrapTokenDescriptionKey:      "the e2e tests' shared token, bound to node-client auto-approval like kubeadm's default token",
+		},
+	}
+	if _, err := cp.Client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the shared join token: %w", err)
+	}
+	return nil
+}
+
+// Discovery is what a joining node's token discovery yields: the test CA.
+func (cp *ControlPlane) Discovery() kubelet.Discovery {
+	return kubelet.Discovery{CAPEM: cp.CA.CertPEM}
+}
+
+// CAPin is the --join-ca-cert-hash of the test CA.
+func (cp *ControlPlane) CAPin() string { return kubelet.CAPin(cp.CA.Cert) }
+
+// JoinEndpoint is host:port of the apiserver, as a bootstrap's kubeadm join names it.
+func (cp *ControlPlane) JoinEndpoint() string {
+	u, err := url.Parse(cp.Host)
+	if err != nil {
+		return cp.Host
+	}
+	return u.Host
+}
+
+// MintedJoin is the join of nodes whose tokens IPP mints: the endpoint and the CA pin, no token.
+func (cp *ControlPlane) MintedJoin() bootstrap.Join {
+	return bootstrap.Join{APIServerEndpoint: cp.JoinEndpoint(), CACertHash: cp.CAPin()}
+}
+
+// SharedJoin is the join of nodes that use the shared token.
+func (cp *ControlPlane) SharedJoin() bootstrap.Join {
+	j := cp.MintedJoin()
+	j.Token = SharedJoinToken
+	return j
+}
