@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -111,6 +112,22 @@ func one[T runtime.Object](t *testing.T, r rendered) T {
 	return all[0]
 }
 
+// named returns the one object of type T with that namespace and name.
+func named[T interface {
+	runtime.Object
+	metav1.Object
+}](t *testing.T, r rendered, namespace, name string) T {
+	t.Helper()
+	for _, o := range only[T](t, r) {
+		if o.GetNamespace() == namespace && o.GetName() == name {
+			return o
+		}
+	}
+	var zero T
+	t.Fatalf("no %T %s/%s", zero, namespace, name)
+	return zero
+}
+
 var overlays = []struct {
 	dir          string
 	provider     string
@@ -169,8 +186,8 @@ func TestOverlays(t *testing.T) {
 
 			mw := one[*admissionregistrationv1.MutatingWebhookConfiguration](t, r)
 			vw := one[*admissionregistrationv1.ValidatingWebhookConfiguration](t, r)
-			role := one[*rbacv1.Role](t, r)
-			clusterRole := one[*rbacv1.ClusterRole](t, r)
+			role := named[*rbacv1.Role](t, r, "ipp-system", "ipp")
+			clusterRole := named[*rbacv1.ClusterRole](t, r, "", "ipp")
 			secretRules := 0
 			for _, rule := range role.Rules {
 				if slices.Contains(rule.Resources, "secrets") {
@@ -186,10 +203,14 @@ func TestOverlays(t *testing.T) {
 				if secretRules != 0 {
 					t.Errorf("with cert-manager the Role still grants Secrets")
 				}
-				for _, rule := range clusterRole.Rules {
-					if slices.Contains(rule.APIGroups, "admissionregistration.k8s.io") {
-						t.Errorf("with cert-manager the ClusterRole still grants the webhook configurations")
-					}
+				// The overlay's patch replaces the ClusterRole's rules: they must be the base's
+				// without the webhook configurations.
+				base := named[*rbacv1.ClusterRole](t, decode(t, render(t, "base")), "", "ipp")
+				want := slices.DeleteFunc(slices.Clone(base.Rules), func(rule rbacv1.PolicyRule) bool {
+					return slices.Contains(rule.APIGroups, "admissionregistration.k8s.io")
+				})
+				if diff := cmp.Diff(want, clusterRole.Rules); diff != "" {
+					t.Errorf("with cert-manager the ClusterRole's rules are not the base's less the webhook configurations (-want +got):\n%s", diff)
 				}
 				if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/ipp/tls" || !c.VolumeMounts[0].ReadOnly {
 					t.Errorf("volume mounts = %+v, want the serving Secret read-only at /etc/ipp/tls", c.VolumeMounts)
@@ -210,19 +231,34 @@ func checkInvariants(t *testing.T, r rendered) {
 	if ns.Name != "ipp-system" {
 		t.Errorf("namespace %s, want ipp-system", ns.Name)
 	}
+	// The base has no kustomize namespace: every object names its own, and only the join
+	// tokens' Role and RoleBinding are outside ipp-system.
 	for _, o := range r.objects {
 		m, ok := o.(metav1.Object)
 		if !ok {
 			continue
 		}
-		if m.GetNamespace() != "" && m.GetNamespace() != "ipp-system" {
-			t.Errorf("%T %s is in namespace %s, want ipp-system", o, m.GetName(), m.GetNamespace())
+		want := "ipp-system"
+		switch o.(type) {
+		case *corev1.Namespace, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *schedulingv1.PriorityClass,
+			*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration,
+			*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			want = ""
+		case *rbacv1.Role, *rbacv1.RoleBinding:
+			if m.GetName() == "ipp-join-tokens" {
+				want = "kube-system"
+			}
+		}
+		if m.GetNamespace() != want {
+			t.Errorf("%T %s is in namespace %q, want %q", o, m.GetName(), m.GetNamespace(), want)
 		}
 	}
 
 	checkWebhooks(t, r)
 	checkDeployment(t, r)
 	checkRBAC(t, r)
+	checkNodeCredentials(t, r)
+	checkJoinTokenPolicy(t, r)
 }
 
 func checkWebhooks(t *testing.T, r rendered) {
@@ -401,7 +437,7 @@ func checkDeployment(t *testing.T, r rendered) {
 
 func checkRBAC(t *testing.T, r rendered) {
 	t.Helper()
-	check := func(kind, name string, rules []rbacv1.PolicyRule, namespaced bool) {
+	check := func(kind, namespace, name string, rules []rbacv1.PolicyRule) {
 		for _, rule := range rules {
 			for _, field := range [][]string{rule.Verbs, rule.Resources, rule.APIGroups, rule.ResourceNames} {
 				if slices.Contains(field, "*") {
@@ -417,17 +453,28 @@ func checkRBAC(t *testing.T, r rendered) {
 				t.Errorf("%s %s: non-resource URLs %v", kind, name, rule.NonResourceURLs)
 			}
 			if slices.Contains(rule.Resources, "secrets") {
-				if !namespaced {
+				switch namespace {
+				case "":
 					t.Errorf("%s %s: grants Secrets cluster-wide: %+v", kind, name, rule)
+				case "kube-system":
+					// The join tokens: create and delete, which the policy ipp-join-tokens
+					// narrows; never a read, which would show every Secret in kube-system.
+					if name != "ipp-join-tokens" || !slices.Equal(rule.Verbs, []string{"create", "delete"}) || len(rule.ResourceNames) > 0 {
+						t.Errorf("%s %s/%s: Secrets in kube-system beyond create and delete: %+v", kind, namespace, name, rule)
+					}
+				default:
+					// Only create may go without resourceNames (a name is not known when a
+					// create is authorized); everything else is limited to the one TLS Secret.
+					if len(rule.ResourceNames) == 0 && !slices.Equal(rule.Verbs, []string{"create"}) {
+						t.Errorf("%s %s: Secrets without resourceNames: %+v", kind, name, rule)
+					}
+					if len(rule.ResourceNames) > 0 && !slices.Equal(rule.ResourceNames, []string{"ipp-webhook-tls"}) {
+						t.Errorf("%s %s: Secrets other than ipp-webhook-tls: %+v", kind, name, rule)
+					}
 				}
-				// Only create may go without resourceNames (a name is not known when a create is
-				// authorized); everything else is limited to the one TLS Secret.
-				if len(rule.ResourceNames) == 0 && !slices.Equal(rule.Verbs, []string{"create"}) {
-					t.Errorf("%s %s: Secrets without resourceNames: %+v", kind, name, rule)
-				}
-				if len(rule.ResourceNames) > 0 && !slices.Equal(rule.ResourceNames, []string{"ipp-webhook-tls"}) {
-					t.Errorf("%s %s: Secrets other than ipp-webhook-tls: %+v", kind, name, rule)
-				}
+			}
+			if slices.Contains(rule.Resources, "signers") && !slices.Equal(rule.ResourceNames, []string{"kubernetes.io/kube-apiserver-client-kubelet"}) {
+				t.Errorf("%s %s: signers other than the kubelet client's: %+v", kind, name, rule)
 			}
 			if slices.Contains(rule.APIGroups, "admissionregistration.k8s.io") && !slices.Equal(rule.ResourceNames, []string{"ipp"}) {
 				t.Errorf("%s %s: webhook configurations without resourceNames [ipp]: %+v", kind, name, rule)
@@ -438,10 +485,13 @@ func checkRBAC(t *testing.T, r rendered) {
 		}
 	}
 	for _, cr := range only[*rbacv1.ClusterRole](t, r) {
-		check("ClusterRole", cr.Name, cr.Rules, false)
+		check("ClusterRole", "", cr.Name, cr.Rules)
 	}
 	for _, role := range only[*rbacv1.Role](t, r) {
-		check("Role", role.Name, role.Rules, true)
+		check("Role", role.Namespace, role.Name, role.Rules)
+		if role.Namespace != "ipp-system" {
+			continue
+		}
 		// The controller's Lease is the only one it may read or renew.
 		lease := false
 		for _, rule := range role.Rules {
@@ -453,12 +503,16 @@ func checkRBAC(t *testing.T, r rendered) {
 			t.Errorf("Role %s: no get/update on the Lease ipp-controller by name", role.Name)
 		}
 	}
-	// Every binding binds the ipp ServiceAccount, which exists, to a role that exists.
+	// Every binding binds the ipp ServiceAccount, which exists, to a role that exists; but
+	// ipp-node-bootstrappers, which checkNodeCredentials checks.
 	sa := one[*corev1.ServiceAccount](t, r)
 	subjectOK := func(s []rbacv1.Subject) bool {
 		return len(s) == 1 && s[0].Kind == "ServiceAccount" && s[0].Name == sa.Name && s[0].Namespace == sa.Namespace
 	}
 	for _, b := range only[*rbacv1.ClusterRoleBinding](t, r) {
+		if b.Name == "ipp-node-bootstrappers" {
+			continue
+		}
 		if !subjectOK(b.Subjects) || b.RoleRef.Kind != "ClusterRole" || !slices.ContainsFunc(only[*rbacv1.ClusterRole](t, r), func(c *rbacv1.ClusterRole) bool { return c.Name == b.RoleRef.Name }) {
 			t.Errorf("ClusterRoleBinding %s: subjects %+v roleRef %+v", b.Name, b.Subjects, b.RoleRef)
 		}
