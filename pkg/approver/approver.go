@@ -1,19 +1,20 @@
 // Package approver is IPP's approver of kubelet client CSRs made with the join tokens it mints.
 //
 // It watches CertificateSigningRequests for the signer kubernetes.io/kube-apiserver-client-kubelet.
-// A CSR whose requester is system:bootstrap:<id> in the group jointoken.Group is approved only if
-// the token id belongs to a live instance the cluster owns (Instances), the request is exactly the
-// kubelet client CSR of that instance's node name (jointoken.Check), and no CSR of that token was
-// approved before; then the token's Secret is deleted, so the token works once. Any other CSR of
-// an IPP token is denied with a reason naming the mismatch and a Warning Event. CSRs of other
-// requesters, such as a kubelet renewing its certificate as system:node:<name>, are left to
-// Kubernetes' own approver.
+// A CSR whose requester is system:bootstrap:<id> in the group jointoken.ClusterGroup(cluster) of
+// its own cluster is approved only if the token id belongs to a live instance the cluster owns
+// (Instances), the request is exactly the kubelet client CSR of that instance's node name
+// (jointoken.Check), and no CSR of that token was approved before; then the token's Secret is
+// deleted, so the token works once. Any other CSR of its cluster's tokens is denied with a reason
+// naming the mismatch and a Warning Event. CSRs of other requesters, such as a kubelet renewing
+// its certificate as system:node:<name>, are left to Kubernetes' own approver; CSRs of another IPP
+// installation's tokens on the same API server (another cluster group, or jointoken.Group alone)
+// are left to that installation's approver.
 package approver
 
 import (
 	"context"
 	"fmt"
-	"k8s.io/apimachinery/pkg/labels"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/informers"
 	certinformers "k8s.io/client-go/informers/certificates/v1"
@@ -66,6 +68,7 @@ func (f InstancesFunc) NodeOfJoinToken(id string) (string, bool, bool) { return 
 // Approver approves and denies the CSRs of IPP's join tokens.
 type Approver struct {
 	kube      kubernetes.Interface
+	group     string // jointoken.ClusterGroup of this approver's cluster
 	instances Instances
 	recorder  record.EventRecorder
 	csrs      certlisters.CertificateSigningRequestLister
@@ -86,13 +89,18 @@ func NewInformerFactory(client kubernetes.Interface) informers.SharedInformerFac
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = sel }))
 }
 
-// New returns an approver of the CSRs that csrs delivers. Call it before starting the informer.
-func New(kube kubernetes.Interface, csrs certinformers.CertificateSigningRequestInformer, instances Instances, recorder record.EventRecorder) (*Approver, error) {
+// New returns an approver of the CSRs that csrs delivers made with the join tokens of the IPP of
+// cluster (isolation.Config.ClusterName). Call it before starting the informer.
+func New(kube kubernetes.Interface, csrs certinformers.CertificateSigningRequestInformer, instances Instances, recorder record.EventRecorder, cluster string) (*Approver, error) {
 	if kube == nil || csrs == nil || instances == nil || recorder == nil {
 		return nil, fmt.Errorf("approver: kube client, informer, instances and recorder are required")
 	}
+	if err := jointoken.ValidateCluster(cluster); err != nil {
+		return nil, fmt.Errorf("approver: %w", err)
+	}
 	a := &Approver{
 		kube:      kube,
+		group:     jointoken.ClusterGroup(cluster),
 		instances: instances,
 		recorder:  recorder,
 		csrs:      csrs.Lister(),
@@ -178,8 +186,13 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 		return 0, err
 	}
 	id, ok := jointoken.Requester(csr)
-	if !ok || !slices.Contains(csr.Spec.Groups, jointoken.Group) || csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName {
-		return 0, nil // not made with an IPP token: Kubernetes' approver decides
+	if !ok || csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName {
+		return 0, nil // not made with a bootstrap token: Kubernetes' approver decides
+	}
+	if !slices.Contains(csr.Spec.Groups, a.group) {
+		// Not a token of this cluster's IPP: another IPP on this API server (or nobody) decides.
+		// Denying it would break that installation's nodes.
+		return 0, nil
 	}
 	if isApproved(csr) || isDenied(csr) {
 		if isApproved(csr) {

@@ -41,9 +41,18 @@ func csrFor(t *testing.T, name, tokenID, cn string) *certificatesv1.CertificateS
 			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
 			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 			Username:   "system:bootstrap:" + tokenID,
-			Groups:     []string{"system:bootstrappers", jointoken.Group, "system:authenticated"},
+			Groups:     []string{"system:bootstrappers", jointoken.Group, jointoken.ClusterGroup(testCluster), "system:authenticated"},
 		},
 	}
+}
+
+// testCluster is the cluster name of the approver under test.
+const testCluster = "test"
+
+// withGroups returns c with the requester's groups set to groups.
+func withGroups(c *certificatesv1.CertificateSigningRequest, groups ...string) *certificatesv1.CertificateSigningRequest {
+	c.Spec.Groups = groups
+	return c
 }
 
 func approved(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
@@ -77,6 +86,10 @@ func TestSync(t *testing.T) {
 		{name: "token of no instance", csr: csrFor(t, "c", "cccccc", "system:node:ipp-c"), want: certificatesv1.CertificateDenied, wantReason: "belongs to no live instance", wantSecret: true},
 		{name: "second use", csr: csrFor(t, "c", "aaaaaa", "system:node:ipp-a"), others: []*certificatesv1.CertificateSigningRequest{approved(csrFor(t, "first", "aaaaaa", "system:node:ipp-a"))}, want: certificatesv1.CertificateDenied, wantReason: "works once", wantSecret: true},
 		{name: "kubelet renewal", csr: renewal, wantSecret: true},
+		{name: "shared group only", csr: withGroups(csrFor(t, "c", "cccccc", "system:node:ipp-c"), "system:bootstrappers", jointoken.Group, "system:authenticated"), wantSecret: true},
+		{name: "another cluster's token", csr: withGroups(csrFor(t, "c", "cccccc", "system:node:ipp-c"), "system:bootstrappers", jointoken.Group, jointoken.ClusterGroup("other"), "system:authenticated"), wantSecret: true},
+		{name: "another cluster's token of a known id", csr: withGroups(csrFor(t, "c", "aaaaaa", "system:node:ipp-b"), "system:bootstrappers", jointoken.Group, jointoken.ClusterGroup("other"), "system:authenticated"), wantSecret: true},
+		{name: "a cluster whose name extends ours", csr: withGroups(csrFor(t, "c", "cccccc", "system:node:ipp-c"), "system:bootstrappers", jointoken.Group, jointoken.ClusterGroup(testCluster+"-2"), "system:authenticated"), wantSecret: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -88,7 +101,7 @@ func TestSync(t *testing.T) {
 			factory := informers.NewSharedInformerFactory(kube, 0)
 			inf := factory.Certificates().V1().CertificateSigningRequests()
 			recorder := record.NewFakeRecorder(10)
-			a, err := New(kube, inf, instances, recorder)
+			a, err := New(kube, inf, instances, recorder, testCluster)
 			if err != nil {
 				t.Fatal(err)
 			}

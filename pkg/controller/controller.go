@@ -138,6 +138,11 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	if opts.MintJoinTokens && opts.Issued == nil {
 		return nil, errors.New("controller: minting join tokens needs Issued, the CSR approver's record")
 	}
+	if opts.MintJoinTokens {
+		if err := jointoken.ValidateCluster(opts.Config.ClusterName); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -36,7 +36,10 @@ func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 	if err != nil {
 		return jointoken.Token{}, err
 	}
-	secret := jointoken.Secret(tok, r.name, r.now.Add(r.c.regTimeout))
+	secret, err := jointoken.Secret(tok, r.c.cfg.ClusterName, r.name, r.now.Add(r.c.regTimeout))
+	if err != nil {
+		return jointoken.Token{}, err
+	}
 	if _, err := r.c.kube.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		return jointoken.Token{}, fmt.Errorf("minting join token for node %s: %w", r.name, err)
 	}

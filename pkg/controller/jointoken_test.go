@@ -53,10 +53,11 @@ func TestJoinTokenMintedBeforeCreate(t *testing.T) {
 	}
 	s := secrets.Items[0]
 	id, ok := jointoken.IDOfSecret(&s)
-	if !ok || s.Type != corev1.SecretTypeBootstrapToken || s.StringData["auth-extra-groups"] != jointoken.Group ||
-		s.StringData["expiration"] != t0.Add(testRegTimeout).Format(time.RFC3339) {
+	if !ok || s.Type != corev1.SecretTypeBootstrapToken || s.StringData["expiration"] != t0.Add(testRegTimeout).Format(time.RFC3339) {
 		t.Fatalf("minted Secret %+v", s)
 	}
+	diff(t, "extra groups", jointoken.Group+","+jointoken.ClusterGroup(f.cfg.ClusterName), s.StringData["auth-extra-groups"])
+	diff(t, "cluster label", f.cfg.ClusterName, s.Labels[jointoken.LabelCluster])
 	spec := f.provider.specs[0]
 	diff(t, "token id in the spec", id, spec.JoinTokenID)
 	diff(t, "token in the spec", id+"."+s.StringData["token-secret"], spec.JoinToken)
