@@ -117,7 +117,8 @@ type nodeState struct {
 	warned map[string]bool
 	// bound is "uid/providerID" of the Node last bound.
 	bound string
-	// token is the join token minted for the creation in progress, and when.
+	// token is the join token minted for the creation in progress, and when. Guarded by
+	// Controller.mu (mintedToken, setMintedToken): the orphan collection reads it.
 	token       *jointoken.Token
 	tokenMinted time.Time
 }
@@ -324,7 +325,8 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 }
 
 // syncInstances lists the provider's instances into the index and enqueues the dedicated nodes
-// whose instances changed.
+// whose instances changed. Minting join tokens, it then deletes the orphan ones
+// (collectOrphanTokens).
 func (c *Controller) syncInstances(ctx context.Context) error {
 	tok := c.instances.beginList(c.clock.Now())
 	listed, err := c.provider.List(ctx)
@@ -333,6 +335,13 @@ func (c *Controller) syncInstances(ctx context.Context) error {
 	}
 	for _, name := range c.instances.replace(tok, listed, c.clock.Now()) {
 		c.queue.Add(name)
+	}
+	if c.mintTokens {
+		// A failure here does not make the List fail: the tokens expire anyway, and the next
+		// List tries again.
+		if err := c.collectOrphanTokens(ctx, tok.start); err != nil {
+			utilruntime.HandleErrorWithContext(ctx, err, "Collecting orphan join tokens failed")
+		}
 	}
 	return nil
 }

@@ -1,13 +1,17 @@
 package controller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/ktesting"
 
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
 )
@@ -108,4 +112,172 @@ func TestJoinTokenDeletedWithInstance(t *testing.T) {
 
 	diff(t, "kube actions", []string{"delete secrets/" + jointoken.SecretName(id)}, f.actions())
 	diff(t, "live instances", 0, len(f.liveInstances()))
+}
+
+// tokenSecret returns the Secret of a join token of cluster, created at created.
+func tokenSecret(t *testing.T, id, cluster string, created time.Time) *corev1.Secret {
+	t.Helper()
+	s, err := jointoken.Secret(jointoken.Token{ID: id, Secret: "0123456789abcdef"}, cluster, "ipp-x", created.Add(testRegTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CreationTimestamp = metav1.NewTime(created)
+	return s
+}
+
+func TestOrphanJoinTokens(t *testing.T) {
+	transient := cloudprovider.NewError(cloudprovider.KindTransient, "create", "Timeout", errors.New("timeout"))
+	for _, tc := range []struct {
+		name string
+		// setup brings the fixture (minting tokens, at t0) to the moment of the List, and
+		// returns the name of the token Secret the List is about.
+		setup       func(f *fixture) string
+		wantDeleted bool
+		wantReason  string
+	}{
+		{
+			name: "minted, then a crash before Create",
+			setup: func(f *fixture) string {
+				f.addPod(f.pod("p1", "a", t0))
+				f.list()
+				f.provider.FailNext("create", transient)
+				if _, err := f.sync(f.nodeName("a")); err == nil {
+					f.t.Fatal("sync with a failing Create succeeded")
+				}
+				name := mintedSecret(f)
+				f.withTokens(map[string]string{}) // the restart forgets the creation in progress
+				f.clock.Step(time.Minute)
+				return name
+			},
+			wantDeleted: true,
+			wantReason:  "no instance carries it and no creation in progress holds it",
+		},
+		{
+			name: "creation in flight",
+			setup: func(f *fixture) string {
+				f.addPod(f.pod("p1", "a", t0))
+				f.list()
+				f.provider.FailNext("create", transient)
+				if _, err := f.sync(f.nodeName("a")); err == nil {
+					f.t.Fatal("sync with a failing Create succeeded")
+				}
+				f.clock.Step(time.Minute)
+				return mintedSecret(f)
+			},
+		},
+		{
+			name: "token of a live instance",
+			setup: func(f *fixture) string {
+				f.provider.Add(cloudprovider.Instance{NodeName: f.nodeName("a"), State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
+				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0))
+				f.clock.Step(time.Minute)
+				return jointoken.SecretName("aaaaaa")
+			},
+		},
+		{
+			name: "token of a live instance created by this controller",
+			setup: func(f *fixture) string {
+				f.addPod(f.pod("p1", "a", t0))
+				f.list()
+				f.mustSync(f.nodeName("a"))
+				f.withTokens(map[string]string{}) // forget the creation: only the instance holds it
+				f.clock.Step(time.Minute)
+				return mintedSecret(f)
+			},
+		},
+		{
+			name: "instance deleted behind IPP's back",
+			setup: func(f *fixture) string {
+				f.provider.Add(cloudprovider.Instance{NodeName: f.nodeName("a"), State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
+				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0))
+				f.list()
+				f.provider.SetState(f.nodeName("a"), cloudprovider.StateTerminated)
+				f.clock.Step(time.Minute)
+				return jointoken.SecretName("aaaaaa")
+			},
+			wantDeleted: true,
+			wantReason:  "no instance carries it",
+		},
+		{
+			name: "token of another cluster",
+			setup: func(f *fixture) string {
+				f.addSecret(tokenSecret(f.t, "aaaaaa", "other", t0))
+				f.clock.Step(time.Minute)
+				return jointoken.SecretName("aaaaaa")
+			},
+		},
+		{
+			name: "minted while the List runs",
+			setup: func(f *fixture) string {
+				f.clock.Step(time.Minute)
+				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, f.clock.Now()))
+				return jointoken.SecretName("aaaaaa")
+			},
+		},
+		{
+			name: "a bootstrap token that is not IPP's",
+			setup: func(f *fixture) string {
+				s := tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0)
+				delete(s.Labels, jointoken.LabelManagedBy)
+				f.addSecret(s)
+				f.clock.Step(time.Minute)
+				return s.Name
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.BufferLogs(true)))
+			f.ctx = klog.NewContext(f.ctx, logger)
+			f.withTokens(map[string]string{})
+			name := tc.setup(f)
+			f.actions()
+
+			f.list()
+
+			var want []string
+			if tc.wantDeleted {
+				want = []string{"delete secrets/" + name}
+			}
+			diff(t, "kube actions", want, f.actions())
+			logs := logger.GetSink().(ktesting.Underlier).GetBuffer().String()
+			if logged := strings.Contains(logs, "Deleted orphan join token"); logged != tc.wantDeleted {
+				t.Errorf("logged a deletion = %v, want %v; logs:\n%s", logged, tc.wantDeleted, logs)
+			}
+			if tc.wantDeleted && !strings.Contains(logs, tc.wantReason) {
+				t.Errorf("logs do not give the reason %q:\n%s", tc.wantReason, logs)
+			}
+		})
+	}
+}
+
+// TestOrphanJoinTokenMintedDuringList checks that a token minted while a List ran is kept by that
+// List and deleted by the next, once nothing holds it.
+func TestOrphanJoinTokenMintedDuringList(t *testing.T) {
+	f := newFixture(t)
+	f.withTokens(map[string]string{})
+	f.addSecret(tokenSecret(t, "aaaaaa", f.cfg.ClusterName, t0))
+	f.list()
+	diff(t, "kube actions of the List during which it was minted", []string(nil), f.actions())
+	f.clock.Step(testResync)
+	f.list()
+	diff(t, "kube actions of the next List", []string{"delete secrets/" + jointoken.SecretName("aaaaaa")}, f.actions())
+}
+
+// mintedSecret returns the name of the one join token Secret in kube-system.
+func mintedSecret(f *fixture) string {
+	f.t.Helper()
+	secrets, err := f.kube.CoreV1().Secrets(metav1.NamespaceSystem).List(f.ctx, metav1.ListOptions{})
+	if err != nil || len(secrets.Items) != 1 {
+		f.t.Fatalf("Secrets in kube-system: %v, %v", secrets, err)
+	}
+	return secrets.Items[0].Name
+}
+
+func (f *fixture) addSecret(s *corev1.Secret) {
+	f.t.Helper()
+	if _, err := f.kube.CoreV1().Secrets(s.Namespace).Create(f.ctx, s, metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.kube.ClearActions()
 }
