@@ -10,6 +10,14 @@
 // its certificate as system:node:<name>, are left to Kubernetes' own approver; CSRs of another IPP
 // installation's tokens on the same API server (another cluster group, or jointoken.Group alone)
 // are left to that installation's approver.
+//
+// # Fresh instance lists
+//
+// The approver decides from the controller's view of the instances, which is as old as the last
+// provider List. An instance deleted a moment before its CSR arrives still shows in an older
+// List, so the approver decides a CSR only from a List that started after the CSR was created
+// (Instances.NodeOfJoinToken with notBefore). Until there is one, the CSR is neither approved
+// nor denied: the approver asks for a List now (Instances.RequestList) and looks again shortly.
 package approver
 
 import (
@@ -51,19 +59,41 @@ const (
 // FieldManager is the field manager of the approver's writes.
 const FieldManager = "ipp-approver"
 
-// Instances is the approver's view of the instances IPP created.
+// Instances is the approver's view of the instances IPP created. *controller.Controller
+// implements it.
 type Instances interface {
 	// NodeOfJoinToken returns the dedicated node name of the live instance that this cluster
-	// owns and whose join token id is id. It reports false when there is none, or when the
-	// instances have not been listed yet (the CSR is then looked at again later, not denied).
-	NodeOfJoinToken(id string) (nodeName string, ok, synced bool)
+	// owns and whose join token id is id, as the last successful provider List shows it (with the
+	// controller's own creations and deletions since). fresh is false unless that List started
+	// at or after notBefore; then nodeName and ok mean nothing, and the caller must not decide
+	// from them. ok is false when no live instance carries the token. It never blocks on a List.
+	NodeOfJoinToken(id string, notBefore time.Time) (nodeName string, ok, fresh bool)
+	// RequestList asks for a provider List to start as soon as possible: now, or right after
+	// the List in progress. It does not block; requests made before a List starts are all
+	// served by that List.
+	RequestList()
 }
 
-// InstancesFunc adapts a function to Instances.
-type InstancesFunc func(id string) (nodeName string, ok, synced bool)
+// Deferred returns Instances that calls get on every use and forwards to its result. It serves
+// wiring where the approver is built before the controller it asks, because the controller
+// needs the approver's IssuedFor: get must return the controller by the time the approver runs.
+func Deferred(get func() Instances) Instances { return deferred(get) }
 
-// NodeOfJoinToken implements Instances.
-func (f InstancesFunc) NodeOfJoinToken(id string) (string, bool, bool) { return f(id) }
+type deferred func() Instances
+
+func (d deferred) NodeOfJoinToken(id string, notBefore time.Time) (string, bool, bool) {
+	return d().NodeOfJoinToken(id, notBefore)
+}
+
+func (d deferred) RequestList() { d().RequestList() }
+
+// freshListWait is how soon a CSR waiting for a provider List newer than itself is looked at
+// again.
+const freshListWait = time.Second
+
+// creationTimestampPrecision is the precision of a CSR's creationTimestamp: the CSR was created
+// before its creationTimestamp plus this, so a List that started then started after the CSR.
+const creationTimestampPrecision = time.Second
 
 // Approver approves and denies the CSRs of IPP's join tokens.
 type Approver struct {
@@ -202,9 +232,13 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 		return 0, nil
 	}
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "csr", csr.Name, "tokenID", id)
-	nodeName, found, synced := a.instances.NodeOfJoinToken(id)
-	if !synced {
-		return time.Second, nil
+	nodeName, found, fresh := a.instances.NodeOfJoinToken(id, csr.CreationTimestamp.Add(creationTimestampPrecision))
+	if !fresh {
+		// A List older than the CSR may still show an instance deleted just before it: wait
+		// for one that started after the CSR was created, neither approving nor denying.
+		a.instances.RequestList()
+		logger.V(4).Info("Waiting for a provider List that started after the CSR", "created", csr.CreationTimestamp)
+		return freshListWait, nil
 	}
 	var reason string
 	switch {

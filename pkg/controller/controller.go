@@ -96,6 +96,9 @@ type Controller struct {
 	queue     workqueue.TypedRateLimitingInterface[string]
 	instances *instanceIndex
 
+	// listNow asks pollInstances for a List now (RequestList); it holds at most one request.
+	listNow chan struct{}
+
 	mu    sync.Mutex
 	state map[string]*nodeState
 }
@@ -174,6 +177,7 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		nodeIndexer:    nodes.Informer().GetIndexer(),
 		nodesSynced:    nodes.Informer().HasSynced,
 		instances:      newInstanceIndex(),
+		listNow:        make(chan struct{}, 1),
 		state:          map[string]*nodeState{},
 	}
 	if c.clock == nil {
@@ -291,7 +295,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 }
 
 // pollInstances lists the provider's instances now and then every providerResync, backing off
-// on failure. It closes synced after the first success.
+// on failure, and at once when RequestList asks (not during a back-off). It closes synced after
+// the first success.
 //
 // A List does not re-enqueue every dedicated node: Pods and Nodes come from informers, which
 // do not lose events; instances that changed are enqueued by syncInstances; and every decision
@@ -302,12 +307,19 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
 	first := true
 	for {
+		// The List starting now serves every request made so far.
+		select {
+		case <-c.listNow:
+		default:
+		}
 		delay := c.providerResync
+		requested := c.listNow
 		if err := c.syncInstances(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			delay = backoff.Step()
+			requested = nil // a request waits for the back-off
 			logger.Error(err, "Listing instances failed", "retryAfter", delay)
 		} else {
 			backoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
@@ -320,6 +332,8 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 		case <-ctx.Done():
 			return
 		case <-c.clock.After(delay):
+		case <-requested:
+			logger.V(4).Info("Listing instances on request")
 		}
 	}
 }

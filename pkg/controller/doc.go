@@ -41,7 +41,9 @@
 // instance deleted; deleting an instance deletes its token. After every provider List, the
 // token Secrets of this cluster that no live instance carries, no creation in progress holds and
 // that were created before the List started are deleted as orphans (a crash between minting and
-// Create, an instance deleted behind the controller's back).
+// Create, an instance deleted behind the controller's back). NodeOfJoinToken and RequestList are
+// the CSR approver's view: it decides a CSR only from a List that started after the CSR, and
+// RequestList starts one at once instead of after the resync period.
 //
 // What the controller keeps in memory (the idempotency key of a creation in progress, the Events
 // already emitted, the back-off of provider calls) only saves calls and Events; a restart loses

@@ -159,12 +159,23 @@ func (c *Controller) deleteJoinToken(ctx context.Context, id string) error {
 }
 
 // NodeOfJoinToken returns the dedicated node name of the live instance whose join token id is
-// id; synced is false until the provider's instances have been listed. It is the CSR approver's
-// view of the instances (approver.Instances).
-func (c *Controller) NodeOfJoinToken(id string) (nodeName string, ok, synced bool) {
-	if s, _ := c.instances.hasSynced(); !s {
+// id, as of the last successful provider List (with the controller's own creations and deletions
+// since); fresh is false unless that List started at or after notBefore. It and RequestList are
+// the CSR approver's view of the instances (approver.Instances).
+func (c *Controller) NodeOfJoinToken(id string, notBefore time.Time) (nodeName string, ok, fresh bool) {
+	if synced, listStart := c.instances.hasSynced(); !synced || listStart.Before(notBefore) {
 		return "", false, false
 	}
 	inst, ok := c.instances.ofJoinToken(id)
 	return inst.NodeName, ok, true
+}
+
+// RequestList asks the provider resync loop for a List now, or right after the one in progress,
+// without waiting for the resync period. Requests coalesce: a List serves every request made
+// before it started. It does not block, and does not cut short the back-off after a failed List.
+func (c *Controller) RequestList() {
+	select {
+	case c.listNow <- struct{}{}:
+	default: // a List is already requested
+	}
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -8,9 +9,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 
+	"github.com/ipp-project/ipp/pkg/approver"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
@@ -67,10 +70,10 @@ func TestJoinTokenMintedBeforeCreate(t *testing.T) {
 	diff(t, "token in the spec", id+"."+s.StringData["token-secret"], spec.JoinToken)
 	inst := f.liveInstances()[0]
 	diff(t, "token id on the instance", id, inst.JoinTokenID)
-	if got, ok, synced := f.c.NodeOfJoinToken(id); !ok || !synced || got != n {
-		t.Errorf("NodeOfJoinToken(%s) = %q, %v, %v; want %s", id, got, ok, synced, n)
+	if got, ok, fresh := f.c.NodeOfJoinToken(id, t0); !ok || !fresh || got != n {
+		t.Errorf("NodeOfJoinToken(%s) = %q, %v, %v; want %s", id, got, ok, fresh, n)
 	}
-	if _, ok, _ := f.c.NodeOfJoinToken("zzzzzz"); ok {
+	if _, ok, _ := f.c.NodeOfJoinToken("zzzzzz", t0); ok {
 		t.Error("NodeOfJoinToken of an unknown token found an instance")
 	}
 
@@ -280,4 +283,73 @@ func (f *fixture) addSecret(s *corev1.Secret) {
 		f.t.Fatal(err)
 	}
 	f.kube.ClearActions()
+}
+
+// The approver's view of the instances is the controller.
+var _ approver.Instances = (*Controller)(nil)
+
+type nodeOfJoinToken struct {
+	NodeName  string
+	OK, Fresh bool
+}
+
+// TestNodeOfJoinTokenFresh checks that the approver's view of a join token is fresh only from a
+// List that started at or after notBefore, and that such a List sees an instance deleted behind
+// the controller's back.
+func TestNodeOfJoinTokenFresh(t *testing.T) {
+	f := newFixture(t)
+	f.withTokens(map[string]string{})
+	n := f.nodeName("a")
+	f.provider.Add(cloudprovider.Instance{NodeName: n, State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
+	ask := func(notBefore time.Time) nodeOfJoinToken {
+		name, ok, fresh := f.c.NodeOfJoinToken("aaaaaa", notBefore)
+		return nodeOfJoinToken{name, ok, fresh}
+	}
+
+	diff(t, "before any List", nodeOfJoinToken{}, ask(t0.Add(-time.Hour)))
+	f.list() // started at t0
+	diff(t, "List started at notBefore", nodeOfJoinToken{n, true, true}, ask(t0))
+	diff(t, "List started before notBefore", nodeOfJoinToken{}, ask(t0.Add(time.Nanosecond)))
+
+	// The instance is deleted behind the controller's back; its CSR is created a second later.
+	f.clock.Step(time.Second)
+	f.provider.SetState(n, cloudprovider.StateTerminated)
+	csrCreated := f.clock.Now()
+	diff(t, "the List before the deletion", nodeOfJoinToken{}, ask(csrCreated))
+	f.list() // started at csrCreated
+	diff(t, "a List that started after the CSR", nodeOfJoinToken{"", false, true}, ask(csrCreated))
+}
+
+// TestRequestList checks that RequestList makes the resync loop List at once, without the
+// resync period passing on the clock.
+func TestRequestList(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(f.ctx)
+	synced := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.c.pollInstances(ctx, synced)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	<-synced
+	waitLists := func(want int) {
+		t.Helper()
+		err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			return f.provider.CallCount("list") >= want, nil
+		})
+		if err != nil {
+			t.Fatalf("waiting for List %d: %v (%d Lists)", want, err, f.provider.CallCount("list"))
+		}
+	}
+	waitLists(1)
+	f.c.RequestList()
+	waitLists(2)
+	f.c.RequestList()
+	waitLists(3)
+	// No clock step happened: every List after the first was requested.
+	diff(t, "clock", t0, f.clock.Now())
 }

@@ -194,7 +194,7 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 			csrs = approver.NewInformerFactory(kube)
 			var err error
 			ap, err = approver.New(kube, csrs.Certificates().V1().CertificateSigningRequests(),
-				approver.InstancesFunc(func(id string) (string, bool, bool) { return c.NodeOfJoinToken(id) }), recorder, cfg.ClusterName)
+				approver.Deferred(func() approver.Instances { return c }), recorder, cfg.ClusterName)
 			if err != nil {
 				return err
 			}
