@@ -37,7 +37,7 @@ const (
 	msgKeys     = "a join token Secret may hold only token-id, token-secret, expiration, description, usage-bootstrap-authentication, usage-bootstrap-signing and auth-extra-groups"
 	msgGroups   = "auth-extra-groups must be system:bootstrappers:ipp, optionally followed by system:bootstrappers:ipp:<cluster name>, and no other group"
 	msgAuth     = "a join token Secret must have usage-bootstrap-authentication \"true\""
-	msgSigning  = "a join token must not sign: usage-bootstrap-signing absent or \"false\""
+	msgSigning  = "usage-bootstrap-signing must be absent, \"true\" or \"false\""
 	msgExpiry   = "a join token Secret must have an expiration"
 	msgDelete   = "ipp may delete in kube-system only its join tokens: Secrets bootstrap-token-* of type bootstrap.kubernetes.io/token with the label ipp.io/join-token=true"
 	ippUsername = "system:serviceaccount:ipp-system:ipp"
@@ -135,6 +135,16 @@ func (e policyEvaluator) denials(t *testing.T, op admission.Operation, username 
 
 // asAdmitted returns s as admission sees it: the apiserver merges stringData into data (bytes)
 // before admission.
+// mustSecret is jointoken.Secret for a valid cluster name.
+func mustSecret(t *testing.T, tok jointoken.Token, cluster, nodeName string, expires time.Time) *corev1.Secret {
+	t.Helper()
+	s, err := jointoken.Secret(tok, cluster, nodeName, expires)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func asAdmitted(s *corev1.Secret) *corev1.Secret {
 	s = s.DeepCopy()
 	if len(s.StringData) > 0 && s.Data == nil {
@@ -152,7 +162,7 @@ func asAdmitted(s *corev1.Secret) *corev1.Secret {
 func TestJoinTokenPolicy(t *testing.T) {
 	policy := joinTokenPolicy(t, decode(t, render(t, "base")))
 
-	minted := asAdmitted(jointoken.Secret(jointoken.Token{ID: "abcdef", Secret: "0123456789abcdef"}, "ipp-my-cluster-demo-1", time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)))
+	minted := asAdmitted(mustSecret(t, jointoken.Token{ID: "abcdef", Secret: "0123456789abcdef"}, "my-cluster", "ipp-my-cluster-demo-1", time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)))
 	with := func(f func(s *corev1.Secret)) *corev1.Secret {
 		s := minted.DeepCopy()
 		f(s)
@@ -213,13 +223,14 @@ func TestJoinTokenPolicy(t *testing.T) {
 		{name: "another usage", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["usage-bootstrap-future"] = []byte("true") }), want: []string{msgKeys}},
 		{name: "not for authentication", op: admission.Create, obj: with(func(s *corev1.Secret) { delete(s.Data, "usage-bootstrap-authentication") }), want: []string{msgAuth}},
 		{name: "authentication not true", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["usage-bootstrap-authentication"] = []byte("True") }), want: []string{msgAuth}},
-		{name: "signing", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["usage-bootstrap-signing"] = []byte("true") }), want: []string{msgSigning}},
+		{name: "signing absent", op: admission.Create, obj: with(func(s *corev1.Secret) { delete(s.Data, "usage-bootstrap-signing") })},
+		{name: "signing something else", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["usage-bootstrap-signing"] = []byte("yes") }), want: []string{msgSigning}},
 		{name: "no expiration", op: admission.Create, obj: with(func(s *corev1.Secret) { delete(s.Data, "expiration") }), want: []string{msgExpiry}},
 		{name: "a nil expiration", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["expiration"] = nil }), want: []string{msgExpiry}},
 		{name: "an empty expiration", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["expiration"] = []byte{} }), want: []string{msgExpiry}},
 		{name: "nil extra groups", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data["auth-extra-groups"] = nil }), want: []string{msgGroups}},
 		{name: "no data at all", op: admission.Create, obj: with(func(s *corev1.Secret) { s.Data = nil }), want: []string{msgGroups, msgAuth, msgExpiry}},
-		{name: "kubeadm's token", op: admission.Create, obj: kubeadmToken, want: []string{msgLabel, msgGroups, msgSigning}},
+		{name: "kubeadm's token", op: admission.Create, obj: kubeadmToken, want: []string{msgLabel, msgGroups}},
 		{name: "another Secret", op: admission.Create, obj: other, want: []string{msgName, msgType, msgLabel, msgKeys, msgGroups, msgAuth, msgExpiry}},
 
 		{name: "updating its own token", op: admission.Update, obj: groups("system:bootstrappers:ipp,system:masters"), old: minted, want: []string{msgUpdate}},
@@ -413,7 +424,7 @@ func TestJoinTokenPolicyGroups(t *testing.T) {
 		}
 		return true
 	}
-	minted := asAdmitted(jointoken.Secret(jointoken.Token{ID: "abcdef", Secret: "0123456789abcdef"}, "n", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)))
+	minted := asAdmitted(mustSecret(t, jointoken.Token{ID: "abcdef", Secret: "0123456789abcdef"}, "ipp", "n", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)))
 	prefixes := []string{"", jointoken.Group, jointoken.Group + ",", jointoken.Group + ",system:bootstrappers:ipp:", "system:bootstrappers:", "system:bootstrappers:ipp:"}
 	alphabet := []rune("abz09-:,A .é\x00")
 	rnd := rand.New(rand.NewPCG(1, 2))

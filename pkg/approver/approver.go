@@ -1,19 +1,28 @@
 // Package approver is IPP's approver of kubelet client CSRs made with the join tokens it mints.
 //
 // It watches CertificateSigningRequests for the signer kubernetes.io/kube-apiserver-client-kubelet.
-// A CSR whose requester is system:bootstrap:<id> in the group jointoken.Group is approved only if
-// the token id belongs to a live instance the cluster owns (Instances), the request is exactly the
-// kubelet client CSR of that instance's node name (jointoken.Check), and no CSR of that token was
-// approved before; then the token's Secret is deleted, so the token works once. Any other CSR of
-// an IPP token is denied with a reason naming the mismatch and a Warning Event. CSRs of other
-// requesters, such as a kubelet renewing its certificate as system:node:<name>, are left to
-// Kubernetes' own approver.
+// A CSR whose requester is system:bootstrap:<id> in the group jointoken.ClusterGroup(cluster) of
+// its own cluster is approved only if the token id belongs to a live instance the cluster owns
+// (Instances), the request is exactly the kubelet client CSR of that instance's node name
+// (jointoken.Check), and no CSR of that token was approved before; then the token's Secret is
+// deleted, so the token works once. Any other CSR of its cluster's tokens is denied with a reason
+// naming the mismatch and a Warning Event. CSRs of other requesters, such as a kubelet renewing
+// its certificate as system:node:<name>, are left to Kubernetes' own approver; CSRs of another IPP
+// installation's tokens on the same API server (another cluster group, or jointoken.Group alone)
+// are left to that installation's approver.
+//
+// # Fresh instance lists
+//
+// The approver decides from the controller's view of the instances, which is as old as the last
+// provider List. An instance deleted a moment before its CSR arrives still shows in an older
+// List, so the approver decides a CSR only from a List that started after the CSR was created
+// (Instances.NodeOfJoinToken with notBefore). Until there is one, the CSR is neither approved
+// nor denied: the approver asks for a List now (Instances.RequestList) and looks again shortly.
 package approver
 
 import (
 	"context"
 	"fmt"
-	"k8s.io/apimachinery/pkg/labels"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +32,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/informers"
 	certinformers "k8s.io/client-go/informers/certificates/v1"
@@ -49,23 +59,33 @@ const (
 // FieldManager is the field manager of the approver's writes.
 const FieldManager = "ipp-approver"
 
-// Instances is the approver's view of the instances IPP created.
+// Instances is the approver's view of the instances IPP created. *controller.Controller
+// implements it.
 type Instances interface {
 	// NodeOfJoinToken returns the dedicated node name of the live instance that this cluster
-	// owns and whose join token id is id. It reports false when there is none, or when the
-	// instances have not been listed yet (the CSR is then looked at again later, not denied).
-	NodeOfJoinToken(id string) (nodeName string, ok, synced bool)
+	// owns and whose join token id is id, as the last successful provider List shows it (with the
+	// controller's own creations and deletions since). fresh is false unless that List started
+	// at or after notBefore; then nodeName and ok mean nothing, and the caller must not decide
+	// from them. ok is false when no live instance carries the token. It never blocks on a List.
+	NodeOfJoinToken(id string, notBefore time.Time) (nodeName string, ok, fresh bool)
+	// RequestList asks for a provider List to start as soon as possible: now, or right after
+	// the List in progress. It does not block; requests made before a List starts are all
+	// served by that List.
+	RequestList()
 }
 
-// InstancesFunc adapts a function to Instances.
-type InstancesFunc func(id string) (nodeName string, ok, synced bool)
+// freshListWait is how soon a CSR waiting for a provider List newer than itself is looked at
+// again.
+const freshListWait = time.Second
 
-// NodeOfJoinToken implements Instances.
-func (f InstancesFunc) NodeOfJoinToken(id string) (string, bool, bool) { return f(id) }
+// creationTimestampPrecision is the precision of a CSR's creationTimestamp: the CSR was created
+// before its creationTimestamp plus this, so a List that started then started after the CSR.
+const creationTimestampPrecision = time.Second
 
 // Approver approves and denies the CSRs of IPP's join tokens.
 type Approver struct {
 	kube      kubernetes.Interface
+	group     string // jointoken.ClusterGroup of this approver's cluster
 	instances Instances
 	recorder  record.EventRecorder
 	csrs      certlisters.CertificateSigningRequestLister
@@ -86,13 +106,18 @@ func NewInformerFactory(client kubernetes.Interface) informers.SharedInformerFac
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = sel }))
 }
 
-// New returns an approver of the CSRs that csrs delivers. Call it before starting the informer.
-func New(kube kubernetes.Interface, csrs certinformers.CertificateSigningRequestInformer, instances Instances, recorder record.EventRecorder) (*Approver, error) {
+// New returns an approver of the CSRs that csrs delivers made with the join tokens of the IPP of
+// cluster (isolation.Config.ClusterName). Call it before starting the informer.
+func New(kube kubernetes.Interface, csrs certinformers.CertificateSigningRequestInformer, instances Instances, recorder record.EventRecorder, cluster string) (*Approver, error) {
 	if kube == nil || csrs == nil || instances == nil || recorder == nil {
 		return nil, fmt.Errorf("approver: kube client, informer, instances and recorder are required")
 	}
+	if err := jointoken.ValidateCluster(cluster); err != nil {
+		return nil, fmt.Errorf("approver: %w", err)
+	}
 	a := &Approver{
 		kube:      kube,
+		group:     jointoken.ClusterGroup(cluster),
 		instances: instances,
 		recorder:  recorder,
 		csrs:      csrs.Lister(),
@@ -178,8 +203,13 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 		return 0, err
 	}
 	id, ok := jointoken.Requester(csr)
-	if !ok || !slices.Contains(csr.Spec.Groups, jointoken.Group) || csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName {
-		return 0, nil // not made with an IPP token: Kubernetes' approver decides
+	if !ok || csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName {
+		return 0, nil // not made with a bootstrap token: Kubernetes' approver decides
+	}
+	if !slices.Contains(csr.Spec.Groups, a.group) {
+		// Not a token of this cluster's IPP: another IPP on this API server (or nobody) decides.
+		// Denying it would break that installation's nodes.
+		return 0, nil
 	}
 	if isApproved(csr) || isDenied(csr) {
 		if isApproved(csr) {
@@ -189,9 +219,13 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 		return 0, nil
 	}
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "csr", csr.Name, "tokenID", id)
-	nodeName, found, synced := a.instances.NodeOfJoinToken(id)
-	if !synced {
-		return time.Second, nil
+	nodeName, found, fresh := a.instances.NodeOfJoinToken(id, csr.CreationTimestamp.Add(creationTimestampPrecision))
+	if !fresh {
+		// A List older than the CSR may still show an instance deleted just before it: wait
+		// for one that started after the CSR was created, neither approving nor denying.
+		a.instances.RequestList()
+		logger.V(4).Info("Waiting for a provider List that started after the CSR", "created", csr.CreationTimestamp)
+		return freshListWait, nil
 	}
 	var reason string
 	switch {

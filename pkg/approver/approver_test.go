@@ -10,6 +10,9 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -41,9 +44,18 @@ func csrFor(t *testing.T, name, tokenID, cn string) *certificatesv1.CertificateS
 			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
 			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 			Username:   "system:bootstrap:" + tokenID,
-			Groups:     []string{"system:bootstrappers", jointoken.Group, "system:authenticated"},
+			Groups:     []string{"system:bootstrappers", jointoken.Group, jointoken.ClusterGroup(testCluster), "system:authenticated"},
 		},
 	}
+}
+
+// testCluster is the cluster name of the approver under test.
+const testCluster = "test"
+
+// withGroups returns c with the requester's groups set to groups.
+func withGroups(c *certificatesv1.CertificateSigningRequest, groups ...string) *certificatesv1.CertificateSigningRequest {
+	c.Spec.Groups = groups
+	return c
 }
 
 func approved(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
@@ -52,16 +64,105 @@ func approved(c *certificatesv1.CertificateSigningRequest) *certificatesv1.Certi
 	return c
 }
 
-func TestSync(t *testing.T) {
-	instances := InstancesFunc(func(id string) (string, bool, bool) {
-		switch id {
-		case "aaaaaa":
-			return "ipp-a", true, true
-		case "bbbbbb":
-			return "ipp-b", true, true
+// fakeInstances is the controller's view of the instances as of a List that started at
+// listStart (zero: none yet), with the node names of the live instances by token id.
+type fakeInstances struct {
+	listStart time.Time
+	nodes     map[string]string
+	requested int
+}
+
+func (f *fakeInstances) NodeOfJoinToken(id string, notBefore time.Time) (string, bool, bool) {
+	if f.listStart.IsZero() || f.listStart.Before(notBefore) {
+		return "", false, false
+	}
+	name, ok := f.nodes[id]
+	return name, ok, true
+}
+
+func (f *fakeInstances) RequestList() { f.requested++ }
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// newApprover returns an approver over a fake clientset holding csr, others and the Secret of
+// csr's token, with the CSR informer's cache filled.
+func newApprover(t *testing.T, instances Instances, csr *certificatesv1.CertificateSigningRequest, others ...*certificatesv1.CertificateSigningRequest) (*Approver, *fake.Clientset) {
+	t.Helper()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: jointoken.SecretName("aaaaaa"), Namespace: "kube-system"}}
+	if id, ok := jointoken.Requester(csr); ok {
+		secret.Name = jointoken.SecretName(id)
+	}
+	kube := fake.NewClientset(csr, secret)
+	factory := informers.NewSharedInformerFactory(kube, 0)
+	inf := factory.Certificates().V1().CertificateSigningRequests()
+	recorder := record.NewFakeRecorder(10)
+	a, err := New(kube, inf, instances, recorder, testCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(others, csr) {
+		if err := inf.Informer().GetIndexer().Add(c); err != nil {
+			t.Fatal(err)
 		}
-		return "", false, true
-	})
+	}
+	return a, kube
+}
+
+// verdict returns the type of the CSR's condition in the clientset ("" for none) and its message.
+func verdict(t *testing.T, kube *fake.Clientset, name string) (certificatesv1.RequestConditionType, string) {
+	t.Helper()
+	got, err := kube.CertificatesV1().CertificateSigningRequests().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Status.Conditions) == 0 {
+		return "", ""
+	}
+	return got.Status.Conditions[0].Type, got.Status.Conditions[0].Message
+}
+
+func TestFreshList(t *testing.T) {
+	created := func(c *certificatesv1.CertificateSigningRequest, at time.Time) *certificatesv1.CertificateSigningRequest {
+		c.CreationTimestamp = metav1.NewTime(at)
+		return c
+	}
+	type result struct {
+		Verdict   certificatesv1.RequestConditionType
+		After     time.Duration
+		Requested int
+	}
+	for _, tc := range []struct {
+		name      string
+		listStart time.Time
+		nodes     map[string]string
+		want      result
+	}{
+		{name: "no List yet", nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
+		{name: "List older than the CSR", listStart: t0.Add(-time.Minute), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
+		{name: "List older than the CSR, without the instance", listStart: t0.Add(-time.Minute), want: result{After: freshListWait, Requested: 1}},
+		{name: "List within the CSR's creation second", listStart: t0.Add(500 * time.Millisecond), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
+		{name: "fresh List without the instance", listStart: t0.Add(time.Second), want: result{Verdict: certificatesv1.CertificateDenied}},
+		{name: "fresh List with the instance", listStart: t0.Add(time.Second), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{Verdict: certificatesv1.CertificateApproved}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			instances := &fakeInstances{listStart: tc.listStart, nodes: tc.nodes}
+			csr := created(csrFor(t, "c", "aaaaaa", "system:node:ipp-a"), t0)
+			a, kube := newApprover(t, instances, csr)
+			after, err := a.sync(context.Background(), csr.Name)
+			if err != nil {
+				t.Fatalf("sync() = %v", err)
+			}
+			v, _ := verdict(t, kube, csr.Name)
+			got := result{Verdict: v, After: after, Requested: instances.requested}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("sync() mismatch (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestSync(t *testing.T) {
+	instances := &fakeInstances{listStart: t0, nodes: map[string]string{"aaaaaa": "ipp-a", "bbbbbb": "ipp-b"}}
 	renewal := csrFor(t, "renewal", "aaaaaa", "system:node:ipp-a")
 	renewal.Spec.Username, renewal.Spec.Groups = "system:node:ipp-a", []string{"system:nodes"}
 	for _, tc := range []struct {
@@ -77,6 +178,10 @@ func TestSync(t *testing.T) {
 		{name: "token of no instance", csr: csrFor(t, "c", "cccccc", "system:node:ipp-c"), want: certificatesv1.CertificateDenied, wantReason: "belongs to no live instance", wantSecret: true},
 		{name: "second use", csr: csrFor(t, "c", "aaaaaa", "system:node:ipp-a"), others: []*certificatesv1.CertificateSigningRequest{approved(csrFor(t, "first", "aaaaaa", "system:node:ipp-a"))}, want: certificatesv1.CertificateDenied, wantReason: "works once", wantSecret: true},
 		{name: "kubelet renewal", csr: renewal, wantSecret: true},
+		{name: "shared group only", csr: withGroups(csrFor(t, "c", "cccccc", "system:node:ipp-c"), "system:bootstrappers", jointoken.Group, "system:authenticated"), wantSecret: true},
+		{name: "another cluster's token", csr: withGroups(csrFor(t, "c", "cccccc", "system:node:ipp-c"), "system:bootstrappers", jointoken.Group, jointoken.ClusterGroup("other"), "system:authenticated"), wantSecret: true},
+		{name: "another cluster's token of a known id", csr: withGroups(csrFor(t, "c", "aaaaaa", "system:node:ipp-b"), "system:bootstrappers", jointoken.Group, jointoken.ClusterGroup("other"), "system:authenticated"), wantSecret: true},
+		{name: "a cluster whose name extends ours", csr: withGroups(csrFor(t, "c", "cccccc", "system:node:ipp-c"), "system:bootstrappers", jointoken.Group, jointoken.ClusterGroup(testCluster+"-2"), "system:authenticated"), wantSecret: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -88,7 +193,7 @@ func TestSync(t *testing.T) {
 			factory := informers.NewSharedInformerFactory(kube, 0)
 			inf := factory.Certificates().V1().CertificateSigningRequests()
 			recorder := record.NewFakeRecorder(10)
-			a, err := New(kube, inf, instances, recorder)
+			a, err := New(kube, inf, instances, recorder, testCluster)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -96,6 +96,9 @@ type Controller struct {
 	queue     workqueue.TypedRateLimitingInterface[string]
 	instances *instanceIndex
 
+	// listNow asks pollInstances for a List now (RequestList); it holds at most one request.
+	listNow chan struct{}
+
 	mu    sync.Mutex
 	state map[string]*nodeState
 }
@@ -117,7 +120,8 @@ type nodeState struct {
 	warned map[string]bool
 	// bound is "uid/providerID" of the Node last bound.
 	bound string
-	// token is the join token minted for the creation in progress, and when.
+	// token is the join token minted for the creation in progress, and when. Guarded by
+	// Controller.mu (mintedToken, setMintedToken): the orphan collection reads it.
 	token       *jointoken.Token
 	tokenMinted time.Time
 }
@@ -137,6 +141,11 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	}
 	if opts.MintJoinTokens && opts.Issued == nil {
 		return nil, errors.New("controller: minting join tokens needs Issued, the CSR approver's record")
+	}
+	if opts.MintJoinTokens {
+		if err := jointoken.ValidateCluster(opts.Config.ClusterName); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -168,6 +177,7 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		nodeIndexer:    nodes.Informer().GetIndexer(),
 		nodesSynced:    nodes.Informer().HasSynced,
 		instances:      newInstanceIndex(),
+		listNow:        make(chan struct{}, 1),
 		state:          map[string]*nodeState{},
 	}
 	if c.clock == nil {
@@ -285,7 +295,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 }
 
 // pollInstances lists the provider's instances now and then every providerResync, backing off
-// on failure. It closes synced after the first success.
+// on failure, and at once when RequestList asks (not during a back-off). It closes synced after
+// the first success.
 //
 // A List does not re-enqueue every dedicated node: Pods and Nodes come from informers, which
 // do not lose events; instances that changed are enqueued by syncInstances; and every decision
@@ -296,12 +307,19 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
 	first := true
 	for {
+		// The List starting now serves every request made so far.
+		select {
+		case <-c.listNow:
+		default:
+		}
 		delay := c.providerResync
+		requested := c.listNow
 		if err := c.syncInstances(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			delay = backoff.Step()
+			requested = nil // a request waits for the back-off
 			logger.Error(err, "Listing instances failed", "retryAfter", delay)
 		} else {
 			backoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
@@ -314,12 +332,15 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 		case <-ctx.Done():
 			return
 		case <-c.clock.After(delay):
+		case <-requested:
+			logger.V(4).Info("Listing instances on request")
 		}
 	}
 }
 
 // syncInstances lists the provider's instances into the index and enqueues the dedicated nodes
-// whose instances changed.
+// whose instances changed. Minting join tokens, it then deletes the orphan ones
+// (collectOrphanTokens).
 func (c *Controller) syncInstances(ctx context.Context) error {
 	tok := c.instances.beginList(c.clock.Now())
 	listed, err := c.provider.List(ctx)
@@ -328,6 +349,13 @@ func (c *Controller) syncInstances(ctx context.Context) error {
 	}
 	for _, name := range c.instances.replace(tok, listed, c.clock.Now()) {
 		c.queue.Add(name)
+	}
+	if c.mintTokens {
+		// A failure here does not make the List fail: the tokens expire anyway, and the next
+		// List tries again.
+		if err := c.collectOrphanTokens(ctx, tok.start); err != nil {
+			utilruntime.HandleErrorWithContext(ctx, err, "Collecting orphan join tokens failed")
+		}
 	}
 	return nil
 }

@@ -34,6 +34,17 @@
 // register it is reaped after the idle TTL like any other. So an instance is never deleted before
 // it has had the chance to register, and a class that comes back soon finds its node.
 //
+// # Join tokens
+//
+// With Options.MintJoinTokens each creation first mints the instance's bootstrap token (a Secret
+// labelled with the cluster name) and records it in memory until the Node is bound or the
+// instance deleted; deleting an instance deletes its token. After every provider List, the
+// token Secrets of this cluster that no live instance carries, no creation in progress holds and
+// that were created before the List started are deleted as orphans (a crash between minting and
+// Create, an instance deleted behind the controller's back). NodeOfJoinToken and RequestList are
+// the CSR approver's view: it decides a CSR only from a List that started after the CSR, and
+// RequestList starts one at once instead of after the resync period.
+//
 // What the controller keeps in memory (the idempotency key of a creation in progress, the Events
 // already emitted, the back-off of provider calls) only saves calls and Events; a restart loses
 // none of the state decisions depend on.

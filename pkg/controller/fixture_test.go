@@ -75,6 +75,13 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 		kube:     k8sfake.NewClientset(objs...),
 		recorder: record.NewFakeRecorder(100),
 	}
+	// The API server sets a Secret's creationTimestamp, to the second; the fake clientset does not.
+	f.kube.PrependReactor("create", "secrets", func(a core.Action) (bool, runtime.Object, error) {
+		if s, ok := a.(core.CreateAction).GetObject().(*corev1.Secret); ok && s.CreationTimestamp.IsZero() {
+			s.CreationTimestamp = metav1.NewTime(f.clock.Now().Truncate(time.Second))
+		}
+		return false, nil, nil
+	})
 	f.provider = &recordingProvider{Provider: fake.New(f.clock)}
 	f.provider.Timeout = testRegTimeout
 	f.newController()

@@ -239,6 +239,22 @@ func (x *instanceIndex) ofJoinToken(id string) (cloudprovider.Instance, bool) {
 	return cloudprovider.Instance{}, false
 }
 
+// joinTokens returns the join token ids that the indexed instances carry, each mapped to
+// whether a live instance carries it.
+func (x *instanceIndex) joinTokens() map[string]bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := map[string]bool{}
+	for _, insts := range x.byNode {
+		for _, inst := range insts {
+			if inst.JoinTokenID != "" {
+				out[inst.JoinTokenID] = out[inst.JoinTokenID] || live(inst)
+			}
+		}
+	}
+	return out
+}
+
 // deletedByController reports whether the controller deleted the instance with id and a List
 // may not show that yet.
 func (x *instanceIndex) deletedByController(id string) bool {

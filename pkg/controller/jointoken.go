@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,29 +22,51 @@ const FieldManager = "ipp-controller"
 // left; an older one is deleted and replaced, so that an instance never boots with a token about
 // to expire.
 //
-// A crash between minting and Create leaves a Secret no instance carries: it expires after the
-// registration timeout, and kube-controller-manager's tokencleaner deletes it.
+// The token is recorded in the node's state before its Secret is created, so that the orphan
+// collection after a List (collectOrphanTokens), which reads the state after listing the Secrets,
+// never sees the Secret of a creation in progress without its record. A crash between minting
+// and Create leaves a Secret no instance carries: the first List of the restarted controller
+// deletes it.
 func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
-	if r.st.token != nil && r.now.Sub(r.st.tokenMinted) < r.c.regTimeout/2 {
-		return *r.st.token, nil
-	}
-	if r.st.token != nil {
-		if err := r.c.deleteJoinToken(ctx, r.st.token.ID); err != nil {
+	if tok, minted := r.c.mintedToken(r.st); tok != nil && r.now.Sub(minted) < r.c.regTimeout/2 {
+		return *tok, nil
+	} else if tok != nil {
+		if err := r.c.deleteJoinToken(ctx, tok.ID); err != nil {
 			return jointoken.Token{}, err
 		}
-		r.st.token = nil
+		r.c.setMintedToken(r.st, nil, time.Time{})
 	}
 	tok, err := jointoken.New()
 	if err != nil {
 		return jointoken.Token{}, err
 	}
-	secret := jointoken.Secret(tok, r.name, r.now.Add(r.c.regTimeout))
+	secret, err := jointoken.Secret(tok, r.c.cfg.ClusterName, r.name, r.now.Add(r.c.regTimeout))
+	if err != nil {
+		return jointoken.Token{}, err
+	}
+	r.c.setMintedToken(r.st, &tok, r.now)
 	if _, err := r.c.kube.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		// If the Secret was created after all, it is an orphan now, collected after a List.
+		r.c.setMintedToken(r.st, nil, time.Time{})
 		return jointoken.Token{}, fmt.Errorf("minting join token for node %s: %w", r.name, err)
 	}
 	klog.FromContext(ctx).Info("Minted join token", "tokenID", tok.ID, "secret", klog.KObj(secret), "expires", r.now.Add(r.c.regTimeout))
-	r.st.token, r.st.tokenMinted = &tok, r.now
 	return tok, nil
+}
+
+// mintedToken returns the join token of a node's creation in progress, and when it was minted.
+// The state's token is guarded by c.mu: the List goroutine reads it too.
+func (c *Controller) mintedToken(st *nodeState) (*jointoken.Token, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return st.token, st.tokenMinted
+}
+
+// setMintedToken records (or, with nil, forgets) the join token of a node's creation in progress.
+func (c *Controller) setMintedToken(st *nodeState, tok *jointoken.Token, minted time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.token, st.tokenMinted = tok, minted
 }
 
 // forgetJoinToken deletes the join token of a deleted instance, unless another live instance of
@@ -56,10 +80,73 @@ func (r *round) forgetJoinToken(ctx context.Context, inst cloudprovider.Instance
 			return nil
 		}
 	}
-	if r.st.token != nil && r.st.token.ID == inst.JoinTokenID {
-		r.st.token = nil
+	if tok, _ := r.c.mintedToken(r.st); tok != nil && tok.ID == inst.JoinTokenID {
+		r.c.setMintedToken(r.st, nil, time.Time{})
 	}
 	return r.c.deleteJoinToken(ctx, inst.JoinTokenID)
+}
+
+// heldJoinTokens returns the ids of the join tokens that creations in progress hold.
+func (c *Controller) heldJoinTokens() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := map[string]bool{}
+	for _, st := range c.state {
+		if st.token != nil {
+			held[st.token.ID] = true
+		}
+	}
+	return held
+}
+
+// collectOrphanTokens deletes the join token Secrets of this cluster that nothing will use: no
+// live instance of the List that started at listStart carries its id (nor an instance created
+// while it ran), no creation in progress holds it, and it was created before the List started.
+// Such a Secret is left by a crash between minting and Create, or by an instance deleted behind
+// the controller's back; without this only its expiry would remove it. A Secret created while
+// the List ran may belong to an instance the List could not show yet, so it waits for the next.
+//
+// The Secrets are listed before the instances and the creations in progress are read: a
+// creation records its token before creating the Secret (joinToken), and an instance carries it
+// before that record is dropped, so a listed Secret still in use is always seen in use.
+func (c *Controller) collectOrphanTokens(ctx context.Context, listStart time.Time) error {
+	logger := klog.FromContext(ctx)
+	secrets, err := c.kube.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: jointoken.Selector(c.cfg.ClusterName)})
+	if err != nil {
+		return fmt.Errorf("listing join tokens: %w", err)
+	}
+	carried := c.instances.joinTokens()
+	held := c.heldJoinTokens()
+	var errs []error
+	for i := range secrets.Items {
+		s := &secrets.Items[i]
+		id, ok := jointoken.IDOfSecret(s)
+		if !ok || s.Labels[jointoken.LabelCluster] != c.cfg.ClusterName {
+			continue
+		}
+		isLive, known := carried[id]
+		switch {
+		case isLive || held[id]:
+			continue
+		case !s.CreationTimestamp.Add(creationTimestampSlack).Before(listStart):
+			continue // minted while the List ran, or too close to it to tell
+		}
+		reason := "no instance carries it and no creation in progress holds it"
+		if known {
+			reason = "its instance is being deleted"
+		}
+		uid := s.UID
+		err := c.kube.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		switch {
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			// Gone already (the approver deletes a used token), or replaced.
+		case err != nil:
+			errs = append(errs, fmt.Errorf("deleting orphan join token %s: %w", id, err))
+		default:
+			logger.Info("Deleted orphan join token", "tokenID", id, "secret", klog.KObj(s), "reason", reason)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // deleteJoinToken deletes the Secret of join token id; gone is done.
@@ -72,12 +159,23 @@ func (c *Controller) deleteJoinToken(ctx context.Context, id string) error {
 }
 
 // NodeOfJoinToken returns the dedicated node name of the live instance whose join token id is
-// id; synced is false until the provider's instances have been listed. It is the CSR approver's
-// view of the instances (approver.Instances).
-func (c *Controller) NodeOfJoinToken(id string) (nodeName string, ok, synced bool) {
-	if s, _ := c.instances.hasSynced(); !s {
+// id, as of the last successful provider List (with the controller's own creations and deletions
+// since); fresh is false unless that List started at or after notBefore. It and RequestList are
+// the CSR approver's view of the instances (approver.Instances).
+func (c *Controller) NodeOfJoinToken(id string, notBefore time.Time) (nodeName string, ok, fresh bool) {
+	if synced, listStart := c.instances.hasSynced(); !synced || listStart.Before(notBefore) {
 		return "", false, false
 	}
 	inst, ok := c.instances.ofJoinToken(id)
 	return inst.NodeName, ok, true
+}
+
+// RequestList asks the provider resync loop for a List now, or right after the one in progress,
+// without waiting for the resync period. Requests coalesce: a List serves every request made
+// before it started. It does not block, and does not cut short the back-off after a failed List.
+func (c *Controller) RequestList() {
+	select {
+	case c.listNow <- struct{}{}:
+	default: // a List is already requested
+	}
 }

@@ -50,7 +50,7 @@ func NewManager(kube kubernetes.Interface, provider cloudprovider.Provider, reco
 	if opts.MintJoinTokens {
 		csrs := approver.NewInformerFactory(kube)
 		m.factories = append(m.factories, csrs)
-		m.approver, err = approver.New(kube, csrs.Certificates().V1().CertificateSigningRequests(), approver.InstancesFunc(c.NodeOfJoinToken), recorder)
+		m.approver, err = approver.New(kube, csrs.Certificates().V1().CertificateSigningRequests(), c, recorder, opts.Config.ClusterName)
 		if err != nil {
 			return nil, err
 		}

@@ -1,10 +1,21 @@
 // Package jointoken holds IPP's node credentials: the bootstrap token minted for one instance,
 // and the review of the kubelet client CSR made with it.
 //
-// Each instance gets its own bootstrap token (Secret kube-system/bootstrap-token-<id>, extra group
-// Group, expiring after the registration timeout). Its kubelet authenticates with it as
-// system:bootstrap:<id> and asks for a client certificate; IPP approves that CSR only for the
-// node name of the instance the token was minted for, once, and then deletes the token.
+// Each instance gets its own bootstrap token (Secret kube-system/bootstrap-token-<id>, expiring
+// after the registration timeout). Its kubelet authenticates with it as system:bootstrap:<id> and
+// asks for a client certificate; IPP approves that CSR only for the node name of the instance the
+// token was minted for, once, and then deletes the token.
+//
+// # Several installations in one cluster
+//
+// Several IPP installations, each with its own cluster name (--cluster-name), may share one
+// API server. Every token carries two extra groups: Group, the one RBAC binds to
+// system:node-bootstrapper so that the kubelet may create its CSR, and ClusterGroup(cluster),
+// which says which installation minted it. A CSR's spec.groups are the groups of its requester,
+// set by the API server, so an approver decides only the CSRs whose groups contain its own
+// cluster group and leaves the others, including those with Group alone, to the IPP they belong
+// to. The Secret is labelled LabelCluster=<cluster name> too, so that each installation lists
+// and cleans up only its own tokens.
 package jointoken
 
 import (
@@ -18,6 +29,8 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 )
@@ -26,8 +39,30 @@ import (
 // CSRs) may be bound to it; nothing that auto-approves node client certificates.
 const Group = "system:bootstrappers:ipp"
 
+// ClusterGroupPrefix starts the per-cluster extra group of a token: ClusterGroup.
+const ClusterGroupPrefix = Group + ":"
+
 // LabelManagedBy marks the token Secrets IPP minted, so that it lists and deletes only those.
 const LabelManagedBy = "ipp.io/join-token"
+
+// LabelCluster is the label whose value is the cluster name of the IPP that minted a token.
+const LabelCluster = "ipp.io/cluster"
+
+// ClusterGroup returns the extra group of the tokens that the IPP of cluster mints,
+// system:bootstrappers:ipp:<cluster>. Only that IPP's approver decides their CSRs.
+func ClusterGroup(cluster string) string { return ClusterGroupPrefix + cluster }
+
+// ValidateCluster returns an error unless cluster is a DNS-1123 label whose ClusterGroup is a
+// valid bootstrap token extra group (system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]).
+func ValidateCluster(cluster string) error {
+	if errs := validation.IsDNS1123Label(cluster); len(errs) > 0 {
+		return fmt.Errorf("invalid cluster name %q: %s", cluster, strings.Join(errs, "; "))
+	}
+	if err := bootstraputil.ValidateBootstrapGroupName(ClusterGroup(cluster)); err != nil {
+		return fmt.Errorf("invalid cluster name %q: %w", cluster, err)
+	}
+	return nil
+}
 
 // Token is one bootstrap token.
 type Token struct {
@@ -51,15 +86,19 @@ func New() (Token, error) {
 // SecretName returns the name of the Secret of the token id.
 func SecretName(id string) string { return bootstraputil.BootstrapTokenSecretName(id) }
 
-// Secret returns the bootstrap token Secret for t, valid for authentication only, until expires,
-// for the instance of nodeName (recorded in its description for people; IPP trusts the instance's
-// own record of the token id, not this).
-func Secret(t Token, nodeName string, expires time.Time) *corev1.Secret {
+// Secret returns the bootstrap token Secret for t, minted by the IPP of cluster, valid for
+// authentication and for signing cluster-info (kubeadm's token discovery), until expires, for the instance of nodeName (recorded in its description
+// for people; IPP trusts the instance's own record of the token id, not this). Its extra groups
+// are Group and ClusterGroup(cluster). It returns an error if cluster is invalid (ValidateCluster).
+func Secret(t Token, cluster, nodeName string, expires time.Time) (*corev1.Secret, error) {
+	if err := ValidateCluster(cluster); err != nil {
+		return nil, err
+	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      SecretName(t.ID),
 			Namespace: metav1.NamespaceSystem,
-			Labels:    map[string]string{LabelManagedBy: "true"},
+			Labels:    map[string]string{LabelManagedBy: "true", LabelCluster: cluster},
 		},
 		Type: corev1.SecretTypeBootstrapToken,
 		StringData: map[string]string{
@@ -67,13 +106,22 @@ func Secret(t Token, nodeName string, expires time.Time) *corev1.Secret {
 			bootstrapapi.BootstrapTokenSecretKey:           t.Secret,
 			bootstrapapi.BootstrapTokenExpirationKey:       expires.UTC().Format(time.RFC3339),
 			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
-			bootstrapapi.BootstrapTokenExtraGroupsKey:      Group,
-			bootstrapapi.BootstrapTokenDescriptionKey:      "IPP join token of instance " + nodeName + ", single use",
+			// kubeadm join's token discovery checks the cluster CA through the cluster-info
+			// ConfigMap signed with the token; a signing token grants no access of its own.
+			bootstrapapi.BootstrapTokenUsageSigningKey: "true",
+			bootstrapapi.BootstrapTokenExtraGroupsKey:  Group + "," + ClusterGroup(cluster),
+			bootstrapapi.BootstrapTokenDescriptionKey:  "IPP join token of instance " + nodeName + " of cluster " + cluster + ", single use",
 		},
-	}
+	}, nil
 }
 
-// IDOfSecret returns the token id of a Secret IPP minted, or false for any other Secret.
+// Selector returns the label selector of the token Secrets that the IPP of cluster minted.
+func Selector(cluster string) string {
+	return labels.Set{LabelManagedBy: "true", LabelCluster: cluster}.AsSelector().String()
+}
+
+// IDOfSecret returns the token id of a Secret IPP minted (of any cluster; see LabelCluster), or
+// false for any other Secret.
 func IDOfSecret(s *corev1.Secret) (string, bool) {
 	if s.Namespace != metav1.NamespaceSystem || s.Type != corev1.SecretTypeBootstrapToken || s.Labels[LabelManagedBy] != "true" {
 		return "", false

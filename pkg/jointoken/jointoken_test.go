@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 )
 
@@ -94,20 +97,38 @@ func TestSecret(t *testing.T) {
 		t.Fatalf("New() = %q, not a valid bootstrap token", tok.String())
 	}
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	s := Secret(tok, "ipp-a", exp)
+	s, err := Secret(tok, "prod", "ipp-a", exp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s.Type != corev1.SecretTypeBootstrapToken || s.Name != "bootstrap-token-"+tok.ID || s.Namespace != "kube-system" {
 		t.Fatalf("Secret() = %s/%s of type %s", s.Namespace, s.Name, s.Type)
 	}
 	for k, want := range map[string]string{
 		"token-id": tok.ID, "token-secret": tok.Secret, "expiration": "2030-01-02T03:04:05Z",
-		"usage-bootstrap-authentication": "true", "auth-extra-groups": Group,
+		"usage-bootstrap-authentication": "true", "auth-extra-groups": "system:bootstrappers:ipp,system:bootstrappers:ipp:prod",
 	} {
 		if got := s.StringData[k]; got != want {
 			t.Errorf("Secret().StringData[%s] = %q, want %q", k, got, want)
 		}
 	}
-	if _, ok := s.StringData["usage-bootstrap-signing"]; ok {
-		t.Error("the token may sign the cluster-info ConfigMap; it must only authenticate")
+	for _, g := range strings.Split(s.StringData["auth-extra-groups"], ",") {
+		if err := bootstraputil.ValidateBootstrapGroupName(g); err != nil {
+			t.Errorf("extra group: %v", err)
+		}
+	}
+	if diff := cmp.Diff(map[string]string{"ipp.io/join-token": "true", "ipp.io/cluster": "prod"}, s.Labels); diff != "" {
+		t.Errorf("Secret().Labels mismatch (-want +got):\n%s", diff)
+	}
+	if sel, err := labels.Parse(Selector("prod")); err != nil || !sel.Matches(labels.Set(s.Labels)) {
+		t.Errorf("Selector(prod) = %q (%v) does not match the Secret's labels", Selector("prod"), err)
+	}
+	if sel, _ := labels.Parse(Selector("other")); sel.Matches(labels.Set(s.Labels)) {
+		t.Errorf("Selector(other) matches a token of cluster prod")
+	}
+	// kubeadm join's token discovery needs cluster-info signed with the token.
+	if got := s.StringData["usage-bootstrap-signing"]; got != "true" {
+		t.Errorf("usage-bootstrap-signing = %q, want true: kubeadm join could not check the CA", got)
 	}
 	if id, ok := IDOfSecret(s); !ok || id != tok.ID {
 		t.Errorf("IDOfSecret() = %q, %v", id, ok)
@@ -119,5 +140,42 @@ func TestSecret(t *testing.T) {
 	csr.Spec.Username = "system:node:ipp-a"
 	if _, ok := Requester(csr); ok {
 		t.Error("Requester() of a node's own renewal reports a bootstrap token")
+	}
+}
+
+func TestClusterGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cluster   string
+		wantGroup string
+		wantErr   bool
+	}{
+		{name: "default", cluster: "ipp", wantGroup: "system:bootstrappers:ipp:ipp"},
+		{name: "with dash and digits", cluster: "prod-2", wantGroup: "system:bootstrappers:ipp:prod-2"},
+		{name: "longest label", cluster: strings.Repeat("a", 63), wantGroup: "system:bootstrappers:ipp:" + strings.Repeat("a", 63)},
+		{name: "empty", cluster: "", wantGroup: "system:bootstrappers:ipp:", wantErr: true},
+		{name: "trailing dash", cluster: "prod-", wantGroup: "system:bootstrappers:ipp:prod-", wantErr: true},
+		{name: "upper case", cluster: "Prod", wantGroup: "system:bootstrappers:ipp:Prod", wantErr: true},
+		{name: "comma", cluster: "a,system:masters", wantGroup: "system:bootstrappers:ipp:a,system:masters", wantErr: true},
+		{name: "too long", cluster: strings.Repeat("a", 64), wantGroup: "system:bootstrappers:ipp:" + strings.Repeat("a", 64), wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.wantGroup, ClusterGroup(tc.cluster)); diff != "" {
+				t.Errorf("ClusterGroup() mismatch (-want +got):\n%s", diff)
+			}
+			err := ValidateCluster(tc.cluster)
+			if gotErr := err != nil; gotErr != tc.wantErr {
+				t.Errorf("ValidateCluster() = %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr {
+				if err := bootstraputil.ValidateBootstrapGroupName(ClusterGroup(tc.cluster)); err != nil {
+					t.Errorf("ClusterGroup() is not a valid extra group: %v", err)
+				}
+			}
+			_, err = Secret(Token{ID: "abcdef", Secret: "0123456789abcdef"}, tc.cluster, "n", time.Time{})
+			if gotErr := err != nil; gotErr != tc.wantErr {
+				t.Errorf("Secret() error = %v, want error %v", err, tc.wantErr)
+			}
+		})
 	}
 }
