@@ -67,6 +67,9 @@ type CloudInstance struct {
 	Zone string
 	// State is the cloud's own name of the state (RUNNING, running, terminated...).
 	State string
+	// Bootstrap is the instance's rendered bootstrap (GCE startup-script metadata, EC2 user
+	// data): what root on the instance can read from its metadata server.
+	Bootstrap string
 	// Live is false once the instance is being deleted; GCE forgets deleted instances at once,
 	// EC2 shows them shutting-down, then terminated, for a while.
 	Live bool
@@ -225,6 +228,7 @@ func (c *GCECloud) convert(inst gceemu.Instance) CloudInstance {
 		ProviderID: gce.ProviderID(c.Server.Project(), inst.Zone, inst.Name),
 		Zone:       inst.Zone,
 		State:      inst.Status,
+		Bootstrap:  inst.Metadata["startup-script"],
 		Live:       true,
 		Booted:     inst.Booted,
 	}
@@ -341,6 +345,7 @@ func (c *EC2Cloud) Instances() []CloudInstance {
 			ProviderID: inst.ProviderID,
 			Zone:       inst.AvailabilityZone,
 			State:      inst.State,
+			Bootstrap:  inst.UserData,
 			Live:       inst.State != "shutting-down" && inst.State != "terminated",
 			Booted:     inst.Booted,
 		})

@@ -42,11 +42,13 @@ var Controllers = []string{
 	names.NodeLifecycleController,
 	names.TaintEvictionController,
 	// Joining nodes: sign kubelet client CSRs, approve those of groups bound to node-client
-	// auto-approval, delete old CSRs and expired bootstrap tokens.
+	// auto-approval, delete old CSRs and expired bootstrap tokens, and sign the cluster-info
+	// ConfigMap with every signing token (kubeadm join's token discovery checks it).
 	names.CertificateSigningRequestSigningController,
 	names.CertificateSigningRequestApprovingController,
 	names.CertificateSigningRequestCleanerController,
 	names.TokenCleanerController,
+	names.BootstrapSignerController,
 }
 
 // The scheduler and controller-manager are started the way their cmd/*/app/testing helpers do it

@@ -120,7 +120,7 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		e.Workers = append(e.Workers, name)
 	}
 
-	e.Booter = kubelet.NewBooter(cp.Discovery(), opts.Kubelet)
+	e.Booter = kubelet.NewBooter(opts.Kubelet)
 	e.Cloud, err = StartCloud(ctx, opts.Provider, CloudOptions{
 		ClusterName: cfg.ClusterName,
 		Booter:      e.Booter,

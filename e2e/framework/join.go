@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/ipp-project/ipp/e2e/kubelet"
@@ -32,8 +37,46 @@ const (
 	SharedJoinGroup = "system:bootstrappers:e2e-shared"
 )
 
-// setUpJoining creates the RBAC bindings of both kinds of token and the shared token's Secret.
+// setUpJoining does for token joins what kubeadm init does: the kube-public/cluster-info
+// ConfigMap (the cluster's server and CA, which kube-controller-manager's bootstrapsigner signs
+// with every signing token) readable by anyone, and the RBAC bindings of both kinds of token. It
+// also creates the shared token's Secret.
 func (cp *ControlPlane) setUpJoining(ctx context.Context) error {
+	info, err := clientcmd.Write(clientcmdapi.Config{
+		Clusters: map[string]*clientcmdapi.Cluster{"": {Server: cp.Host, CertificateAuthorityData: cp.CA.CertPEM}},
+	})
+	if err != nil {
+		return fmt.Errorf("encoding cluster-info: %w", err)
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.ConfigMapClusterInfo, Namespace: metav1.NamespacePublic},
+		Data:       map[string]string{bootstrapapi.KubeConfigKey: string(info)},
+	}
+	// kube-public is made by the apiserver's bootstrap controller, maybe a moment after start.
+	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := cp.Client.CoreV1().ConfigMaps(metav1.NamespacePublic).Create(ctx, cm, metav1.CreateOptions{})
+		return !apierrors.IsNotFound(err), err
+	})
+	if err != nil {
+		return fmt.Errorf("creating cluster-info: %w", err)
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:bootstrap-signer-clusterinfo", Namespace: metav1.NamespacePublic},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"},
+			ResourceNames: []string{bootstrapapi.ConfigMapClusterInfo}, Verbs: []string{"get"}}},
+	}
+	if _, err := cp.Client.RbacV1().Roles(metav1.NamespacePublic).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating Role %s: %w", role.Name, err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: metav1.NamespacePublic},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:anonymous"}},
+	}
+	if _, err := cp.Client.RbacV1().RoleBindings(metav1.NamespacePublic).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating RoleBinding %s: %w", rb.Name, err)
+	}
+
 	group := func(name string) []rbacv1.Subject {
 		return []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}}
 	}
@@ -68,6 +111,7 @@ func (cp *ControlPlane) setUpJoining(ctx context.Context) error {
 			bootstrapapi.BootstrapTokenIDKey:               id,
 			bootstrapapi.BootstrapTokenSecretKey:           secret,
 			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
+			bootstrapapi.BootstrapTokenUsageSigningKey:     "true",
 			bootstrapapi.BootstrapTokenExtraGroupsKey:      SharedJoinGroup,
 			bootstrapapi.BootstrapTokenDescriptionKey:      "the e2e tests' shared token, bound to node-client auto-approval like kubeadm's default token",
 		},
@@ -76,11 +120,6 @@ func (cp *ControlPlane) setUpJoining(ctx context.Context) error {
 		return fmt.Errorf("creating the shared join token: %w", err)
 	}
 	return nil
-}
-
-// Discovery is what a joining node's token discovery yields: the test CA.
-func (cp *ControlPlane) Discovery() kubelet.Discovery {
-	return kubelet.Discovery{CAPEM: cp.CA.CertPEM}
 }
 
 // CAPin is the --join-ca-cert-hash of the test CA.

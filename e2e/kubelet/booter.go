@@ -25,8 +25,7 @@ type BootResult struct {
 // Each joins as a real node does: with the bootstrap token of its `kubeadm join`, it asks for its
 // kubelet client certificate through a CSR and acts only with the certificate it is issued.
 type Booter struct {
-	discovery Discovery
-	template  Config
+	template Config
 
 	mu       sync.Mutex
 	kubelets map[string]*Kubelet
@@ -35,11 +34,11 @@ type Booter struct {
 
 var _ cloudemu.Booter = (*Booter)(nil)
 
-// NewBooter returns a Booter whose kubelets join a cluster whose token discovery yields d.
-// template supplies the settings that do not come from the bootstrap (capacity, intervals,
-// clock); its Registration and RESTConfig are ignored.
-func NewBooter(d Discovery, template Config) *Booter {
-	return &Booter{discovery: d, template: template, kubelets: map[string]*Kubelet{}}
+// NewBooter returns a Booter whose kubelets join the cluster their bootstrap names. template
+// supplies the settings that do not come from the bootstrap (capacity, intervals, clock); its
+// Registration and RESTConfig are ignored.
+func NewBooter(template Config) *Booter {
+	return &Booter{template: template, kubelets: map[string]*Kubelet{}}
 }
 
 // Boot starts the kubelet of instance req.InstanceID. Booting an instance that already runs a
@@ -78,7 +77,7 @@ func (b *Booter) Boot(ctx context.Context, req cloudemu.BootRequest) (err error)
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	restConfig, err := TLSBootstrap(ctx, dir, join, b.discovery, reg.NodeName)
+	restConfig, err := TLSBootstrap(ctx, dir, join, reg.NodeName)
 	if err != nil {
 		logger.Info("Node did not get its credentials", "node", reg.NodeName, "err", err)
 		return fmt.Errorf("booting instance %s: %w", req.InstanceID, err)

@@ -9,13 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	certutil "k8s.io/client-go/util/cert"
+	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
+	"k8s.io/kubernetes/cmd/kubeadm/app/discovery/token"
+	kubeconfigutil "k8s.io/kubernetes/cmd/kubeadm/app/util/kubeconfig"
 	"k8s.io/kubernetes/cmd/kubeadm/app/util/pubkeypin"
 	"k8s.io/kubernetes/pkg/kubelet/certificate/bootstrap"
 )
@@ -32,13 +34,8 @@ type JoinParams struct {
 	UnsafeSkipCAVerification bool
 }
 
-// Discovery is what kubeadm join's token discovery yields a node: the cluster's CA bundle. The
-// emulated node takes it from here instead of the kube-public/cluster-info ConfigMap, and checks
-// it against the bootstrap's pin as kubeadm does.
-type Discovery struct {
-	// CAPEM is the cluster CA, PEM-encoded.
-	CAPEM []byte
-}
+// discoveryTimeout bounds kubeadm's token discovery (kubeadm's own default is 5 minutes).
+const discoveryTimeout = time.Minute
 
 // ParseJoin reads the `kubeadm join` command of a rendered bootstrap script (continuation lines
 // joined), with kubeadm's flag names. It is an error if the script does not join the cluster.
@@ -79,29 +76,37 @@ func ParseJoin(script string) (JoinParams, error) {
 	return p, nil
 }
 
-// TLSBootstrap obtains the kubelet client credentials of nodeName as a joining node does: it
-// checks the discovered CA against the pin (kubeadm refuses to join without a pin unless told to
-// skip the check), writes a bootstrap kubeconfig holding the token, and runs the kubelet's own TLS
-// bootstrap (a CSR for system:node:<nodeName>, made as system:bootstrap:<token id>, waited on
-// until it is approved and signed, or denied). The credentials are returned in memory; dir is a
-// scratch directory.
-func TLSBootstrap(ctx context.Context, dir string, p JoinParams, d Discovery, nodeName string) (*rest.Config, error) {
-	cas, err := certutil.ParseCertsPEM(d.CAPEM)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the discovered cluster CA: %w", err)
+// TLSBootstrap obtains the kubelet client credentials of nodeName as a node joining with kubeadm
+// does. kubeadm's own token discovery fetches the cluster-info ConfigMap anonymously, checks its
+// JWS signature with the token and the CA against the pin (kubeadm refuses to join without a pin
+// unless told to skip the check); the kubelet's own TLS bootstrap then authenticates with the
+// token as system:bootstrap:<token id>, makes a CSR for system:node:<nodeName> and waits until it
+// is approved and signed, or denied. The credentials are returned in memory; dir is a scratch
+// directory.
+func TLSBootstrap(ctx context.Context, dir string, p JoinParams, nodeName string) (*rest.Config, error) {
+	if p.CACertHash == "" && !p.UnsafeSkipCAVerification {
+		return nil, errors.New("kubeadm join has neither --discovery-token-ca-cert-hash nor --discovery-token-unsafe-skip-ca-verification")
 	}
-	if err := checkPin(p, cas); err != nil {
-		return nil, err
+	disc := &kubeadmapi.Discovery{BootstrapToken: &kubeadmapi.BootstrapTokenDiscovery{
+		Token:                    p.Token,
+		APIServerEndpoint:        p.APIServerEndpoint,
+		UnsafeSkipCAVerification: p.UnsafeSkipCAVerification,
+	}}
+	if p.CACertHash != "" {
+		disc.BootstrapToken.CACertHashes = []string{p.CACertHash}
+	}
+	info, err := token.RetrieveValidatedConfigInfo(nil, disc, discoveryTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("token discovery of node %s: %w", nodeName, err)
+	}
+	clusterName, cluster, err := kubeconfigutil.GetClusterFromKubeConfig(info)
+	if err != nil {
+		return nil, fmt.Errorf("token discovery of node %s: %w", nodeName, err)
 	}
 	bootstrapPath := filepath.Join(dir, "bootstrap-kubelet.conf")
 	kubeconfigPath := filepath.Join(dir, "kubelet.conf")
-	bootstrapConfig := clientcmdapi.Config{
-		Clusters:       map[string]*clientcmdapi.Cluster{"cluster": {Server: "https://" + p.APIServerEndpoint, CertificateAuthorityData: d.CAPEM}},
-		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"tls-bootstrap-token-user": {Token: p.Token}},
-		Contexts:       map[string]*clientcmdapi.Context{"tls-bootstrap": {Cluster: "cluster", AuthInfo: "tls-bootstrap-token-user"}},
-		CurrentContext: "tls-bootstrap",
-	}
-	if err := clientcmd.WriteToFile(bootstrapConfig, bootstrapPath); err != nil {
+	bootstrapConfig := kubeconfigutil.CreateWithToken(cluster.Server, clusterName, "tls-bootstrap-token-user", cluster.CertificateAuthorityData, p.Token)
+	if err := clientcmd.WriteToFile(*bootstrapConfig, bootstrapPath); err != nil {
 		return nil, fmt.Errorf("writing the bootstrap kubeconfig: %w", err)
 	}
 	if err := bootstrap.LoadClientCert(ctx, kubeconfigPath, bootstrapPath, dir, types.NodeName(nodeName)); err != nil {
@@ -116,24 +121,6 @@ func TLSBootstrap(ctx context.Context, dir string, p JoinParams, d Discovery, no
 	}
 	cfg.CAFile, cfg.CertFile, cfg.KeyFile = "", "", ""
 	return cfg, nil
-}
-
-// checkPin does what kubeadm's token discovery does with the CA it fetched.
-func checkPin(p JoinParams, cas []*x509.Certificate) error {
-	if p.CACertHash == "" {
-		if p.UnsafeSkipCAVerification {
-			return nil
-		}
-		return errors.New("kubeadm join has neither --discovery-token-ca-cert-hash nor --discovery-token-unsafe-skip-ca-verification")
-	}
-	pins := pubkeypin.NewSet()
-	if err := pins.Allow(p.CACertHash); err != nil {
-		return fmt.Errorf("invalid --discovery-token-ca-cert-hash: %w", err)
-	}
-	if err := pins.CheckAny(cas); err != nil {
-		return fmt.Errorf("the discovered cluster CA does not match the pinned hash: %w", err)
-	}
-	return nil
 }
 
 // CAPin returns the --discovery-token-ca-cert-hash of a CA certificate, as kubeadm prints it.

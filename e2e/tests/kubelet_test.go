@@ -48,7 +48,7 @@ func bootIPPNode(t *testing.T, booter *kubelet.Booter, name string) cloudemu.Boo
 }
 
 func newBooter() *kubelet.Booter {
-	return kubelet.NewBooter(cluster.Discovery(), kubelet.Config{})
+	return kubelet.NewBooter(kubelet.Config{})
 }
 
 // TestBootedNodeRunsPods: a node booted from a rendered bootstrap registers under its own

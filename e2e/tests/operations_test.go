@@ -119,7 +119,7 @@ func testOperations(t *testing.T, provider string) {
 
 	// The cloud: the provider's emulator, whose instances boot into Nodes through emulated
 	// kubelets.
-	booter := kubelet.NewBooter(cluster.Discovery(), kubelet.Config{})
+	booter := kubelet.NewBooter(kubelet.Config{})
 	cloud, err := framework.StartCloud(ctx, provider, framework.CloudOptions{
 		ClusterName: cfg.ClusterName,
 		Booter:      booter,

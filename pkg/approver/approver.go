@@ -76,11 +76,7 @@ type Instances interface {
 
 // freshListWait is how soon a CSR waiting for a provider List newer than itself is looked at
 // again.
-const freshListWait = time.Second
-
-// creationTimestampPrecision is the precision of a CSR's creationTimestamp: the CSR was created
-// before its creationTimestamp plus this, so a List that started then started after the CSR.
-const creationTimestampPrecision = time.Second
+const freshListWait = 250 * time.Millisecond
 
 // Approver approves and denies the CSRs of IPP's join tokens.
 type Approver struct {
@@ -96,6 +92,12 @@ type Approver struct {
 	// approved holds the token ids this process approved a CSR for, in case the informer has not
 	// shown the approval yet when a second CSR of the token arrives.
 	approved map[string]bool
+	// seen is when this process first looked at each undecided CSR. The CSR existed then, so a
+	// List that started later started after the CSR was created; both times come from this
+	// process's clock, with no rounding (a creationTimestamp has whole seconds, from the
+	// apiserver's clock).
+	seen map[string]time.Time
+	now  func() time.Time
 }
 
 // NewInformerFactory returns the informer factory whose CSR informer New expects: CSRs of the
@@ -125,6 +127,8 @@ func New(kube kubernetes.Interface, csrs certinformers.CertificateSigningRequest
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-approver"}),
 		approved: map[string]bool{},
+		seen:     map[string]time.Time{},
+		now:      time.Now,
 	}
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -197,6 +201,7 @@ func (a *Approver) IssuedFor(id, nodeName string) bool {
 func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error) {
 	csr, err := a.csrs.Get(name)
 	if apierrors.IsNotFound(err) {
+		a.forget(name)
 		return 0, nil
 	}
 	if err != nil {
@@ -219,7 +224,7 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 		return 0, nil
 	}
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "csr", csr.Name, "tokenID", id)
-	nodeName, found, fresh := a.instances.NodeOfJoinToken(id, csr.CreationTimestamp.Add(creationTimestampPrecision))
+	nodeName, found, fresh := a.instances.NodeOfJoinToken(id, a.firstSeen(csr.Name))
 	if !fresh {
 		// A List older than the CSR may still show an instance deleted just before it: wait
 		// for one that started after the CSR was created, neither approving nor denying.
@@ -227,6 +232,7 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 		logger.V(4).Info("Waiting for a provider List that started after the CSR", "created", csr.CreationTimestamp)
 		return freshListWait, nil
 	}
+	a.forget(csr.Name)
 	var reason string
 	switch {
 	case !found:
@@ -261,6 +267,24 @@ func (a *Approver) sync(ctx context.Context, name string) (time.Duration, error)
 	logger.Info("Approved kubelet client CSR", "nodeName", nodeName)
 	a.recorder.Eventf(csr, corev1.EventTypeNormal, ReasonApproved, "Approved the kubelet client certificate of node %s (join token %s); the token is deleted", nodeName, id)
 	return 0, a.deleteToken(ctx, id)
+}
+
+// firstSeen returns when this process first looked at the CSR name, recording now the first time.
+func (a *Approver) firstSeen(name string) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.seen[name]
+	if !ok {
+		t = a.now()
+		a.seen[name] = t
+	}
+	return t
+}
+
+func (a *Approver) forget(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.seen, name)
 }
 
 // usedBefore reports whether another CSR of token id was approved.

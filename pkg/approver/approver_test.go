@@ -84,6 +84,10 @@ func (f *fakeInstances) RequestList() { f.requested++ }
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// firstLook is when the test approvers look at a CSR for the first time: a second after it was
+// created (t0), as if the approver saw it late.
+var firstLook = t0.Add(1500 * time.Millisecond)
+
 // newApprover returns an approver over a fake clientset holding csr, others and the Secret of
 // csr's token, with the CSR informer's cache filled.
 func newApprover(t *testing.T, instances Instances, csr *certificatesv1.CertificateSigningRequest, others ...*certificatesv1.CertificateSigningRequest) (*Approver, *fake.Clientset) {
@@ -100,6 +104,7 @@ func newApprover(t *testing.T, instances Instances, csr *certificatesv1.Certific
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.now = func() time.Time { return firstLook }
 	for _, c := range append(others, csr) {
 		if err := inf.Informer().GetIndexer().Add(c); err != nil {
 			t.Fatal(err)
@@ -140,9 +145,9 @@ func TestFreshList(t *testing.T) {
 		{name: "no List yet", nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
 		{name: "List older than the CSR", listStart: t0.Add(-time.Minute), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
 		{name: "List older than the CSR, without the instance", listStart: t0.Add(-time.Minute), want: result{After: freshListWait, Requested: 1}},
-		{name: "List within the CSR's creation second", listStart: t0.Add(500 * time.Millisecond), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
-		{name: "fresh List without the instance", listStart: t0.Add(time.Second), want: result{Verdict: certificatesv1.CertificateDenied}},
-		{name: "fresh List with the instance", listStart: t0.Add(time.Second), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{Verdict: certificatesv1.CertificateApproved}},
+		{name: "List started just before the first look", listStart: firstLook.Add(-time.Millisecond), nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{After: freshListWait, Requested: 1}},
+		{name: "fresh List without the instance", listStart: firstLook, want: result{Verdict: certificatesv1.CertificateDenied}},
+		{name: "fresh List with the instance", listStart: firstLook, nodes: map[string]string{"aaaaaa": "ipp-a"}, want: result{Verdict: certificatesv1.CertificateApproved}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			instances := &fakeInstances{listStart: tc.listStart, nodes: tc.nodes}
@@ -162,7 +167,7 @@ func TestFreshList(t *testing.T) {
 }
 
 func TestSync(t *testing.T) {
-	instances := &fakeInstances{listStart: t0, nodes: map[string]string{"aaaaaa": "ipp-a", "bbbbbb": "ipp-b"}}
+	instances := &fakeInstances{listStart: firstLook, nodes: map[string]string{"aaaaaa": "ipp-a", "bbbbbb": "ipp-b"}}
 	renewal := csrFor(t, "renewal", "aaaaaa", "system:node:ipp-a")
 	renewal.Spec.Username, renewal.Spec.Groups = "system:node:ipp-a", []string{"system:nodes"}
 	for _, tc := range []struct {
@@ -197,6 +202,7 @@ func TestSync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			a.now = func() time.Time { return firstLook }
 			for _, c := range append(tc.others, tc.csr) {
 				if err := inf.Informer().GetIndexer().Add(c); err != nil {
 					t.Fatal(err)

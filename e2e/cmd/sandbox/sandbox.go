@@ -112,7 +112,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		s.workers = append(s.workers, k)
 	}
 
-	s.booter = kubelet.NewBooter(s.cp.Discovery(), kubelet.Config{})
+	s.booter = kubelet.NewBooter(kubelet.Config{})
 	s.gce = gceemu.New(gceemu.Options{BootDelay: o.bootDelay, Booter: s.booter})
 	if err := s.gce.Start(); err != nil {
 		return nil, fmt.Errorf("starting the Compute emulator: %w", err)

@@ -92,7 +92,7 @@ func (i Instance) String() string {
 // failed, its instances and call statistics are logged first.
 func StartCloud(t testing.TB, kind Kind, cp *framework.ControlPlane, opts CloudOptions) *Cloud {
 	t.Helper()
-	c := &Cloud{Kind: kind, Booter: kubelet.NewBooter(cp.Discovery(), kubelet.Config{}), join: cp.MintedJoin()}
+	c := &Cloud{Kind: kind, Booter: kubelet.NewBooter(kubelet.Config{}), join: cp.MintedJoin()}
 	t.Cleanup(c.Booter.Stop)
 	switch kind {
 	case GCE:
