@@ -83,7 +83,7 @@ func (cp *ControlPlane) setUpJoining(ctx context.Context) error {
 	bindings := []*rbacv1.ClusterRoleBinding{
 		// deploy/ grants IPP's tokens this and nothing else.
 		{
-			ObjectMeta: metav1.ObjectMeta{Name: "ipp-node-bootstrappers"},
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-ipp-node-bootstrappers"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
 			Subjects:   group(jointoken.Group),
 		},

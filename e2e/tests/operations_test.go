@@ -200,6 +200,10 @@ func testOperations(t *testing.T, provider string) {
 		checkForbidden(t, sa, ns)
 	})
 
+	t.Run("join tokens: the ServiceAccount mints and deletes only IPP's", func(t *testing.T) {
+		checkJoinTokenPolicy(t, sa, cfg.ClusterName)
+	})
+
 	t.Run("the CA rotates with no failed admission", func(t *testing.T) {
 		if provider != providers[0] {
 			t.Skipf("The rotation does not depend on the provider; it ran on %s", providers[0])
