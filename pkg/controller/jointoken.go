@@ -35,6 +35,8 @@ func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 			return jointoken.Token{}, err
 		}
 		r.c.setMintedToken(r.st, nil, time.Time{})
+		// The creation's user data changes with its token: it needs a key of its own.
+		r.newKey()
 	}
 	tok, err := jointoken.New()
 	if err != nil {

@@ -353,3 +353,37 @@ func TestRequestList(t *testing.T) {
 	// No clock step happened: every List after the first was requested.
 	diff(t, "clock", t0, f.clock.Now())
 }
+
+// TestNewTokenHasNewKey: a creation retried with a replacement token (the first one had used
+// half its life) is sent with a new idempotency key, since the cloud refuses a key it saw with
+// other user data (EC2: IdempotentParameterMismatch), and the old token is deleted.
+func TestNewTokenHasNewKey(t *testing.T) {
+	f := newFixture(t)
+	f.withTokens(map[string]string{})
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	f.list()
+	f.provider.FailNext("create", cloudprovider.NewError(cloudprovider.KindTransient, "create", "Timeout", errors.New("reply lost")))
+	if _, err := f.sync(n); err == nil {
+		t.Fatal("sync with a failing Create succeeded")
+	}
+	first, _ := f.c.mintedToken(f.c.nodeStateOf(n))
+	if first == nil {
+		t.Fatal("no token minted for the failed creation")
+	}
+	// Still in the same registration-timeout epoch, but past half the token's life.
+	f.clock.Step(testRegTimeout/2 + time.Second)
+	f.mustSync(n)
+	var keys []string
+	for _, c := range f.provider.Calls() {
+		if c.Op == "create" {
+			keys = append(keys, c.Key)
+		}
+	}
+	if len(keys) != 2 || keys[0] == keys[1] {
+		t.Errorf("Create keys %q: want two, the retry with a new token under a new key", keys)
+	}
+	if _, err := f.kube.CoreV1().Secrets(metav1.NamespaceSystem).Get(f.ctx, jointoken.SecretName(first.ID), metav1.GetOptions{}); err == nil {
+		t.Errorf("the replaced token %s still exists", first.ID)
+	}
+}

@@ -28,17 +28,15 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if r.c.cfg.ClassScope != isolation.ScopeNamespace {
 		namespace = ""
 	}
-	if r.st.createKey == "" {
-		r.st.createKey = IdempotencyKey(r.name, oldest.UID, r.epoch(), r.st.salt)
-	}
 	spec := cloudprovider.InstanceSpec{
-		NodeName:       r.name,
-		Class:          class,
-		Namespace:      namespace,
-		NodeLabels:     r.c.cfg.NodeLabels(),
-		NodeTaints:     r.c.cfg.Taints(),
-		IdempotencyKey: r.st.createKey,
+		NodeName:   r.name,
+		Class:      class,
+		Namespace:  namespace,
+		NodeLabels: r.c.cfg.NodeLabels(),
+		NodeTaints: r.c.cfg.Taints(),
 	}
+	// The token first: a new token is new user data, which needs a new key (a key the cloud saw
+	// with other user data is refused, as EC2's IdempotentParameterMismatch).
 	if r.c.mintTokens {
 		tok, err := r.joinToken(ctx)
 		if err != nil {
@@ -46,6 +44,10 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		}
 		spec.JoinToken, spec.JoinTokenID = tok.String(), tok.ID
 	}
+	if r.st.createKey == "" {
+		r.st.createKey = IdempotencyKey(r.name, oldest.UID, r.epoch(), r.st.salt)
+	}
+	spec.IdempotencyKey = r.st.createKey
 	inst, err := r.c.provider.Create(ctx, spec)
 	if err != nil {
 		if cloudprovider.IsNotFound(err) {

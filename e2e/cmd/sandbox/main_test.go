@@ -59,4 +59,13 @@ func TestSandbox(t *testing.T) {
 	if count != 4 {
 		t.Errorf("%d example Pods reported running, want 4", count)
 	}
+	// Each example class's instance joined with a token of its own, approved by ipp.
+	for what, re := range map[string]*regexp.Regexp{
+		"tokens minted":        regexp.MustCompile(`(?m)^.*Join token ([a-z0-9]{6}) minted: IPP join token of instance ipp-class[01]-`),
+		"CSRs approved by ipp": regexp.MustCompile(`(?m)^.*CSR \S+ of system:bootstrap:[a-z0-9]{6} approved \(IPPJoinTokenApproved\)`),
+	} {
+		if n := len(re.FindAllString(out.String(), -1)); n < 2 {
+			t.Errorf("%d %s, want one per example class", n, what)
+		}
+	}
 }

@@ -9,21 +9,27 @@ import (
 	"sync"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jointoken"
 )
 
 // progress prints what a user wants to see happen: Nodes registering, being bound, cordoned and
-// deleted; Pods waiting, running (with the time from creation) and failing; Warning Events.
+// deleted; Pods waiting, running (with the time from creation) and failing; Warning Events; the
+// join tokens ipp mints and the kubelet CSRs it approves or denies.
 type progress struct {
 	s      *sandbox
 	cancel context.CancelFunc
 	pods   informers.SharedInformerFactory
+	tokens informers.SharedInformerFactory
 
 	mu       sync.Mutex
 	seen     map[string]time.Time     // pod key -> when it was first seen (or created)
@@ -38,6 +44,8 @@ func newProgress(s *sandbox) *progress {
 func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
 	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	p.pods = informers.NewSharedInformerFactory(c, 0)
+	p.tokens = informers.NewSharedInformerFactoryWithOptions(c, 0, informers.WithNamespace(metav1.NamespaceSystem),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = jointoken.LabelManagedBy + "=true" }))
 	handlers := []struct {
 		informer cache.SharedIndexInformer
 		h        cache.ResourceEventHandlerFuncs
@@ -63,6 +71,18 @@ func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
 		{p.pods.Core().V1().Events().Informer(), cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) { p.event(obj.(*corev1.Event)) },
 		}},
+		{p.tokens.Core().V1().Secrets().Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) { p.token(obj.(*corev1.Secret), false) },
+			DeleteFunc: func(obj any) {
+				if s, ok := tombstone(obj).(*corev1.Secret); ok {
+					p.token(s, true)
+				}
+			},
+		}},
+		{p.pods.Certificates().V1().CertificateSigningRequests().Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { p.csr(obj.(*certificatesv1.CertificateSigningRequest)) },
+			UpdateFunc: func(_, obj any) { p.csr(obj.(*certificatesv1.CertificateSigningRequest)) },
+		}},
 	}
 	for _, h := range handlers {
 		if _, err := h.informer.AddEventHandler(h.h); err != nil {
@@ -70,7 +90,9 @@ func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
 		}
 	}
 	p.pods.Start(ctx.Done())
+	p.tokens.Start(ctx.Done())
 	p.pods.WaitForCacheSync(ctx.Done())
+	p.tokens.WaitForCacheSync(ctx.Done())
 	return nil
 }
 
@@ -78,6 +100,7 @@ func (p *progress) stop() {
 	if p.cancel != nil {
 		p.cancel()
 		p.pods.Shutdown()
+		p.tokens.Shutdown()
 	}
 }
 
@@ -175,6 +198,30 @@ func ready(pod *corev1.Pod) bool {
 
 // event prints Warning Events, which say why something waits or was refused, except the
 // scheduler's: a Pod waiting for its dedicated node is reported as pending already.
+// token reports a join token ipp minted or deleted.
+func (p *progress) token(s *corev1.Secret, deleted bool) {
+	id, ok := jointoken.IDOfSecret(s)
+	if !ok {
+		return
+	}
+	if deleted {
+		p.report("token/"+id, "deleted", "Join token %s deleted (used once, or its instance is gone)", id)
+		return
+	}
+	p.report("token/"+id, "minted", "Join token %s minted: %s, groups %s, expires %s", id,
+		s.Data[bootstrapapi.BootstrapTokenDescriptionKey], s.Data[bootstrapapi.BootstrapTokenExtraGroupsKey], s.Data[bootstrapapi.BootstrapTokenExpirationKey])
+}
+
+// csr reports the decision on a kubelet client CSR.
+func (p *progress) csr(c *certificatesv1.CertificateSigningRequest) {
+	for _, cond := range c.Status.Conditions {
+		if cond.Status != corev1.ConditionTrue || (cond.Type != certificatesv1.CertificateApproved && cond.Type != certificatesv1.CertificateDenied) {
+			continue
+		}
+		p.report("csr/"+c.Name, string(cond.Type), "CSR %s of %s %s (%s): %s", c.Name, c.Spec.Username, strings.ToLower(string(cond.Type)), cond.Reason, cond.Message)
+	}
+}
+
 func (p *progress) event(e *corev1.Event) {
 	if e.Type != corev1.EventTypeWarning || e.Reason == "FailedScheduling" ||
 		!e.LastTimestamp.IsZero() && time.Since(e.LastTimestamp.Time) > time.Minute {
