@@ -212,6 +212,14 @@ func TestOverlays(t *testing.T) {
 				if diff := cmp.Diff(want, clusterRole.Rules); diff != "" {
 					t.Errorf("with cert-manager the ClusterRole's rules are not the base's less the webhook configurations (-want +got):\n%s", diff)
 				}
+				// Likewise the Role's: the base's without the Secrets.
+				baseRole := named[*rbacv1.Role](t, decode(t, render(t, "base")), "ipp-system", "ipp")
+				wantRole := slices.DeleteFunc(slices.Clone(baseRole.Rules), func(rule rbacv1.PolicyRule) bool {
+					return slices.Contains(rule.Resources, "secrets")
+				})
+				if diff := cmp.Diff(wantRole, role.Rules); diff != "" {
+					t.Errorf("with cert-manager the Role's rules are not the base's less the Secrets (-want +got):\n%s", diff)
+				}
 				if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/ipp/tls" || !c.VolumeMounts[0].ReadOnly {
 					t.Errorf("volume mounts = %+v, want the serving Secret read-only at /etc/ipp/tls", c.VolumeMounts)
 				}
@@ -472,6 +480,11 @@ func checkRBAC(t *testing.T, r rendered) {
 						t.Errorf("%s %s: Secrets other than ipp-webhook-tls: %+v", kind, name, rule)
 					}
 				}
+			}
+			// ConfigMaps: only the join token journal, in the controller's namespace
+			// (checkNodeCredentials checks the rules).
+			if slices.Contains(rule.Resources, "configmaps") && (kind != "Role" || namespace != "ipp-system" || name != "ipp") {
+				t.Errorf("%s %s/%s: ConfigMaps outside the Role ipp-system/ipp: %+v", kind, namespace, name, rule)
 			}
 			if slices.Contains(rule.Resources, "signers") && !slices.Equal(rule.ResourceNames, []string{"kubernetes.io/kube-apiserver-client-kubelet"}) {
 				t.Errorf("%s %s: signers other than the kubelet client's: %+v", kind, name, rule)

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/cel/environment"
 
+	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/jointoken"
 )
 
@@ -304,6 +305,23 @@ func checkNodeCredentials(t *testing.T, r rendered) {
 	}
 	if diff := cmp.Diff(ippSubjects, rb.Subjects); diff != "" {
 		t.Errorf("RoleBinding kube-system/ipp-join-tokens subjects (-want +got):\n%s", diff)
+	}
+
+	// The journal of the tokens minted, where the controller finds orphans: create (a name is not
+	// known when a create is authorized), and get and patch of that one ConfigMap. Never a list,
+	// and nothing on Secrets beyond create and delete: the controller reads no Secret.
+	var journalRules []rbacv1.PolicyRule
+	for _, rule := range named[*rbacv1.Role](t, r, "ipp-system", "ipp").Rules {
+		if slices.Contains(rule.Resources, "configmaps") {
+			journalRules = append(journalRules, rule)
+		}
+	}
+	wantJournal := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.JournalName}, Verbs: []string{"get", "patch"}},
+	}
+	if diff := cmp.Diff(wantJournal, journalRules); diff != "" {
+		t.Errorf("Role ipp-system/ipp configmaps rules (-want +got):\n%s", diff)
 	}
 
 	var csrRules []rbacv1.PolicyRule

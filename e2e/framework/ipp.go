@@ -190,6 +190,7 @@ func (e *IPP) StartController(ctx context.Context) error {
 		RegistrationTimeout: e.opts.RegistrationTimeout,
 		ProviderResync:      e.opts.ProviderResync,
 		MintJoinTokens:      true,
+		JournalNamespace:    metav1.NamespaceSystem,
 	})
 	if err != nil {
 		cancel()

@@ -501,9 +501,10 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 			metrics.SetLeader(true)
 			defer metrics.SetLeader(false)
 			m, err := controller.NewManager(kube, instrumented, recorder, controller.Options{
-				Config:         cfg,
-				ProviderResync: 2 * time.Second,
-				MintJoinTokens: true,
+				Config:           cfg,
+				ProviderResync:   2 * time.Second,
+				MintJoinTokens:   true,
+				JournalNamespace: opsNamespace,
 			})
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -63,6 +65,10 @@ type Options struct {
 	// kube-system minted before Create, expiring after the registration timeout), and binds a
 	// Node only once Issued says its credentials were issued for that token.
 	MintJoinTokens bool
+	// JournalNamespace is the namespace of the ConfigMap JournalName, which records the join
+	// tokens minted so that orphans can be found without reading Secrets in kube-system.
+	// Installations of different cluster names may share it. Required with MintJoinTokens.
+	JournalNamespace string
 	// Issued reports whether a kubelet client certificate for nodeName was issued with the join
 	// token id (approver.Approver.IssuedFor). Required with MintJoinTokens.
 	Issued func(id, nodeName string) bool
@@ -80,6 +86,7 @@ type Controller struct {
 
 	mintTokens bool
 	issued     func(id, nodeName string) bool
+	journal    journal
 
 	idleTTL        time.Duration
 	regTimeout     time.Duration
@@ -146,6 +153,9 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		if err := jointoken.ValidateCluster(opts.Config.ClusterName); err != nil {
 			return nil, fmt.Errorf("controller: %w", err)
 		}
+		if errs := validation.IsDNS1123Label(opts.JournalNamespace); len(errs) > 0 {
+			return nil, fmt.Errorf("controller: invalid join token journal namespace %q: %s", opts.JournalNamespace, strings.Join(errs, "; "))
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -166,6 +176,7 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		cfg:            opts.Config,
 		mintTokens:     opts.MintJoinTokens,
 		issued:         opts.Issued,
+		journal:        journal{kube: kube, namespace: opts.JournalNamespace, cluster: opts.Config.ClusterName},
 		clock:          opts.Clock,
 		idleTTL:        orDefault(opts.IdleTTL, DefaultIdleTTL),
 		regTimeout:     orDefault(opts.RegistrationTimeout, orDefault(provider.RegistrationTimeout(), DefaultRegistrationTimeout)),

@@ -38,10 +38,16 @@
 //
 // With Options.MintJoinTokens each creation first mints the instance's bootstrap token (a Secret
 // labelled with the cluster name) and records it in memory until the Node is bound or the
-// instance deleted; deleting an instance deletes its token. After every provider List, the
-// token Secrets of this cluster that no live instance carries, no creation in progress holds and
-// that were created before the List started are deleted as orphans (a crash between minting and
-// Create, an instance deleted behind the controller's back). NodeOfJoinToken and RequestList are
+// instance deleted; deleting an instance deletes its token. Before the Secret is created, the
+// token is recorded in the journal, ConfigMap JournalName in Options.JournalNamespace (one key
+// "<cluster>.<token id>" per token, naming its node and when it was minted; see journal.go). After
+// every provider List the controller reads the journal once, and for each token of this cluster
+// that no live instance carries, no creation in progress holds and that was minted before the
+// List started, it deletes the Secret (already gone is fine) and then the entry. That removes the
+// orphans (a crash between minting and Create, an instance deleted behind the controller's back)
+// and the entries of tokens used or deleted with their instance, so the journal holds only the
+// tokens of live instances and creations in progress. The controller never reads a Secret:
+// RBAC cannot grant a read of some Secrets in kube-system only. NodeOfJoinToken and RequestList are
 // the CSR approver's view: it decides a CSR only from a List that started after the CSR, and
 // RequestList starts one at once instead of after the resync period.
 //

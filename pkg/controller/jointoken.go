@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,11 +24,11 @@ const FieldManager = "ipp-controller"
 // left; an older one is deleted and replaced, so that an instance never boots with a token about
 // to expire.
 //
-// The token is recorded in the node's state before its Secret is created, so that the orphan
-// collection after a List (collectOrphanTokens), which reads the state after listing the Secrets,
-// never sees the Secret of a creation in progress without its record. A crash between minting
-// and Create leaves a Secret no instance carries: the first List of the restarted controller
-// deletes it.
+// The token is recorded in the node's state, then in the journal, and only then is its Secret
+// created. The orphan collection after a List (collectOrphanTokens) reads the journal before the
+// state, so it never sees the entry of a creation in progress without its record in the state;
+// and a crash at any point after the journal write leaves an entry that no instance carries, whose
+// Secret (if it was created) the first List of the restarted controller deletes.
 func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 	if tok, minted := r.c.mintedToken(r.st); tok != nil && r.now.Sub(minted) < r.c.regTimeout/2 {
 		return *tok, nil
@@ -47,6 +49,10 @@ func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 		return jointoken.Token{}, err
 	}
 	r.c.setMintedToken(r.st, &tok, r.now)
+	if err := r.c.journal.record(ctx, tok.ID, r.name, r.now); err != nil {
+		r.c.setMintedToken(r.st, nil, time.Time{})
+		return jointoken.Token{}, fmt.Errorf("minting join token for node %s: %w", r.name, err)
+	}
 	if _, err := r.c.kube.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		// If the Secret was created after all, it is an orphan now, collected after a List.
 		r.c.setMintedToken(r.st, nil, time.Time{})
@@ -101,51 +107,60 @@ func (c *Controller) heldJoinTokens() map[string]bool {
 	return held
 }
 
-// collectOrphanTokens deletes the join token Secrets of this cluster that nothing will use: no
-// live instance of the List that started at listStart carries its id (nor an instance created
-// while it ran), no creation in progress holds it, and it was created before the List started.
-// Such a Secret is left by a crash between minting and Create, or by an instance deleted behind
-// the controller's back; without this only its expiry would remove it. A Secret created while
-// the List ran may belong to an instance the List could not show yet, so it waits for the next.
+// collectOrphanTokens deletes the join token Secrets of this cluster that nothing will use, and
+// forgets them in the journal. A token is an orphan when no live instance of the List that
+// started at listStart carries its id (nor an instance created while it ran), no creation in
+// progress holds it, and it was minted before the List started. Such a token is left by a crash
+// between minting and Create, or by an instance deleted behind the controller's back; without
+// this only its expiry would remove it. A token minted while the List ran may belong to an
+// instance the List could not show yet, so it waits for the next.
 //
-// The Secrets are listed before the instances and the creations in progress are read: a
-// creation records its token before creating the Secret (joinToken), and an instance carries it
-// before that record is dropped, so a listed Secret still in use is always seen in use.
+// The same rule forgets the tokens already gone: those used (the approver deletes a token once its
+// CSR is approved) and those deleted with their instance. Their Secret's deletion says NotFound
+// once the instance is gone, and the entry goes. So the journal holds the tokens of live instances
+// and of creations in progress, and those of the last moments.
+//
+// The journal is read before the instances and the creations in progress: a creation records its
+// token in its state before the journal (joinToken), and an instance carries it before that
+// record is dropped, so an entry still in use is always seen in use. No Secret is read: that
+// would take reading every Secret in kube-system.
 func (c *Controller) collectOrphanTokens(ctx context.Context, listStart time.Time) error {
 	logger := klog.FromContext(ctx)
-	secrets, err := c.kube.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: jointoken.Selector(c.cfg.ClusterName)})
+	entries, err := c.journal.tokens(ctx)
 	if err != nil {
-		return fmt.Errorf("listing join tokens: %w", err)
+		return fmt.Errorf("reading the join token journal: %w", err)
 	}
 	carried := c.instances.joinTokens()
 	held := c.heldJoinTokens()
 	var errs []error
-	for i := range secrets.Items {
-		s := &secrets.Items[i]
-		id, ok := jointoken.IDOfSecret(s)
-		if !ok || s.Labels[jointoken.LabelCluster] != c.cfg.ClusterName {
-			continue
-		}
+	for _, id := range slices.Sorted(maps.Keys(entries)) {
+		e := entries[id]
 		isLive, known := carried[id]
 		switch {
 		case isLive || held[id]:
 			continue
-		case !s.CreationTimestamp.Add(creationTimestampSlack).Before(listStart):
+		case !e.Minted.Add(creationTimestampSlack).Before(listStart):
 			continue // minted while the List ran, or too close to it to tell
 		}
 		reason := "no instance carries it and no creation in progress holds it"
 		if known {
 			reason = "its instance is being deleted"
 		}
-		uid := s.UID
-		err := c.kube.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		name := jointoken.SecretName(id)
+		err := c.kube.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{})
 		switch {
-		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
-			// Gone already (the approver deletes a used token), or replaced.
+		case apierrors.IsNotFound(err):
+			// Gone already: used, deleted with its instance, or never created.
+			logger.V(4).Info("Forgetting join token", "tokenID", id, "node", e.NodeName)
 		case err != nil:
+			// The entry stays, so that the next List tries again.
 			errs = append(errs, fmt.Errorf("deleting orphan join token %s: %w", id, err))
+			continue
 		default:
-			logger.Info("Deleted orphan join token", "tokenID", id, "secret", klog.KObj(s), "reason", reason)
+			logger.Info("Deleted orphan join token", "tokenID", id, "node", e.NodeName, "secret", klog.KRef(metav1.NamespaceSystem, name), "reason", reason)
+		}
+		if err := c.journal.forget(ctx, id); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

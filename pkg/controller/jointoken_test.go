@@ -3,13 +3,19 @@ package controller
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	core "k8s.io/client-go/testing"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 
@@ -25,12 +31,13 @@ func (f *fixture) withTokens(issued map[string]string) {
 	f.t.Helper()
 	f.pods, f.nodes = NewInformerFactories(f.kube, f.cfg)
 	c, err := New(f.kube, f.pods.Core().V1().Pods(), f.nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
-		Config:         f.cfg,
-		IdleTTL:        testIdleTTL,
-		ProviderResync: testResync,
-		Clock:          f.clock,
-		MintJoinTokens: true,
-		Issued:         func(id, node string) bool { return issued[id] == node },
+		Config:           f.cfg,
+		IdleTTL:          testIdleTTL,
+		ProviderResync:   testResync,
+		Clock:            f.clock,
+		MintJoinTokens:   true,
+		JournalNamespace: testJournalNamespace,
+		Issued:           func(id, node string) bool { return issued[id] == node },
 	})
 	if err != nil {
 		f.t.Fatalf("New: %v", err)
@@ -50,14 +57,19 @@ func TestJoinTokenMintedBeforeCreate(t *testing.T) {
 	f.mustSync(n)
 	f.events()
 
-	acts := f.actions()
-	if len(acts) != 1 || !strings.HasPrefix(acts[0], "create secrets") {
-		t.Fatalf("kube actions %q, want one Secret create", acts)
-	}
+	// The journal entry comes first, so that a crash after the Secret's creation leaves a record.
 	secrets, err := f.kube.CoreV1().Secrets(metav1.NamespaceSystem).List(f.ctx, metav1.ListOptions{})
 	if err != nil || len(secrets.Items) != 1 {
 		t.Fatalf("Secrets in kube-system: %v, %v", secrets, err)
 	}
+	entry := `{"node":"` + n + `","minted":"2026-01-01T00:00:00Z"}`
+	key := f.cfg.ClusterName + "." + f.provider.specs[0].JoinTokenID
+	diff(t, "kube actions", []string{
+		"patch configmaps/" + JournalName + " merge " + mergePatch(map[string]any{"data": map[string]any{key: entry}}),
+		"create configmaps",
+		"create secrets",
+	}, f.actions())
+	diff(t, "journal", map[string]string{key: entry}, f.journalData())
 	s := secrets.Items[0]
 	id, ok := jointoken.IDOfSecret(&s)
 	if !ok || s.Type != corev1.SecretTypeBootstrapToken || s.StringData["expiration"] != t0.Add(testRegTimeout).Format(time.RFC3339) {
@@ -128,13 +140,30 @@ func tokenSecret(t *testing.T, id, cluster string, created time.Time) *corev1.Se
 	return s
 }
 
+// addToken adds what a controller of cluster leaves when it mints token id at minted: the
+// journal entry and, with secret, the token's Secret.
+func (f *fixture) addToken(cluster, id string, minted time.Time, secret bool) {
+	f.t.Helper()
+	if err := f.journalOf(cluster).record(f.ctx, id, "ipp-x", minted); err != nil {
+		f.t.Fatal(err)
+	}
+	f.kube.ClearActions()
+	if secret {
+		f.addSecret(tokenSecret(f.t, id, cluster, minted))
+	}
+}
+
 func TestOrphanJoinTokens(t *testing.T) {
 	transient := cloudprovider.NewError(cloudprovider.KindTransient, "create", "Timeout", errors.New("timeout"))
 	for _, tc := range []struct {
 		name string
 		// setup brings the fixture (minting tokens, at t0) to the moment of the List, and
-		// returns the name of the token Secret the List is about.
-		setup       func(f *fixture) string
+		// returns the id of the token the List is about.
+		setup func(f *fixture) string
+		// wantForgotten: the List deletes the token's Secret (which may be gone already) and
+		// removes its journal entry.
+		wantForgotten bool
+		// wantDeleted: the Secret was there, and the deletion is logged with wantReason.
 		wantDeleted bool
 		wantReason  string
 	}{
@@ -147,13 +176,23 @@ func TestOrphanJoinTokens(t *testing.T) {
 				if _, err := f.sync(f.nodeName("a")); err == nil {
 					f.t.Fatal("sync with a failing Create succeeded")
 				}
-				name := mintedSecret(f)
+				id := mintedToken(f)
 				f.withTokens(map[string]string{}) // the restart forgets the creation in progress
 				f.clock.Step(time.Minute)
-				return name
+				return id
 			},
-			wantDeleted: true,
-			wantReason:  "no instance carries it and no creation in progress holds it",
+			wantForgotten: true,
+			wantDeleted:   true,
+			wantReason:    "no instance carries it and no creation in progress holds it",
+		},
+		{
+			name: "recorded, then a crash before the Secret was created",
+			setup: func(f *fixture) string {
+				f.addToken(f.cfg.ClusterName, "aaaaaa", t0, false)
+				f.clock.Step(time.Minute)
+				return "aaaaaa"
+			},
+			wantForgotten: true,
 		},
 		{
 			name: "creation in flight",
@@ -165,16 +204,26 @@ func TestOrphanJoinTokens(t *testing.T) {
 					f.t.Fatal("sync with a failing Create succeeded")
 				}
 				f.clock.Step(time.Minute)
-				return mintedSecret(f)
+				return mintedToken(f)
 			},
 		},
 		{
 			name: "token of a live instance",
 			setup: func(f *fixture) string {
 				f.provider.Add(cloudprovider.Instance{NodeName: f.nodeName("a"), State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
-				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0))
+				f.addToken(f.cfg.ClusterName, "aaaaaa", t0, true)
 				f.clock.Step(time.Minute)
-				return jointoken.SecretName("aaaaaa")
+				return "aaaaaa"
+			},
+		},
+		{
+			name: "token of a live instance, used",
+			setup: func(f *fixture) string {
+				// The approver deleted the Secret; the entry stays while the instance lives.
+				f.provider.Add(cloudprovider.Instance{NodeName: f.nodeName("a"), State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
+				f.addToken(f.cfg.ClusterName, "aaaaaa", t0, false)
+				f.clock.Step(time.Minute)
+				return "aaaaaa"
 			},
 		},
 		{
@@ -185,46 +234,58 @@ func TestOrphanJoinTokens(t *testing.T) {
 				f.mustSync(f.nodeName("a"))
 				f.withTokens(map[string]string{}) // forget the creation: only the instance holds it
 				f.clock.Step(time.Minute)
-				return mintedSecret(f)
+				return mintedToken(f)
 			},
 		},
 		{
 			name: "instance deleted behind IPP's back",
 			setup: func(f *fixture) string {
 				f.provider.Add(cloudprovider.Instance{NodeName: f.nodeName("a"), State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
-				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0))
+				f.addToken(f.cfg.ClusterName, "aaaaaa", t0, true)
 				f.list()
 				f.provider.SetState(f.nodeName("a"), cloudprovider.StateTerminated)
 				f.clock.Step(time.Minute)
-				return jointoken.SecretName("aaaaaa")
+				return "aaaaaa"
 			},
-			wantDeleted: true,
-			wantReason:  "no instance carries it",
+			wantForgotten: true,
+			wantDeleted:   true,
+			wantReason:    "no instance carries it",
+		},
+		{
+			name: "instance gone after its token was used",
+			setup: func(f *fixture) string {
+				f.provider.Add(cloudprovider.Instance{NodeName: f.nodeName("a"), State: cloudprovider.StateRunning, CreatedAt: t0, JoinTokenID: "aaaaaa"})
+				f.addToken(f.cfg.ClusterName, "aaaaaa", t0, false)
+				f.list()
+				f.provider.SetState(f.nodeName("a"), cloudprovider.StateTerminated)
+				f.clock.Step(time.Minute)
+				return "aaaaaa"
+			},
+			wantForgotten: true,
 		},
 		{
 			name: "token of another cluster",
 			setup: func(f *fixture) string {
-				f.addSecret(tokenSecret(f.t, "aaaaaa", "other", t0))
+				f.addToken("other", "aaaaaa", t0, true)
 				f.clock.Step(time.Minute)
-				return jointoken.SecretName("aaaaaa")
+				return "aaaaaa"
 			},
 		},
 		{
 			name: "minted while the List runs",
 			setup: func(f *fixture) string {
 				f.clock.Step(time.Minute)
-				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, f.clock.Now()))
-				return jointoken.SecretName("aaaaaa")
+				f.addToken(f.cfg.ClusterName, "aaaaaa", f.clock.Now(), true)
+				return "aaaaaa"
 			},
 		},
 		{
-			name: "a bootstrap token that is not IPP's",
+			name: "a bootstrap token not in the journal",
 			setup: func(f *fixture) string {
-				s := tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0)
-				delete(s.Labels, jointoken.LabelManagedBy)
-				f.addSecret(s)
+				// kubeadm's, say: the controller knows only the tokens it recorded.
+				f.addSecret(tokenSecret(f.t, "aaaaaa", f.cfg.ClusterName, t0))
 				f.clock.Step(time.Minute)
-				return s.Name
+				return "aaaaaa"
 			},
 		},
 	} {
@@ -233,16 +294,32 @@ func TestOrphanJoinTokens(t *testing.T) {
 			logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.BufferLogs(true)))
 			f.ctx = klog.NewContext(f.ctx, logger)
 			f.withTokens(map[string]string{})
-			name := tc.setup(f)
+			id := tc.setup(f)
 			f.actions()
+			cluster := f.cfg.ClusterName
+			if tc.name == "token of another cluster" {
+				cluster = "other"
+			}
+			key := cluster + "." + id
+			_, hadSecret := f.secrets()[jointoken.SecretName(id)]
+			_, hadEntry := f.journalData()[key]
 
 			f.list()
 
 			var want []string
-			if tc.wantDeleted {
-				want = []string{"delete secrets/" + name}
+			if tc.wantForgotten {
+				want = []string{
+					"delete secrets/" + jointoken.SecretName(id),
+					"patch configmaps/" + JournalName + " merge " + mergePatch(map[string]any{"data": map[string]any{key: nil}}),
+				}
 			}
 			diff(t, "kube actions", want, f.actions())
+			if _, kept := f.journalData()[key]; kept != (hadEntry && !tc.wantForgotten) {
+				t.Errorf("journal entry %s kept = %v, want %v", key, kept, hadEntry && !tc.wantForgotten)
+			}
+			if _, kept := f.secrets()[jointoken.SecretName(id)]; kept != (hadSecret && !tc.wantDeleted) {
+				t.Errorf("Secret kept = %v, want %v", kept, hadSecret && !tc.wantDeleted)
+			}
 			logs := logger.GetSink().(ktesting.Underlier).GetBuffer().String()
 			if logged := strings.Contains(logs, "Deleted orphan join token"); logged != tc.wantDeleted {
 				t.Errorf("logged a deletion = %v, want %v; logs:\n%s", logged, tc.wantDeleted, logs)
@@ -259,22 +336,126 @@ func TestOrphanJoinTokens(t *testing.T) {
 func TestOrphanJoinTokenMintedDuringList(t *testing.T) {
 	f := newFixture(t)
 	f.withTokens(map[string]string{})
-	f.addSecret(tokenSecret(t, "aaaaaa", f.cfg.ClusterName, t0))
+	f.addToken(f.cfg.ClusterName, "aaaaaa", t0, true)
 	f.list()
 	diff(t, "kube actions of the List during which it was minted", []string(nil), f.actions())
 	f.clock.Step(testResync)
 	f.list()
-	diff(t, "kube actions of the next List", []string{"delete secrets/" + jointoken.SecretName("aaaaaa")}, f.actions())
+	diff(t, "kube actions of the next List", []string{
+		"delete secrets/" + jointoken.SecretName("aaaaaa"),
+		"patch configmaps/" + JournalName + ` merge {"data":{"ipp.aaaaaa":null}}`,
+	}, f.actions())
 }
 
-// mintedSecret returns the name of the one join token Secret in kube-system.
-func mintedSecret(f *fixture) string {
-	f.t.Helper()
-	secrets, err := f.kube.CoreV1().Secrets(metav1.NamespaceSystem).List(f.ctx, metav1.ListOptions{})
-	if err != nil || len(secrets.Items) != 1 {
-		f.t.Fatalf("Secrets in kube-system: %v, %v", secrets, err)
+// TestOrphanJoinTokenDeleteFails checks that a token whose Secret could not be deleted stays in
+// the journal, that the List still succeeds, and that the next List deletes it.
+func TestOrphanJoinTokenDeleteFails(t *testing.T) {
+	f := newFixture(t)
+	f.withTokens(map[string]string{})
+	f.addToken(f.cfg.ClusterName, "aaaaaa", t0, true)
+	f.clock.Step(time.Minute)
+	failed := false
+	f.kube.PrependReactor("delete", "secrets", func(core.Action) (bool, runtime.Object, error) {
+		if failed {
+			return false, nil, nil
+		}
+		failed = true
+		return true, nil, apierrors.NewServiceUnavailable("try later")
+	})
+
+	f.list()
+	diff(t, "kube actions of the failed deletion", []string{"delete secrets/" + jointoken.SecretName("aaaaaa")}, f.actions())
+	diff(t, "journal after the failed deletion", []string{"ipp.aaaaaa"}, slices.Sorted(maps.Keys(f.journalData())))
+
+	f.clock.Step(testResync)
+	f.list()
+	diff(t, "kube actions of the next List", []string{
+		"delete secrets/" + jointoken.SecretName("aaaaaa"),
+		"patch configmaps/" + JournalName + ` merge {"data":{"ipp.aaaaaa":null}}`,
+	}, f.actions())
+	diff(t, "journal", map[string]string{}, f.journalData())
+	diff(t, "Secrets", map[string]bool{}, f.secrets())
+}
+
+// TestControllerNeverReadsSecrets runs the life of join tokens (minted, used, deleted with their
+// instance, orphaned by a crash and by an instance deleted behind IPP's back) and checks that the
+// controller never gets, lists or watches a Secret: RBAC cannot grant that for IPP's tokens alone.
+func TestControllerNeverReadsSecrets(t *testing.T) {
+	f := newFixture(t)
+	var reads []string
+	f.kube.PrependReactor("*", "secrets", func(a core.Action) (bool, runtime.Object, error) {
+		if v := a.GetVerb(); v != "create" && v != "delete" {
+			reads = append(reads, v+" "+a.GetNamespace())
+		}
+		return false, nil, nil
+	})
+	f.kube.PrependWatchReactor("secrets", func(a core.Action) (bool, watch.Interface, error) {
+		reads = append(reads, "watch "+a.GetNamespace())
+		return false, nil, nil
+	})
+	issued := map[string]string{}
+	f.withTokens(issued)
+	a, b, c := f.nodeName("a"), f.nodeName("b"), f.nodeName("c")
+	transient := cloudprovider.NewError(cloudprovider.KindTransient, "create", "Timeout", errors.New("timeout"))
+
+	// a is created, joins with its token, is bound, and is deleted behind IPP's back.
+	f.addPod(f.pod("pa", "a", t0))
+	// b is created and reaped after its Pod goes.
+	pb := f.addPod(f.pod("pb", "b", t0))
+	// c's creation fails, and the controller restarts before it retries.
+	f.addPod(f.pod("pc", "c", t0))
+	f.list()
+	f.mustSync(a)
+	f.mustSync(b)
+	f.provider.FailNext("create", transient)
+	if _, err := f.sync(c); err == nil {
+		t.Fatal("sync with a failing Create succeeded")
 	}
-	return secrets.Items[0].Name
+	instA := f.liveInstances()[0]
+	if instA.NodeName != a {
+		instA = f.liveInstances()[1]
+	}
+	f.addNode(f.node(a, instA.ProviderID, t0))
+	issued[instA.JoinTokenID] = a
+	if err := f.kube.CoreV1().Secrets(metav1.NamespaceSystem).Delete(f.ctx, jointoken.SecretName(instA.JoinTokenID), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err) // as the approver does
+	}
+	f.mustSync(a)
+	diff(t, "binding label", a, f.getNode(a).Labels[isolation.BindingLabel])
+
+	f.withTokens(issued) // the restart
+	f.deletePod(pb)
+	f.clock.Step(testRegTimeout + time.Second)
+	f.list()
+	f.mustSync(b)
+	f.provider.SetState(a, cloudprovider.StateTerminated)
+	f.clock.Step(testResync)
+	f.list()
+	f.clock.Step(testResync)
+	f.list()
+
+	diff(t, "reads of Secrets", []string(nil), reads)
+	for _, act := range f.kube.Actions() {
+		if act.GetResource().Resource == "secrets" && act.GetVerb() != "create" && act.GetVerb() != "delete" {
+			t.Errorf("action on Secrets: %v", act)
+		}
+	}
+	diff(t, "Secrets left", map[string]bool{}, f.secrets())
+	diff(t, "journal left", map[string]string{}, f.journalData())
+}
+
+// mintedToken returns the id of the one join token in the journal.
+func mintedToken(f *fixture) string {
+	f.t.Helper()
+	data := f.journalData()
+	if len(data) != 1 {
+		f.t.Fatalf("journal %v, want one token", data)
+	}
+	for k := range data {
+		_, id, _ := strings.Cut(k, ".")
+		return id
+	}
+	return ""
 }
 
 func (f *fixture) addSecret(s *corev1.Secret) {
@@ -283,6 +464,21 @@ func (f *fixture) addSecret(s *corev1.Secret) {
 		f.t.Fatal(err)
 	}
 	f.kube.ClearActions()
+}
+
+// secrets returns the names of the Secrets in kube-system, from the clientset's tracker, so
+// that the read is not among its actions.
+func (f *fixture) secrets() map[string]bool {
+	f.t.Helper()
+	obj, err := f.kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("secrets"), corev1.SchemeGroupVersion.WithKind("Secret"), metav1.NamespaceSystem)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, s := range obj.(*corev1.SecretList).Items {
+		out[s.Name] = true
+	}
+	return out
 }
 
 // The approver's view of the instances is the controller.

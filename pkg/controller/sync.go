@@ -55,7 +55,7 @@ const (
 
 // creationTimestampSlack covers the whole-second precision of creation timestamps and a little
 // clock skew between the API server and the controller, when comparing a Node's creation with
-// the start of a List.
+// the start of a List. Join tokens' mint times in the journal are to the second too.
 const creationTimestampSlack = 2 * time.Second
 
 // errNotListed is returned while the provider's instances have not been listed yet.

@@ -14,8 +14,9 @@
 // which says which installation minted it. A CSR's spec.groups are the groups of its requester,
 // set by the API server, so an approver decides only the CSRs whose groups contain its own
 // cluster group and leaves the others, including those with Group alone, to the IPP they belong
-// to. The Secret is labelled LabelCluster=<cluster name> too, so that each installation lists
-// and cleans up only its own tokens.
+// to. The Secret is labelled LabelCluster=<cluster name> too, so that people can tell whose a
+// token is. An installation finds its own tokens in its controller's journal, never by reading
+// Secrets: RBAC cannot grant a read of some Secrets in kube-system only.
 package jointoken
 
 import (
@@ -29,7 +30,6 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
@@ -42,7 +42,8 @@ const Group = "system:bootstrappers:ipp"
 // ClusterGroupPrefix starts the per-cluster extra group of a token: ClusterGroup.
 const ClusterGroupPrefix = Group + ":"
 
-// LabelManagedBy marks the token Secrets IPP minted, so that it lists and deletes only those.
+// LabelManagedBy marks the token Secrets IPP minted; the admission policy ipp-join-tokens lets
+// IPP delete only Secrets with it.
 const LabelManagedBy = "ipp.io/join-token"
 
 // LabelCluster is the label whose value is the cluster name of the IPP that minted a token.
@@ -113,11 +114,6 @@ func Secret(t Token, cluster, nodeName string, expires time.Time) (*corev1.Secre
 			bootstrapapi.BootstrapTokenDescriptionKey:  "IPP join token of instance " + nodeName + " of cluster " + cluster + ", single use",
 		},
 	}, nil
-}
-
-// Selector returns the label selector of the token Secrets that the IPP of cluster minted.
-func Selector(cluster string) string {
-	return labels.Set{LabelManagedBy: "true", LabelCluster: cluster}.AsSelector().String()
 }
 
 // IDOfSecret returns the token id of a Secret IPP minted (of any cluster; see LabelCluster), or

@@ -16,7 +16,6 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 )
 
@@ -119,12 +118,6 @@ func TestSecret(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{"ipp.io/join-token": "true", "ipp.io/cluster": "prod"}, s.Labels); diff != "" {
 		t.Errorf("Secret().Labels mismatch (-want +got):\n%s", diff)
-	}
-	if sel, err := labels.Parse(Selector("prod")); err != nil || !sel.Matches(labels.Set(s.Labels)) {
-		t.Errorf("Selector(prod) = %q (%v) does not match the Secret's labels", Selector("prod"), err)
-	}
-	if sel, _ := labels.Parse(Selector("other")); sel.Matches(labels.Set(s.Labels)) {
-		t.Errorf("Selector(other) matches a token of cluster prod")
 	}
 	// kubeadm join's token discovery needs cluster-info signed with the token.
 	if got := s.StringData["usage-bootstrap-signing"]; got != "true" {

@@ -76,7 +76,7 @@ func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&le.LeaseDuration, "leader-elect-lease-duration", le.LeaseDuration, "How long a replica waits after the leader's last renewal before it takes over.")
 	fs.DurationVar(&le.RenewDeadline, "leader-elect-renew-deadline", le.RenewDeadline, "How long the leader keeps trying to renew its Lease before it stops leading.")
 	fs.DurationVar(&le.RetryPeriod, "leader-elect-retry-period", le.RetryPeriod, "How often replicas try to acquire or renew the Lease.")
-	fs.StringVar(&le.Namespace, "leader-elect-namespace", le.Namespace, "Namespace of the Lease. Defaults to the Pod's namespace (POD_NAMESPACE or the service account's), else "+leader.DefaultNamespace+".")
+	fs.StringVar(&le.Namespace, "leader-elect-namespace", le.Namespace, "Namespace of the Lease, and of the ConfigMap "+controller.JournalName+" that records the join tokens minted. Defaults to the Pod's namespace (POD_NAMESPACE or the service account's), else "+leader.DefaultNamespace+".")
 	fs.StringVar(&le.Name, "leader-elect-id", le.Name, "Name of the Lease.")
 }
 
@@ -107,6 +107,10 @@ func (o *controllerOptions) validate() error {
 	}
 	if err := o.provider.validate(); err != nil {
 		return err
+	}
+	if o.provider.perInstanceTokens() && o.leaderElection.Namespace == "" {
+		// Checked even without leader election: the join token journal lives there too.
+		return errors.New("invalid --leader-elect-namespace: must not be empty: the join token journal " + controller.JournalName + " lives there")
 	}
 	return o.leaderElection.Validate()
 }
@@ -171,6 +175,8 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 		RetryBaseDelay:      o.retryBaseDelay,
 		RetryMaxDelay:       o.retryMaxDelay,
 		MintJoinTokens:      o.provider.perInstanceTokens(),
+		// The journal lives beside the Lease: the namespace IPP runs in, where its Role is.
+		JournalNamespace: o.leaderElection.Namespace,
 	}
 	logger := klog.FromContext(ctx)
 	switch {

@@ -91,6 +91,11 @@ func TestControllerOptionsValidate(t *testing.T) {
 	if err := o.validate(); err != nil {
 		t.Errorf("leader election off should ignore its other flags: %v", err)
 	}
+	// Minting join tokens, the namespace holds the token journal too.
+	o.provider.join.APIServerEndpoint = "10.0.0.1:6443"
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--leader-elect-namespace") {
+		t.Errorf("validate() = %v, want an error about --leader-elect-namespace, where the join token journal lives", err)
+	}
 }
 
 // kubeconfigFile writes a kubeconfig for a server that is never contacted.

@@ -39,6 +39,8 @@ func (tn *Tenant) StartController(t testing.TB, provider cloudprovider.Provider,
 
 	opts.Config = tn.Config
 	opts.MintJoinTokens = true
+	// Tenants share the namespace; the journal keys its entries by cluster name.
+	opts.JournalNamespace = "kube-system"
 	m, err := controller.NewManager(tn.Client, provider, recorder, opts)
 	if err != nil {
 		cancel()
