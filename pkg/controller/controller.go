@@ -43,6 +43,11 @@ const (
 	DefaultRetryMaxDelay  = 5 * time.Minute
 )
 
+// failedListGap is how soon after a failed provider List a requested one may start: a CSR waiting
+// for a fresh List does not wait out the whole back-off, and a failing cloud is still listed at
+// most once a second.
+const failedListGap = time.Second
+
 // Options configure a Controller. Zero durations take the defaults.
 type Options struct {
 	// Config is the isolation configuration; its Mode must be dedicated.
@@ -306,8 +311,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 }
 
 // pollInstances lists the provider's instances now and then every providerResync, backing off
-// on failure, and at once when RequestList asks (not during a back-off). It closes synced after
-// the first success.
+// on failure, and at once when RequestList asks (after a failed List, no sooner than
+// failedListGap after it started). It closes synced after the first success.
 //
 // A List does not re-enqueue every dedicated node: Pods and Nodes come from informers, which
 // do not lose events; instances that changed are enqueued by syncInstances; and every decision
@@ -324,13 +329,13 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 		default:
 		}
 		delay := c.providerResync
-		requested := c.listNow
+		start := c.clock.Now()
+		failed := false
 		if err := c.syncInstances(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			delay = backoff.Step()
-			requested = nil // a request waits for the back-off
+			delay, failed = backoff.Step(), true
 			logger.Error(err, "Listing instances failed", "retryAfter", delay)
 		} else {
 			backoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
@@ -343,7 +348,16 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 		case <-ctx.Done():
 			return
 		case <-c.clock.After(delay):
-		case <-requested:
+		case <-c.listNow:
+			// A CSR waits for a List: it cuts a back-off short, but a failing cloud is still
+			// listed at most once per failedListGap.
+			if wait := failedListGap - c.clock.Since(start); failed && wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-c.clock.After(wait):
+				}
+			}
 			logger.V(4).Info("Listing instances on request")
 		}
 	}

@@ -583,3 +583,61 @@ func TestNewTokenHasNewKey(t *testing.T) {
 		t.Errorf("the replaced token %s still exists", first.ID)
 	}
 }
+
+// TestRequestListCutsFailureBackoffShort: after failed Lists have grown the back-off, a request
+// (a CSR waiting for a fresh List) starts a List failedListGap after the failed one, not after
+// the whole back-off.
+func TestRequestListCutsFailureBackoffShort(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(f.ctx)
+	synced := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.c.pollInstances(ctx, synced)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	<-synced
+	waitLists := func(want int) {
+		t.Helper()
+		err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			return f.provider.CallCount("list") >= want, nil
+		})
+		if err != nil {
+			t.Fatalf("waiting for List %d: %v (%d Lists)", want, err, f.provider.CallCount("list"))
+		}
+	}
+	waitLists(1)
+	unavailable := cloudprovider.NewError(cloudprovider.KindTransient, "list", "Unavailable", errors.New("503"))
+	for range 3 {
+		f.provider.FailNext("list", unavailable)
+	}
+	// Lists 2, 3 and 4 fail; the back-off after them grows to 1 s, 2 s and about 4 s.
+	f.c.RequestList()
+	waitLists(2)
+	for i, backoff := range []time.Duration{time.Second, 2 * time.Second} {
+		waitTimers(t, f.clock)
+		f.clock.Step(backoff + backoff/5) // past the jitter
+		waitLists(3 + i)
+	}
+	// A request now starts List 5 failedListGap after List 4, not after the whole back-off.
+	waitTimers(t, f.clock)
+	f.c.RequestList()
+	waitTimers(t, f.clock)
+	f.clock.Step(failedListGap)
+	waitLists(5)
+}
+
+// waitTimers waits until the fake clock has a waiter, so that a Step reaches it.
+func waitTimers(t *testing.T, clk interface{ HasWaiters() bool }) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return clk.HasWaiters(), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for a timer: %v", err)
+	}
+}
