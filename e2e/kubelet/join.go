@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
 	"k8s.io/kubernetes/cmd/kubeadm/app/discovery/token"
 	kubeconfigutil "k8s.io/kubernetes/cmd/kubeadm/app/util/kubeconfig"
@@ -95,6 +98,11 @@ func TLSBootstrap(ctx context.Context, dir string, p JoinParams, nodeName string
 	if p.CACertHash != "" {
 		disc.BootstrapToken.CACertHashes = []string{p.CACertHash}
 	}
+	// kubeadm polls for the signature every 5 s; wait for it here more finely, so that a node
+	// booted a moment after its token was minted does not lose 5 s (the check is kubeadm's).
+	if err := waitSigned(ctx, p); err != nil {
+		return nil, fmt.Errorf("token discovery of node %s: %w", nodeName, err)
+	}
 	info, err := token.RetrieveValidatedConfigInfo(nil, disc, discoveryTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("token discovery of node %s: %w", nodeName, err)
@@ -121,6 +129,24 @@ func TLSBootstrap(ctx context.Context, dir string, p JoinParams, nodeName string
 	}
 	cfg.CAFile, cfg.CertFile, cfg.KeyFile = "", "", ""
 	return cfg, nil
+}
+
+// waitSigned waits until the cluster-info ConfigMap, read anonymously as kubeadm reads it, has a
+// JWS signature for the token's id.
+func waitSigned(ctx context.Context, p JoinParams) error {
+	client, err := kubeconfigutil.ToClientSet(token.BuildInsecureBootstrapKubeConfig(p.APIServerEndpoint))
+	if err != nil {
+		return err
+	}
+	id, _, _ := strings.Cut(p.Token, ".")
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, discoveryTimeout, true, func(ctx context.Context) (bool, error) {
+		cm, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
+		if err != nil {
+			return false, nil // kubeadm retries too
+		}
+		_, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+id]
+		return ok, nil
+	})
 }
 
 // CAPin returns the --discovery-token-ca-cert-hash of a CA certificate, as kubeadm prints it.
