@@ -92,6 +92,13 @@ func (cp *ControlPlane) setUpJoining(ctx context.Context) error {
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
 			Subjects:   group(SharedJoinGroup),
 		},
+		// A kubelet renews its own client certificate as system:node:<name>: auto-approved, as
+		// kubeadm binds it (kubeadm:node-autoapprove-certificate-rotation).
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-node-autoapprove-certificate-rotation"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"},
+			Subjects:   group("system:nodes"),
+		},
 		{
 			ObjectMeta: metav1.ObjectMeta{Name: "e2e-shared-node-autoapprove"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:certificates.k8s.io:certificatesigningrequests:nodeclient"},

@@ -42,6 +42,7 @@ import (
 //     organizations or server usages: each CSR is denied with the mismatch named, and a Warning
 //     Event;
 //   - a's token gets a's own kubelet client certificate once, and then no longer authenticates;
+//   - a's kubelet renews its certificate as system:node:<a> through Kubernetes' own approver;
 //   - a's certificate cannot create another node's Node nor read b's Secret;
 //   - the token of an instance deleted behind IPP's back is never approved;
 //   - every token IPP mints expires after the registration timeout.
@@ -149,6 +150,16 @@ func TestJoinCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Run("a's kubelet renews its certificate as itself, with Kubernetes' approver", func(t *testing.T) {
+			name, _ := requestCert(t, asA, nodeSubject(nodeA), nil, nil)
+			c := waitDecided(t, name)
+			if cond := condition(c); cond.Type != certificatesv1.CertificateApproved || cond.Reason == approver.ReasonApproved {
+				t.Errorf("Renewal CSR %s: condition %s %s %q, want Approved by kube-controller-manager, not IPP", name, cond.Type, cond.Reason, cond.Message)
+			}
+			if c.Spec.Username != "system:node:"+nodeA {
+				t.Errorf("Renewal CSR %s made by %q, want system:node:%s", name, c.Spec.Username, nodeA)
+			}
+		})
 		t.Run("a's certificate cannot create another class's Node", func(t *testing.T) {
 			n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeC, Labels: cfg.NodeLabels()}}
 			if _, err := asA.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
