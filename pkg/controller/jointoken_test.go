@@ -520,27 +520,7 @@ func TestNodeOfJoinTokenFresh(t *testing.T) {
 // resync period passing on the clock.
 func TestRequestList(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithCancel(f.ctx)
-	synced := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.c.pollInstances(ctx, synced)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	<-synced
-	waitLists := func(want int) {
-		t.Helper()
-		err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-			return f.provider.CallCount("list") >= want, nil
-		})
-		if err != nil {
-			t.Fatalf("waiting for List %d: %v (%d Lists)", want, err, f.provider.CallCount("list"))
-		}
-	}
+	waitLists := f.pollInstances()
 	waitLists(1)
 	f.c.RequestList()
 	waitLists(2)
@@ -589,27 +569,7 @@ func TestNewTokenHasNewKey(t *testing.T) {
 // the whole back-off.
 func TestRequestListCutsFailureBackoffShort(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithCancel(f.ctx)
-	synced := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.c.pollInstances(ctx, synced)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	<-synced
-	waitLists := func(want int) {
-		t.Helper()
-		err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-			return f.provider.CallCount("list") >= want, nil
-		})
-		if err != nil {
-			t.Fatalf("waiting for List %d: %v (%d Lists)", want, err, f.provider.CallCount("list"))
-		}
-	}
+	waitLists := f.pollInstances()
 	waitLists(1)
 	unavailable := cloudprovider.NewError(cloudprovider.KindTransient, "list", "Unavailable", errors.New("503"))
 	for range 3 {
@@ -639,5 +599,31 @@ func waitTimers(t *testing.T, clk interface{ HasWaiters() bool }) {
 	})
 	if err != nil {
 		t.Fatalf("waiting for a timer: %v", err)
+	}
+}
+
+// pollInstances runs the controller's provider resync loop until the test ends, and returns a
+// function that waits until the provider has been listed want times.
+func (f *fixture) pollInstances() (waitLists func(want int)) {
+	ctx, cancel := context.WithCancel(f.ctx)
+	synced := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.c.pollInstances(ctx, synced)
+	}()
+	f.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-synced
+	return func(want int) {
+		f.t.Helper()
+		err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			return f.provider.CallCount("list") >= want, nil
+		})
+		if err != nil {
+			f.t.Fatalf("waiting for List %d: %v (%d Lists)", want, err, f.provider.CallCount("list"))
+		}
 	}
 }
