@@ -31,8 +31,8 @@ import (
 // waits for the webhook configurations is polled rather than spun on.
 const minWait = 2 * time.Second
 
-// Manager keeps the TLS Secret, the webhook configurations' caBundle and the certificate this
-// replica serves up to date.
+// Manager keeps the serving and CA Secrets, the webhook configurations' caBundle and the
+// certificate this replica serves up to date.
 type Manager struct {
 	client kubernetes.Interface
 	opts   Options
