@@ -39,6 +39,9 @@ type rendered struct {
 	objects []runtime.Object
 	// other are objects of kinds client-go does not know (cert-manager's), by kind.
 	other map[string]int
+	// caCertificateSecrets are the Secrets of cert-manager Certificates with isCA: they hold a
+	// CA's private key.
+	caCertificateSecrets []string
 }
 
 // Render builds the kustomization in dir with the kustomize library, as `kubectl kustomize` does.
@@ -80,6 +83,20 @@ func decode(t *testing.T, y []byte) rendered {
 		}
 		if tm.GroupVersionKind().Group == "cert-manager.io" {
 			r.other[tm.Kind]++
+			if tm.Kind == "Certificate" {
+				var c struct {
+					Spec struct {
+						IsCA       bool   `json:"isCA"`
+						SecretName string `json:"secretName"`
+					} `json:"spec"`
+				}
+				if err := yaml.Unmarshal(doc, &c); err != nil {
+					t.Fatalf("decoding a Certificate: %v\n%s", err, doc)
+				}
+				if c.Spec.IsCA {
+					r.caCertificateSecrets = append(r.caCertificateSecrets, c.Spec.SecretName)
+				}
+			}
 			continue
 		}
 		obj, _, err := strict.Decode(doc, nil, nil)
@@ -223,8 +240,8 @@ func TestOverlays(t *testing.T) {
 				if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/ipp/tls" || !c.VolumeMounts[0].ReadOnly {
 					t.Errorf("volume mounts = %+v, want the serving Secret read-only at /etc/ipp/tls", c.VolumeMounts)
 				}
-			} else if secretRules != 2 {
-				t.Errorf("Role has %d Secret rules, want 2 (create; get/list/watch/update by name)", secretRules)
+			} else if secretRules != 3 {
+				t.Errorf("Role has %d Secret rules, want 3 (create; get/list/watch/update of the serving Secret and get/update of the CA Secret, by name)", secretRules)
 			}
 		})
 	}
@@ -264,6 +281,7 @@ func checkInvariants(t *testing.T, r rendered) {
 
 	checkWebhooks(t, r)
 	checkDeployment(t, r)
+	checkNoCAKeyMounted(t, r)
 	checkRBAC(t, r)
 	checkNodeCredentials(t, r)
 	checkJoinTokenPolicy(t, r)
@@ -443,6 +461,66 @@ func checkDeployment(t *testing.T, r rendered) {
 	}
 }
 
+// checkNoCAKeyMounted checks that no Pod mounts a Secret that holds a CA's private key: ipp's CA
+// Secret (--tls-ca-secret of a Deployment with --tls-secret), the Secret of a cert-manager CA
+// Certificate, and any Secret in the manifests with a ca.key. A serving Pod that a breakout
+// reaches then holds its own serving key at most, never what signs certificates the apiserver
+// trusts.
+func checkNoCAKeyMounted(t *testing.T, r rendered) {
+	t.Helper()
+	caSecrets := map[string]string{}
+	for _, name := range r.caCertificateSecrets {
+		caSecrets[name] = "a cert-manager CA Certificate's Secret"
+	}
+	for _, s := range only[*corev1.Secret](t, r) {
+		if _, ok := s.Data["ca.key"]; ok {
+			caSecrets[s.Name] = "a Secret with ca.key"
+		}
+		if _, ok := s.StringData["ca.key"]; ok {
+			caSecrets[s.Name] = "a Secret with ca.key"
+		}
+	}
+	for _, d := range only[*appsv1.Deployment](t, r) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			sub, rest, err := app.NewRootCommand().Find(c.Args)
+			if err != nil {
+				continue
+			}
+			if err := sub.ParseFlags(rest); err != nil {
+				t.Errorf("Deployment %s: ipp %s does not accept its args: %v", d.Name, sub.Name(), err)
+				continue
+			}
+			if f := sub.Flags().Lookup("tls-secret"); f == nil || f.Value.String() == "" {
+				continue
+			}
+			caSecrets[sub.Flags().Lookup("tls-ca-secret").Value.String()] = "ipp's CA Secret (--tls-ca-secret)"
+		}
+	}
+	if len(caSecrets) == 0 {
+		t.Errorf("no Secret holding a CA key found: self-managed TLS or cert-manager's CA must be in every rendering")
+	}
+	for _, d := range only[*appsv1.Deployment](t, r) {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			var names []string
+			if v.Secret != nil {
+				names = append(names, v.Secret.SecretName)
+			}
+			if v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.Secret != nil {
+						names = append(names, src.Secret.Name)
+					}
+				}
+			}
+			for _, n := range names {
+				if why, ok := caSecrets[n]; ok {
+					t.Errorf("Deployment %s: volume %s mounts Secret %s, %s: the CA's private key would be on the disk of a serving Pod", d.Name, v.Name, n, why)
+				}
+			}
+		}
+	}
+}
+
 func checkRBAC(t *testing.T, r rendered) {
 	t.Helper()
 	check := func(kind, namespace, name string, rules []rbacv1.PolicyRule) {
@@ -472,12 +550,19 @@ func checkRBAC(t *testing.T, r rendered) {
 					}
 				default:
 					// Only create may go without resourceNames (a name is not known when a
-					// create is authorized); everything else is limited to the one TLS Secret.
+					// create is authorized); everything else is limited to the serving Secret
+					// and the CA Secret, which is never listed or watched.
 					if len(rule.ResourceNames) == 0 && !slices.Equal(rule.Verbs, []string{"create"}) {
 						t.Errorf("%s %s: Secrets without resourceNames: %+v", kind, name, rule)
 					}
-					if len(rule.ResourceNames) > 0 && !slices.Equal(rule.ResourceNames, []string{"ipp-webhook-tls"}) {
-						t.Errorf("%s %s: Secrets other than ipp-webhook-tls: %+v", kind, name, rule)
+					switch {
+					case len(rule.ResourceNames) == 0, slices.Equal(rule.ResourceNames, []string{"ipp-webhook-tls"}):
+					case slices.Equal(rule.ResourceNames, []string{"ipp-webhook-ca"}):
+						if !slices.Equal(rule.Verbs, []string{"get", "update"}) {
+							t.Errorf("%s %s: the CA Secret with verbs %v, want get and update only (an informer on it would keep the CA key in memory)", kind, name, rule.Verbs)
+						}
+					default:
+						t.Errorf("%s %s: Secrets other than ipp-webhook-tls and ipp-webhook-ca: %+v", kind, name, rule)
 					}
 				}
 			}

@@ -121,7 +121,7 @@ func providerConfig(srv *ec2emu.Server, cluster string) ec2.Config {
 		SecurityGroupIDs: []string{"sg-0123456789abcdef0"},
 		Endpoint:         srv.URL(),
 		Credentials:      staticCreds,
-		Join:             bootstrap.Join{APIServerEndpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef"},
+		Join:             bootstrap.Join{APIServerEndpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef", CACertHash: "sha256:" + strings.Repeat("0f", 32)},
 		MaxAttempts:      maxAttempts,
 		MaxBackoff:       5 * time.Millisecond,
 	}

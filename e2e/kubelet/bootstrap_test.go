@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -21,7 +22,7 @@ func TestParseBootstrapRendered(t *testing.T) {
 		{
 			name: "default template",
 			params: bootstrap.Params{
-				Join:     bootstrap.Join{APIServerEndpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef"},
+				Join:     bootstrap.Join{APIServerEndpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef", CACertHash: "sha256:" + strings.Repeat("0f", 32)},
 				NodeName: "ipp-class0-abc",
 				Labels:   cfg.NodeLabels(),
 				Taints:   cfg.Taints(),

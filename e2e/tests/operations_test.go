@@ -565,6 +565,16 @@ func waitAdmitted(t *testing.T, ns string, replicas []*opsReplica) {
 	if secret.Type != corev1.SecretTypeTLS {
 		t.Errorf("Secret %s has type %s, want %s", opsSecret, secret.Type, corev1.SecretTypeTLS)
 	}
+	checkNoCAKey(t, secret)
+}
+
+// checkNoCAKey fails if the serving Secret, which the replicas watch and anything may mount, holds
+// the CA's private key: only the CA Secret may.
+func checkNoCAKey(t *testing.T, secret *corev1.Secret) {
+	t.Helper()
+	if _, ok := secret.Data[certs.KeyCAKey]; ok {
+		t.Fatalf("Secret %s holds %s; the CA's private key belongs in %s alone", secret.Name, certs.KeyCAKey, certs.DefaultCASecretName)
+	}
 }
 
 // checkForbidden makes requests that ipp never needs with the ServiceAccount's credentials: the
@@ -646,6 +656,7 @@ func checkRotation(t *testing.T, ns string, cfg isolation.Config) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		checkNoCAKey(t, s)
 		return pemCerts(t, s.Data["ca.crt"]), pemCerts(t, s.Data["tls.crt"])[0]
 	}
 	firstCAs, _ := read()

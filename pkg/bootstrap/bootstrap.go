@@ -9,8 +9,10 @@ package bootstrap
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
@@ -30,8 +32,49 @@ type Join struct {
 	APIServerEndpoint string
 	// Token is a bootstrap token, "<id>.<secret>".
 	Token string
-	// CACertHash is "sha256:<hex>" of the cluster CA's public key. Empty skips CA pinning.
+	// CACertHash is "sha256:<64 hex>" of the cluster CA's public key (kubeadm's
+	// --discovery-token-ca-cert-hash): the node trusts only an API server whose CA it pins.
+	// Required with an APIServerEndpoint unless InsecureSkipCAVerification is set.
 	CACertHash string
+	// InsecureSkipCAVerification makes the node join without checking the API server's CA
+	// (kubeadm's --discovery-token-unsafe-skip-ca-verification): whoever answers at
+	// APIServerEndpoint gets the node's token and can hand it a CA of its own. Only an explicit
+	// opt-out sets it; an empty CACertHash never implies it.
+	InsecureSkipCAVerification bool
+}
+
+// caCertHashPattern is kubeadm's public key pin format, SHA-256 only.
+var caCertHashPattern = regexp.MustCompile(`^sha256:[0-9a-fA-F]{64}$`)
+
+// ValidateCACertHash reports whether h is a CA public key pin as kubeadm prints it:
+// "sha256:" and 64 hex digits.
+func ValidateCACertHash(h string) error {
+	if !caCertHashPattern.MatchString(h) {
+		return fmt.Errorf("%q is not sha256:<64 hex digits>, the pin that `kubeadm token create --print-join-command` prints", h)
+	}
+	return nil
+}
+
+// ErrNoCAPin is returned for a join through an API server endpoint with neither a CA pin nor the
+// explicit InsecureSkipCAVerification.
+var ErrNoCAPin = errors.New("a join through an API server endpoint needs the cluster CA's pin (CACertHash), or InsecureSkipCAVerification set explicitly")
+
+// Validate reports whether j says how the node checks the API server it joins: by a well-formed
+// CA pin, or by the explicit InsecureSkipCAVerification, never both. A Join without an
+// APIServerEndpoint is valid: the image joins by other means.
+func (j Join) Validate() error {
+	if j.APIServerEndpoint == "" {
+		return nil
+	}
+	switch {
+	case j.CACertHash != "" && j.InsecureSkipCAVerification:
+		return errors.New("a join has both a CA pin and InsecureSkipCAVerification: choose one")
+	case j.CACertHash != "":
+		return ValidateCACertHash(j.CACertHash)
+	case !j.InsecureSkipCAVerification:
+		return ErrNoCAPin
+	}
+	return nil
 }
 
 // Params are the inputs of a bootstrap template.
@@ -105,10 +148,14 @@ func NewRendererFromFile(path string) (*Renderer, error) {
 }
 
 // Render renders the script for p. It refuses parameters that would make the node register with
-// the binding label, or under no name.
+// the binding label, or under no name, and a join that neither pins the cluster CA nor opts out
+// of checking it explicitly (Join.Validate).
 func (r *Renderer) Render(p Params) (string, error) {
 	if p.NodeName == "" {
 		return "", fmt.Errorf("rendering bootstrap: no node name")
+	}
+	if err := p.Join.Validate(); err != nil {
+		return "", fmt.Errorf("rendering bootstrap for %s: %w", p.NodeName, err)
 	}
 	if _, ok := p.Labels[isolation.BindingLabel]; ok {
 		return "", fmt.Errorf("rendering bootstrap for %s: label %s is written only by the controller", p.NodeName, isolation.BindingLabel)

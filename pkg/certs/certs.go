@@ -1,11 +1,20 @@
 // Package certs gives the IPP webhook its TLS without external tools: it creates a CA and a
-// serving certificate, keeps both in one Secret that every replica serves from, writes the CA into
-// the webhook configurations' caBundle, and rotates both before they expire, with no restart.
+// serving certificate, writes the CA into the webhook configurations' caBundle, and rotates both
+// before they expire, with no restart.
 //
-// All replicas run a Manager. They agree through the Secret alone, with optimistic concurrency:
-// the first to create the Secret wins and the others read it, and every later change is an update
+// Two Secrets hold them. The serving Secret (tls.crt, tls.key and the CA bundle ca.crt) is what
+// every replica watches and serves from. The CA Secret (the signing CA's ca.crt and ca.key) is
+// read through the API only when something must be signed, and never watched or mounted, so that
+// the CA's private key is not in the memory or on the disk of a replica that only serves. Writes
+// go to the CA Secret first and to the serving Secret second; a CA Secret that is ahead of the
+// serving Secret (a crash between the two) is taken up by the next sync. A serving Secret of the
+// combined format of earlier versions, with ca.key, is split: the key is copied to the CA Secret
+// and removed from the serving Secret Overlap later (AnnotationCAKeyMovedAt).
+//
+// All replicas run a Manager. They agree through the Secrets alone, with optimistic concurrency:
+// the first to create a Secret wins and the others read it, and every later change is an update
 // at the resourceVersion that was read, retried from a fresh read on conflict. Every decision is
-// recomputed from the Secret and the clock, so nothing lives only in memory.
+// recomputed from the Secrets and the clock, so nothing lives only in memory.
 //
 // The serving certificate is renewed at two thirds of its lifetime. The CA lives longer and is
 // rotated with overlap: the new CA joins the bundle first, the serving certificate switches to
@@ -30,6 +39,7 @@ import (
 const (
 	DefaultNamespace       = "ipp-system"
 	DefaultSecretName      = "ipp-webhook-tls"
+	DefaultCASecretName    = "ipp-webhook-ca"
 	DefaultServiceName     = "ipp"
 	DefaultWebhookConfig   = "ipp"
 	DefaultCAValidity      = 5 * 365 * 24 * time.Hour
@@ -40,9 +50,13 @@ const (
 
 // Options configure self-managed TLS.
 type Options struct {
-	// SecretName is the Secret that holds the CA and the serving certificate. Empty disables
-	// self-managed TLS (the webhook then serves --tls-cert-file, such as a cert-manager Secret).
+	// SecretName is the Secret that holds the serving certificate and the CA bundle, which
+	// every replica watches and serves from. Empty disables self-managed TLS (the webhook then
+	// serves --tls-cert-file, such as a cert-manager Secret).
 	SecretName string
+	// CASecretName is the Secret that holds the signing CA and its private key, read only to
+	// sign; never watched, and never to be mounted.
+	CASecretName string
 	// Namespace is the namespace of the Secret and of the Service.
 	Namespace string
 	// ServiceName is the webhook's Service; the serving certificate is for
@@ -79,6 +93,7 @@ func NewOptions() *Options {
 	}
 	return &Options{
 		Namespace:                      ns,
+		CASecretName:                   DefaultCASecretName,
 		ServiceName:                    DefaultServiceName,
 		MutatingWebhookConfiguration:   DefaultWebhookConfig,
 		ValidatingWebhookConfiguration: DefaultWebhookConfig,
@@ -92,6 +107,7 @@ func NewOptions() *Options {
 // AddFlags adds the self-managed TLS flags to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SecretName, "tls-secret", o.SecretName, "Self-managed TLS: the Secret (in --tls-secret-namespace) where ipp creates and rotates its own CA and serving certificate, and serves from. Empty (the default) serves --tls-cert-file instead. Not both.")
+	fs.StringVar(&o.CASecretName, "tls-ca-secret", o.CASecretName, "Self-managed TLS: the Secret (in --tls-secret-namespace) that holds the CA's certificate and private key. ipp reads it through the API only to sign or rotate, never watches it, and it must never be mounted into a Pod; --tls-secret holds only what serving needs.")
 	fs.StringVar(&o.Namespace, "tls-secret-namespace", o.Namespace, "Namespace of --tls-secret and of --tls-service. Defaults to $POD_NAMESPACE, else ipp-system.")
 	fs.StringVar(&o.ServiceName, "tls-service", o.ServiceName, "Self-managed TLS: the webhook's Service; the serving certificate is for <service>.<namespace>.svc and <service>.<namespace>.svc.cluster.local.")
 	fs.StringSliceVar(&o.ExtraNames, "tls-extra-names", o.ExtraNames, "Self-managed TLS: more DNS names or IP addresses for the serving certificate, comma-separated (for a webhook configuration that uses a url).")
@@ -109,6 +125,7 @@ func (o *Options) Enabled() bool { return o.SecretName != "" }
 func (o *Options) Validate() error {
 	for _, f := range []struct{ flag, value string }{
 		{"--tls-secret", o.SecretName},
+		{"--tls-ca-secret", o.CASecretName},
 		{"--tls-secret-namespace", o.Namespace},
 		{"--tls-service", o.ServiceName},
 	} {
@@ -121,6 +138,12 @@ func (o *Options) Validate() error {
 	}
 	if o.ServiceName == "" {
 		return fmt.Errorf("invalid --tls-service: must not be empty")
+	}
+	if o.CASecretName == "" {
+		return fmt.Errorf("invalid --tls-ca-secret: must not be empty")
+	}
+	if o.CASecretName == o.SecretName {
+		return fmt.Errorf("invalid --tls-ca-secret %q: must differ from --tls-secret, which every replica watches", o.CASecretName)
 	}
 	if errs := validation.IsDNS1123Label(o.ServiceName); len(errs) > 0 {
 		return fmt.Errorf("invalid --tls-service %q: %s", o.ServiceName, strings.Join(errs, "; "))

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -30,8 +31,8 @@ import (
 // waits for the webhook configurations is polled rather than spun on.
 const minWait = 2 * time.Second
 
-// Manager keeps the TLS Secret, the webhook configurations' caBundle and the certificate this
-// replica serves up to date.
+// Manager keeps the serving and CA Secrets, the webhook configurations' caBundle and the
+// certificate this replica serves up to date.
 type Manager struct {
 	client kubernetes.Interface
 	opts   Options
@@ -176,70 +177,115 @@ func (m *Manager) load(ctx context.Context, certPEM, keyPEM []byte) {
 	klog.FromContext(ctx).Info("Serving certificate loaded", "serial", pair.Leaf.SerialNumber.Text(16), "notAfter", pair.Leaf.NotAfter, "issuer", pair.Leaf.Issuer.CommonName)
 }
 
-// Sync does one pass: it creates or updates the Secret if anything is due, serves its
-// certificate, and writes its CA bundle into the webhook configurations. It returns how long to
+// Sync does one pass: it creates or updates the Secrets if anything is due, serves the
+// certificate, and writes the CA bundle into the webhook configurations. It returns how long to
 // wait before the next pass.
+//
+// It reads the CA Secret only when the pass must sign or make a CA, or split a serving Secret of
+// the combined format. It writes the CA Secret before the serving Secret, so that a crash between
+// the two leaves a CA Secret ahead of the serving Secret, which the next pass takes up
+// (state.withCA), and never a serving certificate whose CA key is nowhere.
 func (m *Manager) Sync(ctx context.Context) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
-	secrets := m.client.CoreV1().Secrets(m.opts.Namespace)
 	webhooks := webhookConfigurations{m}
+	caInstalled := func(ca *x509.Certificate) bool { return webhooks.trusts(ctx, ca) }
 
 	var (
 		final   *state
 		recheck time.Time
 	)
-	// Conflict: another replica updated the Secret since we read it. AlreadyExists: another
+	// Conflict: another replica updated a Secret since we read it. AlreadyExists: another
 	// replica created it first. Either way, start over from what it stored.
 	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 	}, func() error {
-		secret, err := secrets.Get(ctx, m.opts.SecretName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			secret = nil
-		case err != nil:
-			return fmt.Errorf("reading Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
+		serving, err := m.getSecret(ctx, m.opts.SecretName)
+		if err != nil {
+			return err
 		}
-		var cur *state
-		if secret != nil {
-			cur = decodeState(secret.Data)
+		cur := &state{}
+		var legacyKey []byte
+		if serving != nil {
+			cur = decodeServing(serving.Data)
+			legacyKey = serving.Data[KeyCAKey]
 		}
 		now := m.clock.Now()
-		next, changes, at, err := plan(m.cfg, cur, now, func(ca *x509.Certificate) bool { return webhooks.trusts(ctx, ca) })
+
+		// A combined Secret is being split: the CA Secret is read on every pass until then.
+		var (
+			caSecret  *corev1.Secret
+			caChanges []change
+		)
+		loadCA := func() error {
+			if caSecret, err = m.getSecret(ctx, m.opts.CASecretName); err != nil {
+				return err
+			}
+			var caData map[string][]byte
+			if caSecret != nil {
+				caData = caSecret.Data
+			}
+			cur, caChanges = cur.withCA(caData, legacyKey)
+			return nil
+		}
+		if legacyKey != nil {
+			if err := loadCA(); err != nil {
+				return err
+			}
+		}
+		next, changes, at, err := plan(m.cfg, cur, now, caInstalled)
+		if errors.Is(err, errNeedCAKey) {
+			if err := loadCA(); err != nil {
+				return err
+			}
+			next, changes, at, err = plan(m.cfg, cur, now, caInstalled)
+		}
 		if err != nil {
+			return err
+		}
+		changes = append(caChanges, changes...)
+
+		// The CA Secret first.
+		if next.keyLoaded {
+			stored, err := m.storeSecret(ctx, caSecret, m.opts.CASecretName, "webhook-ca", corev1.SecretTypeOpaque, next.encodeCA(), nil)
+			if err != nil {
+				return err
+			}
+			if stored && caSecret == nil && legacyKey != nil {
+				changes = append(changes, change{changeSplit, "copied the CA key to Secret " + m.opts.CASecretName})
+			}
+		}
+
+		// Then the serving Secret. While a combined Secret is being split, it keeps the signing
+		// key for Overlap after the copy, for replicas of the earlier version.
+		data := next.encodeServing()
+		var annotations map[string]*string
+		if legacyKey != nil {
+			movedAt, ok := time.Time{}, false
+			if v := serving.Annotations[AnnotationCAKeyMovedAt]; v != "" {
+				if t, err := time.Parse(time.RFC3339, v); err == nil {
+					movedAt, ok = t, true
+				}
+			}
+			switch {
+			case !ok:
+				stamp := now.UTC().Format(time.RFC3339)
+				annotations = map[string]*string{AnnotationCAKeyMovedAt: &stamp}
+				data[KeyCAKey] = next.ca.keyPEM
+				at = earliest(at, now.Add(m.cfg.overlap))
+			case now.Before(movedAt.Add(m.cfg.overlap)):
+				data[KeyCAKey] = next.ca.keyPEM
+				at = earliest(at, movedAt.Add(m.cfg.overlap))
+			default:
+				annotations = map[string]*string{AnnotationCAKeyMovedAt: nil}
+				changes = append(changes, change{changeSplit, "removed the CA key from Secret " + m.opts.SecretName})
+			}
+		}
+		if _, err := m.storeSecret(ctx, serving, m.opts.SecretName, "webhook-tls", corev1.SecretTypeTLS, data, annotations); err != nil {
 			return err
 		}
 		final, recheck = next, at
 		if len(changes) == 0 {
 			return nil
-		}
-		if secret == nil {
-			secret = &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{
-					Name:      m.opts.SecretName,
-					Namespace: m.opts.Namespace,
-					Labels:    map[string]string{"app.kubernetes.io/name": "ipp", "app.kubernetes.io/component": "webhook-tls"},
-				},
-				Type: corev1.SecretTypeTLS,
-				Data: next.encode(),
-			}
-			if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("creating Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
-			}
-		} else {
-			secret = secret.DeepCopy()
-			if secret.Type != corev1.SecretTypeTLS && secret.Type != corev1.SecretTypeOpaque && secret.Type != "" {
-				return fmt.Errorf("Secret %s/%s has type %s; delete it or choose another --tls-secret", m.opts.Namespace, m.opts.SecretName, secret.Type)
-			}
-			if secret.Data == nil {
-				secret.Data = map[string][]byte{}
-			}
-			for k, v := range next.encode() {
-				secret.Data[k] = v
-			}
-			if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
-				return fmt.Errorf("updating Secret %s/%s: %w", m.opts.Namespace, m.opts.SecretName, err)
-			}
 		}
 		logger.Info("Stored TLS certificates", "changes", strings.Join(changeStrings(changes), "; "),
 			"caNotAfter", next.ca.cert.NotAfter, "servingNotAfter", next.serving.cert.NotAfter, "trustedCAs", len(next.trusted))
@@ -263,4 +309,90 @@ func (m *Manager) Sync(ctx context.Context) (time.Duration, error) {
 
 	wait := recheck.Sub(m.clock.Now())
 	return min(max(wait, minWait), m.opts.Resync), nil
+}
+
+// earliest returns the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// getSecret reads the named Secret of the namespace; nil if there is none.
+func (m *Manager) getSecret(ctx context.Context, name string) (*corev1.Secret, error) {
+	secret, err := m.client.CoreV1().Secrets(m.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", m.opts.Namespace, name, err)
+	}
+	return secret, nil
+}
+
+// storeSecret makes the named Secret hold data: it creates it if cur is nil, and otherwise
+// updates cur, at the resourceVersion read, if its data or annotations differ. Keys of cur that
+// data does not name are removed, but for those of other writers (anything but ca.crt, ca.key,
+// tls.crt and tls.key). annotations are set, or removed where nil. It reports whether it wrote.
+func (m *Manager) storeSecret(ctx context.Context, cur *corev1.Secret, name, component string, typ corev1.SecretType, data map[string][]byte, annotations map[string]*string) (bool, error) {
+	secrets := m.client.CoreV1().Secrets(m.opts.Namespace)
+	if cur == nil {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      name,
+				Namespace: m.opts.Namespace,
+				Labels:    map[string]string{"app.kubernetes.io/name": "ipp", "app.kubernetes.io/component": component},
+			},
+			Type: typ,
+			Data: data,
+		}
+		for k, v := range annotations {
+			if v != nil {
+				metav1.SetMetaDataAnnotation(&secret.ObjectMeta, k, *v)
+			}
+		}
+		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+			return false, fmt.Errorf("creating Secret %s/%s: %w", m.opts.Namespace, name, err)
+		}
+		return true, nil
+	}
+	if cur.Type != typ && cur.Type != corev1.SecretTypeOpaque && cur.Type != "" {
+		return false, fmt.Errorf("Secret %s/%s has type %s, want %s; delete it or choose another name", m.opts.Namespace, name, cur.Type, typ)
+	}
+	secret := cur.DeepCopy()
+	if secret.Data == nil {
+		secret.Data = map[string][]byte{}
+	}
+	changed := false
+	for _, k := range []string{KeyServingCert, KeyServingKey, KeyCABundle, KeyCAKey} {
+		v, want := data[k]
+		old, have := secret.Data[k]
+		switch {
+		case want && (!have || !bytes.Equal(old, v)):
+			secret.Data[k] = v
+			changed = true
+		case !want && have:
+			delete(secret.Data, k)
+			changed = true
+		}
+	}
+	for k, v := range annotations {
+		old, have := secret.Annotations[k]
+		switch {
+		case v != nil && (!have || old != *v):
+			metav1.SetMetaDataAnnotation(&secret.ObjectMeta, k, *v)
+			changed = true
+		case v == nil && have:
+			delete(secret.Annotations, k)
+			changed = true
+		}
+	}
+	if !changed {
+		return false, nil
+	}
+	if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		return false, fmt.Errorf("updating Secret %s/%s: %w", m.opts.Namespace, name, err)
+	}
+	return true, nil
 }

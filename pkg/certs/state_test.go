@@ -2,6 +2,7 @@ package certs
 
 import (
 	"crypto/x509"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -128,14 +129,33 @@ func TestPlanTimeline(t *testing.T) {
 		}
 	})
 	t.Run("CA key lost", func(t *testing.T) {
+		// The CA Secret is gone: a new CA joins the bundle as in a rotation; what is served
+		// stays until the switch.
 		data := st.encode()
 		delete(data, KeyCAKey)
-		_, cs, _, err := plan(cfg, decodeState(data), now, trustedOnly(st.ca.cert))
+		next, cs, _, err := plan(cfg, decodeState(data), now, trustedOnly(st.ca.cert))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"ca: created", "serving: issued (none)"}, changeStrings(cs)); diff != "" {
+		if diff := cmp.Diff([]string{"ca: created (no usable key for the previous CA)"}, changeStrings(cs)); diff != "" {
 			t.Errorf("changes (-want +got):\n%s", diff)
+		}
+		if len(next.trusted) != 2 || !next.trusted[1].Equal(st.ca.cert) || !next.serving.cert.Equal(st.serving.cert) {
+			t.Errorf("after a lost key: %d trusted CAs, serving changed=%v; want the new and the old CA, same serving", len(next.trusted), !next.serving.cert.Equal(st.serving.cert))
+		}
+	})
+	t.Run("CA Secret not read", func(t *testing.T) {
+		// Planning from the serving Secret alone: nothing to sign, nothing to read; something
+		// to sign, errNeedCAKey.
+		pub := decodeServing(st.encodeServing())
+		if _, cs, _, err := plan(cfg, pub, now, trustedOnly(st.ca.cert)); err != nil || len(cs) != 0 {
+			t.Errorf("plan with nothing due = %q, %v; want no change, no error", changeStrings(cs), err)
+		}
+		if _, _, _, err := plan(cfg, pub, renewAt(st.serving.cert), trustedOnly(st.ca.cert)); !errors.Is(err, errNeedCAKey) {
+			t.Errorf("plan with a renewal due = %v, want errNeedCAKey", err)
+		}
+		if _, _, _, err := plan(cfg, &state{}, now, nil); !errors.Is(err, errNeedCAKey) {
+			t.Errorf("plan with no serving Secret = %v, want errNeedCAKey", err)
 		}
 	})
 	t.Run("CA expired", func(t *testing.T) {
@@ -156,7 +176,7 @@ func TestPlanTimeline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bad := &state{ca: st.ca, trusted: st.trusted, serving: foreign}
+		bad := &state{ca: st.ca, trusted: st.trusted, serving: foreign, keyLoaded: true}
 		_, cs, _, err := plan(cfg, bad, now, trustedOnly(st.ca.cert))
 		if err != nil {
 			t.Fatal(err)

@@ -206,7 +206,7 @@ func TestDefaultUserData(t *testing.T) {
 		t.Fatal(err)
 	}
 	script, err := r.Render(bootstrap.Params{
-		Join:              bootstrap.Join{APIServerEndpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef"},
+		Join:              bootstrap.Join{APIServerEndpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef", CACertHash: "sha256:" + strings.Repeat("0f", 32)},
 		NodeName:          "ipp-class0-cb543558de22",
 		Labels:            cfg.NodeLabels(),
 		Taints:            cfg.Taints(),

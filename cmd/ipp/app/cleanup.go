@@ -97,7 +97,7 @@ func (o *cleanupOptions) validate() error {
 	if o.pollInterval <= 0 {
 		return fmt.Errorf("invalid --poll-interval %s: must be positive", o.pollInterval)
 	}
-	return nil
+	return o.provider.validate()
 }
 
 func (o *cleanupOptions) run(ctx context.Context, out io.Writer) error {

@@ -2,12 +2,14 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
@@ -56,7 +58,8 @@ func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.join.APIServerEndpoint, "join-endpoint", "", "host:port of the API server that new nodes join (kubeadm join). Empty leaves joining to the image.")
 	fs.StringVar(&o.join.Token, "join-token", "", "Shared bootstrap token (<id>.<secret>) rendered into every instance's bootstrap: an insecure opt-out, since root on any IPP node can then get a certificate for any node name (see docs/operations.md). Without it (and --join-token-file) and with --join-endpoint, IPP mints a single-use token per instance and approves its kubelet CSR for that node only.")
 	fs.StringVar(&o.joinTokenFile, "join-token-file", "", "File holding the shared bootstrap token, such as a mounted Secret key; the same insecure opt-out as --join-token.")
-	fs.StringVar(&o.join.CACertHash, "join-ca-cert-hash", "", "sha256:<hex> of the cluster CA public key, for kubeadm join's discovery.")
+	fs.StringVar(&o.join.CACertHash, "join-ca-cert-hash", "", "sha256:<64 hex> of the cluster CA's public key, which new nodes pin when they join (kubeadm join --discovery-token-ca-cert-hash; `kubeadm token create --print-join-command` prints it). Required with --join-endpoint unless --join-insecure-skip-ca-verification.")
+	fs.BoolVar(&o.join.InsecureSkipCAVerification, "join-insecure-skip-ca-verification", false, "Let new nodes join through --join-endpoint without checking the API server's CA (kubeadm's --discovery-token-unsafe-skip-ca-verification): anyone who can answer at that address gets the node's token and can hand the node a cluster of its own. An insecure opt-out, logged as a WARNING at start; use --join-ca-cert-hash instead.")
 	for _, name := range providerNames() {
 		providerFactories[name].addFlags(fs)
 	}
@@ -73,7 +76,38 @@ func (o *providerOptions) validate() error {
 	if _, ok := providerFactories[o.provider]; !ok {
 		return fmt.Errorf("invalid --provider %q: must be one of %s", o.provider, strings.Join(providerNames(), ", "))
 	}
+	return o.validateJoin()
+}
+
+// validateJoin refuses a join through --join-endpoint that does not pin the cluster CA, unless
+// the operator opted out explicitly: an empty --join-ca-cert-hash must never mean "skip the check".
+func (o *providerOptions) validateJoin() error {
+	j := o.join
+	if j.CACertHash != "" {
+		if err := bootstrap.ValidateCACertHash(j.CACertHash); err != nil {
+			return fmt.Errorf("invalid --join-ca-cert-hash: %w", err)
+		}
+	}
+	switch {
+	case j.APIServerEndpoint == "" && j.InsecureSkipCAVerification:
+		return errors.New("--join-insecure-skip-ca-verification without --join-endpoint: there is no join to skip the check of")
+	case j.APIServerEndpoint == "":
+		return nil
+	case j.CACertHash != "" && j.InsecureSkipCAVerification:
+		return errors.New("both --join-ca-cert-hash and --join-insecure-skip-ca-verification: give only the pin")
+	case j.CACertHash == "" && !j.InsecureSkipCAVerification:
+		return fmt.Errorf("--join-endpoint %s without --join-ca-cert-hash: new nodes could not tell the cluster's API server from an impostor at that address; "+
+			"pass the CA's pin (sha256:<64 hex>, as `kubeadm token create --print-join-command` prints it), or, knowingly, --join-insecure-skip-ca-verification", j.APIServerEndpoint)
+	}
 	return nil
+}
+
+// warn logs what the flags leave insecure, once, when a command that builds a provider starts.
+func (o *providerOptions) warn(logger klog.Logger) {
+	if o.join.APIServerEndpoint != "" && o.join.InsecureSkipCAVerification {
+		logger.Info("WARNING: new nodes join without checking the API server's CA (--join-insecure-skip-ca-verification); whoever answers at the join endpoint gets their bootstrap token and can give them a cluster of its own. Pass --join-ca-cert-hash instead",
+			"joinEndpoint", o.join.APIServerEndpoint)
+	}
 }
 
 // build returns the provider the flags choose.
@@ -81,6 +115,7 @@ func (o *providerOptions) build(ctx context.Context, clusterName string) (cloudp
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	o.warn(klog.FromContext(ctx))
 	f := providerFactories[o.provider]
 	r, err := bootstrap.NewRendererFromFile(o.bootstrapTemplate)
 	if err != nil {
