@@ -285,6 +285,8 @@ func checkInvariants(t *testing.T, r rendered) {
 	checkRBAC(t, r)
 	checkNodeCredentials(t, r)
 	checkJoinTokenPolicy(t, r)
+	checkNodePolicy(t, r)
+	checkPlacement(t, r)
 }
 
 func checkWebhooks(t *testing.T, r rendered) {

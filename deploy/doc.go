@@ -1,4 +1,6 @@
-// Package deploy holds IPP's kustomize manifests: base/ and the overlays gce, ec2 and
-// cert-manager. It has no Go code; its test renders every kustomization with the kustomize
-// library and checks the invariants that DESIGN.md and docs/operations.md promise.
+// Package deploy holds IPP's kustomize manifests: base/, the overlays gce, ec2 and
+// cert-manager, and the components control-plane-only and trusted-nodes. It has no Go code; its
+// tests render every kustomization with the kustomize library and check the invariants that
+// DESIGN.md, docs/operations.md and docs/webhook.md promise, and evaluate the admission policies
+// with the apiserver's own code.
 package deploy

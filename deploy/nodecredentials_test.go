@@ -377,14 +377,7 @@ func joinTokenPolicy(t *testing.T, r rendered) *admissionregistrationv1.Validati
 func checkJoinTokenPolicy(t *testing.T, r rendered) {
 	t.Helper()
 	p := joinTokenPolicy(t, r)
-	if all := only[*admissionregistrationv1.ValidatingAdmissionPolicy](t, r); len(all) != 1 {
-		t.Errorf("%d ValidatingAdmissionPolicies, want 1", len(all))
-	}
-	bindings := only[*admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, r)
-	if len(bindings) != 1 {
-		t.Fatalf("%d ValidatingAdmissionPolicyBindings, want 1", len(bindings))
-	}
-	b := bindings[0]
+	b := named[*admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, r, "", p.Name)
 	wantBinding := admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 		PolicyName:        p.Name,
 		ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},

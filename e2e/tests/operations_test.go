@@ -204,6 +204,7 @@ func testOperations(t *testing.T, provider string) {
 		checkJoinTokenPolicy(t, sa, cfg.ClusterName)
 	})
 
+	t.Run("Nodes: the ServiceAccount writes only IPP's labels, annotations and cordon on IPP nodes", func(t *testing.T) { checkNodePolicy(t, sa, cfg, dedicated) })
 	t.Run("the CA rotates with no failed admission", func(t *testing.T) {
 		if provider != providers[0] {
 			t.Skipf("The rotation does not depend on the provider; it ran on %s", providers[0])

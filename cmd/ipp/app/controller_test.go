@@ -93,6 +93,7 @@ func TestControllerOptionsValidate(t *testing.T) {
 	}
 	// Minting join tokens, the namespace holds the token journal too.
 	o.provider.join.APIServerEndpoint = "10.0.0.1:6443"
+	o.provider.join.CACertHash = "sha256:" + strings.Repeat("ab", 32)
 	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--leader-elect-namespace") {
 		t.Errorf("validate() = %v, want an error about --leader-elect-namespace, where the join token journal lives", err)
 	}
