@@ -40,19 +40,6 @@ const (
 	ReasonReaped = "Reaped"
 )
 
-// Annotations the controller keeps on dedicated Nodes. They hold the little state that must
-// survive a restart of the controller.
-const (
-	// AnnotationIdleSince is when the controller first saw the Node with no demand (RFC 3339).
-	// It is removed when demand returns.
-	AnnotationIdleSince = "ipp.io/idle-since"
-	// AnnotationReaping is when the controller started to reap the Node (RFC 3339).
-	AnnotationReaping = "ipp.io/reaping"
-	// AnnotationCordoned says that the controller, not a person, cordoned the Node while
-	// reaping it, so it may uncordon the Node if demand returns before the reaping is done.
-	AnnotationCordoned = "ipp.io/cordoned"
-)
-
 // creationTimestampSlack covers the whole-second precision of creation timestamps and a little
 // clock skew between the API server and the controller, when comparing a Node's creation with
 // the start of a List.
@@ -239,7 +226,7 @@ func (r *round) stale(node *corev1.Node) bool {
 			matchesGoing = true
 		}
 	}
-	reaped := r.nameFits(node) && node.Annotations[AnnotationReaping] != ""
+	reaped := r.nameFits(node) && node.Labels[isolation.ReapingLabel] != ""
 	return !matchesLive && (matchesGoing || reaped)
 }
 
