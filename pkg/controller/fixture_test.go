@@ -63,6 +63,10 @@ type fixture struct {
 	nodes    informers.SharedInformerFactory
 	c        *Controller
 	seenCall int
+	// createQPS and createBurst are the controller's per-namespace creation rate limit; zero
+	// QPS, the default, means none.
+	createQPS   float64
+	createBurst int
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
@@ -98,6 +102,9 @@ func (f *fixture) newController() {
 		IdleTTL:        testIdleTTL,
 		ProviderResync: testResync,
 		Clock:          f.clock,
+
+		NamespaceCreateQPS:   f.createQPS,
+		NamespaceCreateBurst: f.createBurst,
 	})
 	if err != nil {
 		f.t.Fatalf("New: %v", err)

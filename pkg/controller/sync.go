@@ -38,6 +38,10 @@ const (
 	// ReasonReaped (Node, Normal): the Node had no demand for the idle TTL; it was cordoned, and
 	// its instance and Node object are deleted.
 	ReasonReaped = "Reaped"
+	// ReasonCreationRateLimited (Pod, Warning): the Pod's namespace has used up its creation rate
+	// limit (--namespace-create-qps, --namespace-create-burst); the message names the namespace,
+	// the limit and when the instance may be created. The Pod waits until then.
+	ReasonCreationRateLimited = "CreationRateLimited"
 )
 
 // creationTimestampSlack covers the whole-second precision of creation timestamps and a little
@@ -66,7 +70,7 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		return 0, fmt.Errorf("listing the Nodes of node %s: %w", name, err)
 	}
 	if len(demand) == 0 && len(insts) == 0 && len(nodes) == 0 {
-		c.forgetState(name)
+		c.forgetState(name, c.clock.Now())
 		return 0, nil
 	}
 	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: c.nodeStateOf(name)}
@@ -86,6 +90,9 @@ type round struct {
 }
 
 func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
+	if len(r.demand) == 0 {
+		r.giveBackCharge()
+	}
 	var liveInsts []cloudprovider.Instance
 	for _, inst := range r.insts {
 		if live(inst) {
@@ -93,6 +100,11 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	keep := r.pick(liveInsts)
+	if keep != nil {
+		// The creation was made (its reply may have been lost): its charge is spent, and a
+		// replacement will be charged anew.
+		r.st.charge = nil
+	}
 	if len(liveInsts) > 1 {
 		if after, err := r.deleteDuplicates(ctx, keep, liveInsts); err != nil || after > 0 {
 			return after, err
