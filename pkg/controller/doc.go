@@ -49,7 +49,9 @@
 //
 // What the controller keeps in memory (the idempotency key of a creation in progress, the Events
 // already emitted, the back-off of provider calls) only saves calls and Events; a restart loses
-// none of the state decisions depend on.
+// none of the state decisions depend on. The one exception is deliberate: the per-namespace
+// creation rate limit (Options.NamespaceCreateQPS) keeps its token buckets in memory, so a restart
+// gives every namespace a full burst again.
 //
 // # Idempotency keys
 //
