@@ -75,6 +75,8 @@ type CloudInstance struct {
 	Live bool
 	// Booted says the emulator booted it into a kubelet.
 	Booted bool
+	// CreatedAt is when the cloud created it (GCE creationTimestamp, EC2 launchTime).
+	CreatedAt time.Time
 }
 
 // Cloud is an emulated cloud and IPP's real provider pointed at it: what the tests need to see of
@@ -231,6 +233,7 @@ func (c *GCECloud) convert(inst gceemu.Instance) CloudInstance {
 		Bootstrap:  inst.Metadata["startup-script"],
 		Live:       true,
 		Booted:     inst.Booted,
+		CreatedAt:  inst.CreatedAt,
 	}
 }
 
@@ -348,6 +351,7 @@ func (c *EC2Cloud) Instances() []CloudInstance {
 			Bootstrap:  inst.UserData,
 			Live:       inst.State != "shutting-down" && inst.State != "terminated",
 			Booted:     inst.Booted,
+			CreatedAt:  inst.LaunchTime,
 		})
 	}
 	return out

@@ -39,6 +39,10 @@ type IPPOptions struct {
 	IdleTTL             time.Duration
 	RegistrationTimeout time.Duration
 	ProviderResync      time.Duration
+	// NamespaceCreateQPS and NamespaceCreateBurst are the controller's per-namespace creation
+	// rate limit; zero QPS, the default here, means none.
+	NamespaceCreateQPS   float64
+	NamespaceCreateBurst int
 	// ControllerWorkers defaults to 4.
 	ControllerWorkers int
 	// WorkerNodes plain, untainted nodes are registered by emulated kubelets, for the Pods that
@@ -185,12 +189,14 @@ func (e *IPP) StartController(ctx context.Context) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
 	m, err := controller.NewManager(kube, e.Cloud.Provider(), recorder, controller.Options{
-		Config:              e.Config,
-		IdleTTL:             e.opts.IdleTTL,
-		RegistrationTimeout: e.opts.RegistrationTimeout,
-		ProviderResync:      e.opts.ProviderResync,
-		MintJoinTokens:      true,
-		JournalNamespace:    metav1.NamespaceSystem,
+		Config:               e.Config,
+		IdleTTL:              e.opts.IdleTTL,
+		RegistrationTimeout:  e.opts.RegistrationTimeout,
+		ProviderResync:       e.opts.ProviderResync,
+		MintJoinTokens:       true,
+		JournalNamespace:     metav1.NamespaceSystem,
+		NamespaceCreateQPS:   e.opts.NamespaceCreateQPS,
+		NamespaceCreateBurst: e.opts.NamespaceCreateBurst,
 	})
 	if err != nil {
 		cancel()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/ipp-project/ipp/e2e/framework"
@@ -56,6 +60,7 @@ func TestDedicated(t *testing.T) {
 			}{
 				{"two classes get two instances", testTwoClasses},
 				{"idle class is reaped", testReaped},
+				{"node cannot keep itself alive", testNodeCannotKeepItselfAlive},
 				{"untrusted node is never bound", testUntrustedNode},
 				{"controller restarted mid-burst", testRestartMidBurst},
 			} {
@@ -138,8 +143,8 @@ func testReaped(t *testing.T, ipp *framework.IPP) {
 	}
 	waitReaped(t, ipp, name)
 	took := time.Since(deleted)
-	// The idle-since annotation is RFC 3339 in whole seconds, so the TTL may end up to 1 s early.
-	if took < idleTTL-time.Second {
+	// The idle clock is rounded up to the second, so the TTL never ends early.
+	if took < idleTTL {
 		t.Errorf("Reaped %v after the Deployment was deleted, before the idle TTL %v", took, idleTTL)
 	}
 	t.Logf("Reaped %s %v after its Deployment was deleted (idle TTL %v)", name, took.Round(100*time.Millisecond), idleTTL)
@@ -167,6 +172,134 @@ func testReaped(t *testing.T, ipp *framework.IPP) {
 	if got := ipp.Cloud.Created(name); got != 2 {
 		t.Errorf("Instances created for %s: %d, want 2 (one per life of the class)", name, got)
 	}
+}
+
+// reapMargin is how much later than the idle TTL an idle node may be reaped: the Pods' deletion,
+// a provider List, a busy machine.
+const reapMargin = 30 * time.Second
+
+// testNodeCannotKeepItselfAlive: a class's node, once its Pods are gone, tries to keep itself
+// alive with its own credentials (system:node:<name>): every second it sets the idle-since
+// annotation that older controllers read to now, drops the old reaping marks, bumps a label of
+// its own and uncordons itself, and tries to set the idle clock label, which NodeRestriction
+// must refuse. It is reaped within the idle TTL and a margin all the same (I9).
+func testNodeCannotKeepItselfAlive(t *testing.T, ipp *framework.IPP) {
+	ctx := t.Context()
+	ns := namespace(t, "keepalive")
+	const class = "immortal"
+	name := ipp.Config.NodeName(ns, class)
+	createDeployment(t, ns, deployment(ipp.Config, class, class, 1))
+	waitDeploymentRunning(t, ns, class, 1)
+	self := nodeClient(t, name)
+
+	deleted := time.Now()
+	if err := cluster.Client.AppsV1().Deployments(ns).Delete(ctx, class, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+		t.Fatal(err)
+	}
+
+	attackCtx, stop := context.WithCancel(ctx)
+	var (
+		mu        sync.Mutex
+		rewrites  int   // rounds in which the node rewrote itself and was refused the clock
+		attackErr error // the first unexpected answer
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		for i := 0; ; i++ {
+			now := time.Now().UTC()
+			allowed := fmt.Sprintf(`{"metadata":{"annotations":{"ipp.io/idle-since":%q,"ipp.io/reaping":null,"ipp.io/cordoned":null},"labels":{"keepalive.example.com/beat":"%d"}},"spec":{"unschedulable":false}}`,
+				now.Format(time.RFC3339), i)
+			_, errAllowed := self.CoreV1().Nodes().Patch(attackCtx, name, types.MergePatchType, []byte(allowed), metav1.PatchOptions{})
+			errClock := tamperWithClock(attackCtx, self, name, now)
+			if attackCtx.Err() != nil {
+				return
+			}
+			mu.Lock()
+			switch {
+			case apierrors.IsNotFound(errAllowed) || apierrors.IsNotFound(errClock):
+				// Reaped.
+			case errAllowed != nil:
+				attackErr = firstErr(attackErr, fmt.Errorf("the node's own write of its annotations, labels and unschedulable: %w", errAllowed))
+			case errClock != nil:
+				attackErr = firstErr(attackErr, errClock)
+			default:
+				rewrites++
+			}
+			mu.Unlock()
+			select {
+			case <-attackCtx.Done():
+				return
+			case <-ticker.C:
+			}
+		}
+	}()
+	err := waitFor(ctx, idleTTL+reapMargin, func(ctx context.Context) (bool, error) {
+		_, err := cluster.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		_, exists := ipp.Cloud.Instance(name)
+		return apierrors.IsNotFound(err) && !exists, nil
+	})
+	took := time.Since(deleted)
+	stop()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		t.Fatalf("Node %s, rewriting itself every second, was not reaped within the idle TTL %v + %v: %v", name, idleTTL, reapMargin, err)
+	}
+	if attackErr != nil {
+		t.Error(attackErr)
+	}
+	if rewrites == 0 {
+		t.Errorf("The node never got to rewrite itself before it was reaped %v after its Pods went; the attack was not tried", took)
+	}
+	t.Logf("Reaped %s %v after its Deployment was deleted (idle TTL %v), after %d rewrites of itself, each with its try to set %s Forbidden",
+		name, took.Round(100*time.Millisecond), idleTTL, rewrites, isolation.IdleSinceLabel)
+}
+
+// tamperWithClock tries, as the node, what would keep it alive if it worked: to remove its idle
+// clock label, or set it to now. Each try must be Forbidden; it returns an error if one is not.
+// (Writing the value the label already has changes nothing, so NodeRestriction lets it through;
+// the value tried always differs.)
+func tamperWithClock(ctx context.Context, self kubernetes.Interface, name string, now time.Time) error {
+	node, err := self.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	set := now.Unix()
+	tries := map[string]string{}
+	if v, ok := node.Labels[isolation.IdleSinceLabel]; ok {
+		tries["remove"] = fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, isolation.IdleSinceLabel)
+		if v == strconv.FormatInt(set, 10) {
+			set++
+		}
+	}
+	tries["set"] = fmt.Sprintf(`{"metadata":{"labels":{%q:"%d"}}}`, isolation.IdleSinceLabel, set)
+	for what, patch := range tries {
+		_, err := self.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		switch {
+		case err == nil:
+			return fmt.Errorf("the node could %s its own %s", what, isolation.IdleSinceLabel)
+		case apierrors.IsNotFound(err):
+			return err
+		case !apierrors.IsForbidden(err):
+			return fmt.Errorf("trying to %s %s as the node: want Forbidden, got %w", what, isolation.IdleSinceLabel, err)
+		}
+	}
+	return nil
+}
+
+// firstErr keeps the first error.
+func firstErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
 }
 
 // testUntrustedNode: a Node that registers under a class's dedicated name with the IPP label and

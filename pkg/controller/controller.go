@@ -77,6 +77,14 @@ type Options struct {
 	// Issued reports whether a kubelet client certificate for nodeName was issued with the join
 	// token id (approver.Approver.IssuedFor). Required with MintJoinTokens.
 	Issued func(id, nodeName string) bool
+	// NamespaceCreateQPS limits how fast the Pods of one namespace can make the controller create
+	// instances: a token bucket per namespace, refilled at this many tokens per second, that
+	// every creation of a new instance is charged to (the namespace of the oldest waiting Pod).
+	// Zero means no limit; it must not be negative or infinite.
+	NamespaceCreateQPS float64
+	// NamespaceCreateBurst is the size of each namespace's bucket: how many instances it may
+	// have created at once. Zero means DefaultNamespaceCreateBurst.
+	NamespaceCreateBurst int
 }
 
 // Controller creates, binds and reaps the dedicated nodes of isolation classes in dedicated mode.
@@ -92,6 +100,9 @@ type Controller struct {
 	mintTokens bool
 	issued     func(id, nodeName string) bool
 	journal    journal
+
+	// createLimiter is the per-namespace creation rate limit, nil for none.
+	createLimiter *creationLimiter
 
 	idleTTL        time.Duration
 	regTimeout     time.Duration
@@ -136,6 +147,10 @@ type nodeState struct {
 	// Controller.mu (mintedToken, setMintedToken): the orphan collection reads it.
 	token       *jointoken.Token
 	tokenMinted time.Time
+	// charge is the creation rate limit's reservation for the creation in progress: its retries
+	// reuse it, a creation that is done clears it, and it is given back if demand goes before
+	// the creation is made.
+	charge *rate.Reservation
 }
 
 // New returns a controller that watches pods and nodes, which must be narrowed as
@@ -174,7 +189,12 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 			return nil, fmt.Errorf("invalid %s %v: must not be negative", d.name, d.v)
 		}
 	}
+	createLimiter, err := newCreationLimiter(opts.NamespaceCreateQPS, orDefaultInt(opts.NamespaceCreateBurst, DefaultNamespaceCreateBurst))
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
 	c := &Controller{
+		createLimiter:  createLimiter,
 		kube:           kube,
 		provider:       provider,
 		recorder:       recorder,
@@ -255,6 +275,13 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		return nil, fmt.Errorf("adding Node event handler: %w", err)
 	}
 	return c, nil
+}
+
+func orDefaultInt(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -461,10 +488,16 @@ func (c *Controller) nodeStateOf(name string) *nodeState {
 	return st
 }
 
-func (c *Controller) forgetState(name string) {
+// forgetState forgets what the controller remembers about the dedicated node name, which has
+// neither demand, instance nor Node. A creation charge it held is given back.
+func (c *Controller) forgetState(name string, now time.Time) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	st := c.state[name]
 	delete(c.state, name)
+	c.mu.Unlock()
+	if st != nil && st.charge != nil {
+		st.charge.CancelAt(now)
+	}
 }
 
 func (c *Controller) hold(name string, until time.Time) {

@@ -28,8 +28,10 @@
 // bound, loses a binding label it has, and gets an UntrustedNode Warning; demand with no instance
 // creates one; an instance whose Node has not registered within the registration timeout is
 // deleted (and created again while demand remains); a bound Node without demand is marked idle
-// (annotation AnnotationIdleSince, so a restart does not restart the TTL) and reaped after the
-// idle TTL. An instance with neither demand nor Node is treated like one waiting for its Node: it
+// (label isolation.IdleSinceLabel, so a restart does not restart the TTL) and reaped after the
+// idle TTL. The idle clock and the reaping marks are labels under node-restriction.kubernetes.io/,
+// which the Node's kubelet cannot write, and the controller reads none of the Node's annotations:
+// a node cannot keep itself alive. An instance with neither demand nor Node is treated like one waiting for its Node: it
 // is deleted once the registration timeout since its creation has passed, and if its Node does
 // register it is reaped after the idle TTL like any other. So an instance is never deleted before
 // it has had the chance to register, and a class that comes back soon finds its node.
@@ -53,7 +55,9 @@
 //
 // What the controller keeps in memory (the idempotency key of a creation in progress, the Events
 // already emitted, the back-off of provider calls) only saves calls and Events; a restart loses
-// none of the state decisions depend on.
+// none of the state decisions depend on. The one exception is deliberate: the per-namespace
+// creation rate limit (Options.NamespaceCreateQPS) keeps its token buckets in memory, so a restart
+// gives every namespace a full burst again.
 //
 // # Idempotency keys
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,10 @@ type fixture struct {
 	nodes    informers.SharedInformerFactory
 	c        *Controller
 	seenCall int
+	// createQPS and createBurst are the controller's per-namespace creation rate limit; zero
+	// QPS, the default, means none.
+	createQPS   float64
+	createBurst int
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
@@ -97,6 +102,9 @@ func (f *fixture) newController() {
 		IdleTTL:        testIdleTTL,
 		ProviderResync: testResync,
 		Clock:          f.clock,
+
+		NamespaceCreateQPS:   f.createQPS,
+		NamespaceCreateBurst: f.createBurst,
 	})
 	if err != nil {
 		f.t.Fatalf("New: %v", err)
@@ -331,17 +339,32 @@ func bound(n *corev1.Node, name string) *corev1.Node {
 	return n
 }
 
-func annotate(n *corev1.Node, kv ...string) *corev1.Node {
-	if n.Annotations == nil {
-		n.Annotations = map[string]string{}
+// label sets labels on n, as key, value, key, value...
+func label(n *corev1.Node, kv ...string) *corev1.Node {
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
-		n.Annotations[kv[i]] = kv[i+1]
+		n.Labels[kv[i]] = kv[i+1]
 	}
 	return n
 }
 
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+// unix renders t as the idle clock and the reaping mark hold it: Unix seconds, rounded up.
+func unix(t time.Time) string { return strconv.FormatInt(ceilUnix(t), 10) }
+
+// guarded renders the JSON patch that patchNode sends to node for ops, as f.actions shows it.
+func guarded(node *corev1.Node, ops ...jsonPatchOp) string {
+	all := []jsonPatchOp{
+		{Op: "test", Path: "/metadata/uid", Value: string(node.UID)},
+		{Op: "test", Path: "/spec/providerID", Value: node.Spec.ProviderID},
+	}
+	b, err := json.Marshal(append(all, ops...))
+	if err != nil {
+		panic(err)
+	}
+	return "patch nodes/" + node.Name + " json " + string(b)
+}
 
 // mergePatch renders a merge patch as the controller sends it.
 func mergePatch(p map[string]any) string {

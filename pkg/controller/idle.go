@@ -3,28 +3,35 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
-// idle handles a bound Node with no demand. The time it went idle is kept on the Node, so that a
-// restart of the controller does not restart the idle TTL. Once the TTL has passed the Node is
-// reaped.
+// idle handles a bound Node with no demand. The idle clock is kept on the Node, in the label
+// isolation.IdleSinceLabel, so that a restart of the controller does not restart the idle TTL;
+// once the TTL has passed the Node is reaped.
+//
+// The clock is a node-restriction.kubernetes.io/ label because NodeRestriction forbids a kubelet
+// to add, change or remove those on its own Node: the Node's annotations, its other labels and
+// spec.unschedulable are all the kubelet's to write, so none of them decides when it is reaped.
 func (r *round) idle(ctx context.Context, node *corev1.Node, inst cloudprovider.Instance) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
-	since, err := time.Parse(time.RFC3339, node.Annotations[AnnotationIdleSince])
-	if err != nil || since.After(r.now) {
-		// Absent, or not a time the controller wrote (a kubelet may edit its Node's
-		// annotations): start the TTL now, which can only delay the reaping.
+	since, ok := idleSince(node, r.now)
+	if !ok {
+		// Absent, unreadable or in the future (another replica's clock ahead of ours): start
+		// the clock now, which can only delay the reaping.
+		start := ceilUnix(r.now)
 		logger.Info("Node is idle", "nodeObject", klog.KObj(node), "idleTTL", r.c.idleTTL)
-		if err := r.c.mergePatchNode(ctx, node.Name, annotationsPatch(map[string]any{AnnotationIdleSince: r.now.UTC().Format(time.RFC3339)})); err != nil {
+		if _, err := r.c.patchNode(ctx, node, addLabelOp(isolation.IdleSinceLabel, strconv.FormatInt(start, 10))); err != nil {
 			return 0, err
 		}
-		return r.c.idleTTL, nil
+		return time.Unix(start, 0).Add(r.c.idleTTL).Sub(r.now), nil
 	}
 	if left := since.Add(r.c.idleTTL).Sub(r.now); left > 0 {
 		return left, nil
@@ -32,11 +39,35 @@ func (r *round) idle(ctx context.Context, node *corev1.Node, inst cloudprovider.
 	return r.reap(ctx, node, inst, since)
 }
 
+// idleSince reads node's idle clock. It reports false if the clock must be started now: no
+// label, a value that is not a positive number of seconds, or a time after now (now is rounded
+// up, as the clock is when written).
+func idleSince(node *corev1.Node, now time.Time) (time.Time, bool) {
+	v, ok := node.Labels[isolation.IdleSinceLabel]
+	if !ok {
+		return time.Time{}, false
+	}
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || secs <= 0 || secs > ceilUnix(now) {
+		return time.Time{}, false
+	}
+	return time.Unix(secs, 0).UTC(), true
+}
+
+// ceilUnix returns t in Unix seconds, rounded up, so that a clock started at t never ends early.
+func ceilUnix(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
 // reap removes an idle dedicated node: cordon it, check with the API server that no Pod of its
 // class has just been bound to it, delete its instance, then its Node object.
 //
 // The instance goes before the Node so that every step is retried from what can be observed: until
-// the instance is gone the Node is still there, cordoned and marked as reaping, and the next
+// the instance is gone the Node is still there, cordoned and labelled as reaping, and the next
 // reconcile carries on. Once the instance is going, its Node is stale and deleted (see stale).
 // A Pod that arrives meanwhile stays Pending (the Node is cordoned) and gets a new instance.
 func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.Instance, since time.Time) (time.Duration, error) {
@@ -44,19 +75,20 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 		return after, nil
 	}
 	logger := klog.FromContext(ctx)
-	cordoned := node.Annotations[AnnotationCordoned] == "true"
-	if node.Annotations[AnnotationReaping] == "" {
+	marked := node
+	if node.Labels[isolation.ReapingLabel] == "" {
 		logger.Info("Reaping idle node", "nodeObject", klog.KObj(node), "idleSince", since, "instance", inst.ID)
-		annotations := map[string]any{AnnotationReaping: r.now.UTC().Format(time.RFC3339)}
-		patch := map[string]any{}
+		ops := []jsonPatchOp{addLabelOp(isolation.ReapingLabel, strconv.FormatInt(ceilUnix(r.now), 10))}
 		if !node.Spec.Unschedulable {
-			cordoned = true
-			annotations[AnnotationCordoned] = "true"
-			patch["spec"] = map[string]any{"unschedulable": true}
+			ops = append(ops, addLabelOp(isolation.CordonedLabel, isolation.LabelValue),
+				jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: true})
 		}
-		patch["metadata"] = map[string]any{"annotations": annotations}
-		if err := r.c.mergePatchNode(ctx, node.Name, patch); err != nil {
+		patched, err := r.c.patchNode(ctx, node, ops...)
+		if err != nil {
 			return 0, err
+		}
+		if patched != nil {
+			marked = patched
 		}
 	}
 	// The informers may lag: ask the API server whether the scheduler bound a Pod of this class
@@ -67,7 +99,8 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 	}
 	if pod != nil {
 		logger.Info("Node got a Pod while being reaped; keeping it", "nodeObject", klog.KObj(node), "pod", klog.KObj(pod))
-		return 0, r.c.mergePatchNode(ctx, node.Name, cancelReapPatch(cordoned))
+		_, err := r.c.patchNode(ctx, marked, activeOps(marked)...)
+		return 0, err
 	}
 	r.c.recorder.Event(node, corev1.EventTypeNormal, ReasonReaped,
 		fmt.Sprintf("No Pod of its class for %v; deleting instance %s and Node %s", r.c.idleTTL, inst.ID, node.Name))
@@ -81,31 +114,17 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 	return 0, nil
 }
 
-// cancelReapPatch removes the idle and reaping marks, and uncordons the Node if the controller
-// cordoned it.
-func cancelReapPatch(cordoned bool) map[string]any {
-	patch := annotationsPatch(map[string]any{AnnotationIdleSince: nil, AnnotationReaping: nil, AnnotationCordoned: nil})
-	if cordoned {
-		patch["spec"] = map[string]any{"unschedulable": false}
-	}
-	return patch
-}
-
-// activePatch undoes idle and reaping marks on a Node that has demand again, or returns nil if
+// activeOps undoes the idle and reaping marks on a Node that has demand again, or returns nil if
 // there are none. It uncordons the Node only if the controller cordoned it.
-func activePatch(node *corev1.Node) map[string]any {
-	annotations := map[string]any{}
-	for _, k := range []string{AnnotationIdleSince, AnnotationReaping, AnnotationCordoned} {
-		if _, ok := node.Annotations[k]; ok {
-			annotations[k] = nil
+func activeOps(node *corev1.Node) []jsonPatchOp {
+	var ops []jsonPatchOp
+	for _, k := range []string{isolation.IdleSinceLabel, isolation.ReapingLabel, isolation.CordonedLabel} {
+		if _, ok := node.Labels[k]; ok {
+			ops = append(ops, jsonPatchOp{Op: "remove", Path: labelPath(k)})
 		}
 	}
-	if len(annotations) == 0 {
-		return nil
+	if node.Labels[isolation.CordonedLabel] == isolation.LabelValue {
+		ops = append(ops, jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: false})
 	}
-	patch := map[string]any{"metadata": map[string]any{"annotations": annotations}}
-	if node.Annotations[AnnotationCordoned] == "true" {
-		patch["spec"] = map[string]any{"unschedulable": false}
-	}
-	return patch
+	return ops
 }

@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,13 +127,14 @@ func (p *cachedPod) DeepCopyObject() runtime.Object {
 	return out
 }
 
-// trimNode returns the part of a Node the controller reads: identity, labels, the controller's own
-// annotations, creation and deletion time, providerID and unschedulable. The Node's status, which
-// its kubelet refreshes every few minutes, is dropped, so heartbeats do not wake the controller.
+// trimNode returns the part of a Node the controller reads: identity, labels, creation and
+// deletion time, providerID and unschedulable. The Node's status, which its kubelet refreshes
+// every few minutes, is dropped, so heartbeats do not wake the controller; so are its annotations,
+// which its kubelet may write and which therefore decide nothing.
 func trimNode(n *corev1.Node) *corev1.Node {
 	return &corev1.Node{
 		TypeMeta:   n.TypeMeta,
-		ObjectMeta: trimMeta(n.ObjectMeta, ippAnnotations(n.Annotations)),
+		ObjectMeta: trimMeta(n.ObjectMeta),
 		Spec: corev1.NodeSpec{
 			ProviderID:    n.Spec.ProviderID,
 			Unschedulable: n.Spec.Unschedulable,
@@ -143,34 +142,16 @@ func trimNode(n *corev1.Node) *corev1.Node {
 	}
 }
 
-func trimMeta(m metav1.ObjectMeta, annotations map[string]string) metav1.ObjectMeta {
+func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:              m.Name,
 		Namespace:         m.Namespace,
 		UID:               m.UID,
 		ResourceVersion:   m.ResourceVersion,
 		Labels:            m.Labels,
-		Annotations:       annotations,
 		CreationTimestamp: m.CreationTimestamp,
 		DeletionTimestamp: m.DeletionTimestamp,
 	}
-}
-
-// annotationPrefix is the prefix of the annotations the controller keeps on Nodes.
-const annotationPrefix = "ipp.io/"
-
-// ippAnnotations returns the controller's own annotations among a, or nil if there are none.
-func ippAnnotations(a map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range a {
-		if strings.HasPrefix(k, annotationPrefix) {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // podChanged reports whether an update changed anything the controller reads of a Pod: a

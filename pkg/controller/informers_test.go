@@ -45,9 +45,9 @@ func fullNode() *corev1.Node {
 		TypeMeta: metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "n", UID: "uid-n", ResourceVersion: "9",
-			Labels: map[string]string{isolation.DefaultConfig().NodeLabel: "true", isolation.BindingLabel: "n"},
+			Labels: map[string]string{isolation.DefaultConfig().NodeLabel: "true", isolation.BindingLabel: "n", isolation.IdleSinceLabel: "1767225600"},
 			Annotations: map[string]string{
-				AnnotationIdleSince:            t0.Format(time.RFC3339),
+				"ipp.io/idle-since":            t0.Format(time.RFC3339),
 				"node.alpha.kubernetes.io/ttl": "0",
 			},
 			CreationTimestamp: metav1.NewTime(t0),
@@ -78,7 +78,6 @@ func TestTrim(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "n", UID: "uid-n", ResourceVersion: "9",
 			Labels:            node.Labels,
-			Annotations:       map[string]string{AnnotationIdleSince: t0.Format(time.RFC3339)},
 			CreationTimestamp: node.CreationTimestamp,
 		},
 		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true},
@@ -205,8 +204,9 @@ func TestNodeChanged(t *testing.T) {
 		{"resourceVersion only", func(n *corev1.Node) { n.ResourceVersion = "10" }, false},
 		{"status heartbeat", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(t0.Add(time.Minute)) }, false},
 		{"someone else's annotation", func(n *corev1.Node) { n.Annotations["node.alpha.kubernetes.io/ttl"] = "1" }, false},
+		{"the old idle annotation", func(n *corev1.Node) { n.Annotations["ipp.io/idle-since"] = t0.Add(time.Hour).Format(time.RFC3339) }, false},
 		{"taints", func(n *corev1.Node) { n.Spec.Taints = nil }, false},
-		{"idle mark", func(n *corev1.Node) { delete(n.Annotations, AnnotationIdleSince) }, true},
+		{"idle clock", func(n *corev1.Node) { delete(n.Labels, isolation.IdleSinceLabel) }, true},
 		{"binding label", func(n *corev1.Node) { delete(n.Labels, isolation.BindingLabel) }, true},
 		{"providerID", func(n *corev1.Node) { n.Spec.ProviderID = "fake://m" }, true},
 		{"uncordoned", func(n *corev1.Node) { n.Spec.Unschedulable = false }, true},

@@ -14,12 +14,16 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/metrics"
 )
 
 // launch creates the instance of a dedicated node that has demand and no live instance.
 func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if after, held := r.onHold(); held {
 		return after, nil
+	}
+	if after, err := r.chargeCreation(ctx); err != nil || after > 0 {
+		return after, err
 	}
 	logger := klog.FromContext(ctx)
 	oldest := r.demand[0]
@@ -69,6 +73,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	}
 	r.c.instances.add(got, r.now)
 	if !live(got) {
+		// Not made yet: the retry keeps the charge.
 		// Either the cloud still has the previous instance of this name (GCE names are unique),
 		// or the key belonged to an instance that has since been deleted (EC2 remembers
 		// ClientTokens). Either way, try again later with a fresh key.
@@ -77,10 +82,51 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		return 0, cloudprovider.NewError(cloudprovider.KindTransient, "create", "InstanceGoing",
 			fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s", r.name, got.ID, got.State))
 	}
+	r.st.charge = nil // spent
 	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "joinTokenID", got.JoinTokenID, "waitingPods", len(r.demand))
 	r.notify(corev1.EventTypeNormal, ReasonProvisioning, "",
 		fmt.Sprintf("Creating instance %s for dedicated node %s", got.ID, r.name))
 	return r.untilRegistrationTimeout(got), nil
+}
+
+// chargeCreation charges the creation about to be made to the namespace of the oldest waiting
+// Pod, once per creation: retries reuse the charge. It returns how long the creation must wait
+// for the namespace's creation rate limit, telling the waiting Pods with a Warning Event the first
+// time; 0 means go ahead.
+func (r *round) chargeCreation(ctx context.Context) (time.Duration, error) {
+	lim := r.c.createLimiter
+	if lim == nil {
+		return 0, nil
+	}
+	if r.st.charge != nil {
+		return r.st.charge.DelayFrom(r.now), nil
+	}
+	namespace := r.demand[0].Namespace
+	res, err := lim.reserve(namespace, r.now)
+	if err != nil {
+		return 0, fmt.Errorf("creating instance for node %s: %w", r.name, err)
+	}
+	r.st.charge = res
+	delay := res.DelayFrom(r.now)
+	if delay <= 0 {
+		return 0, nil
+	}
+	metrics.IncCreationRateLimited()
+	at := r.now.Add(delay)
+	klog.FromContext(ctx).Info("Creation rate limited", "namespace", namespace, "limit", lim.String(), "createAt", at, "waitingPods", len(r.demand))
+	r.notify(corev1.EventTypeWarning, ReasonCreationRateLimited, "",
+		fmt.Sprintf("Namespace %s may have IPP create %s; the instance for dedicated node %s may be created at %s (in %v)",
+			namespace, lim, r.name, at.UTC().Format(time.RFC3339), delay.Round(time.Second)))
+	return delay, nil
+}
+
+// giveBackCharge gives the creation rate limit's token back when demand is gone before the
+// creation was made. (A token whose time has come cannot be given back; see rate.Reservation.)
+func (r *round) giveBackCharge() {
+	if r.st.charge != nil {
+		r.st.charge.CancelAt(r.now)
+		r.st.charge = nil
+	}
 }
 
 func (r *round) newKey() {

@@ -24,29 +24,59 @@ type jsonPatchOp struct {
 }
 
 // bindNode writes the binding label onto node with a JSON patch that first tests the Node's UID
-// and providerID, so the label can only land on the Node object whose providerID the controller
-// checked, never on one re-created under the same name in between.
+// and providerID (patchNode), so the label can only land on the Node object whose providerID the
+// controller checked, never on one re-created under the same name in between.
 func (c *Controller) bindNode(ctx context.Context, node *corev1.Node, name string) error {
 	if len(node.Labels) == 0 {
 		// The informer only sees Nodes with the IPP node label, so this does not happen.
 		return fmt.Errorf("binding Node %s: it has no labels, so it is not an IPP node", node.Name)
 	}
-	ops := []jsonPatchOp{}
-	if node.UID != "" {
-		ops = append(ops, jsonPatchOp{Op: "test", Path: "/metadata/uid", Value: string(node.UID)})
+	if node.Spec.ProviderID == "" {
+		return fmt.Errorf("binding Node %s: it has no providerID", node.Name)
 	}
-	ops = append(ops,
-		jsonPatchOp{Op: "test", Path: "/spec/providerID", Value: node.Spec.ProviderID},
-		jsonPatchOp{Op: "add", Path: "/metadata/labels/" + escapeJSONPointer(isolation.BindingLabel), Value: name},
-	)
-	patch, err := json.Marshal(ops)
-	if err != nil {
-		return fmt.Errorf("binding Node %s: %w", node.Name, err)
-	}
-	if _, err := c.kube.CoreV1().Nodes().Patch(ctx, node.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := c.patchNode(ctx, node, addLabelOp(isolation.BindingLabel, name)); err != nil {
 		return fmt.Errorf("binding Node %s: %w", node.Name, err)
 	}
 	return nil
+}
+
+// patchNode applies the JSON patch ops to node after test operations on its UID and providerID,
+// so that a write decided on one Node object never lands on another re-created under the same
+// name. It returns the patched Node, or nil if ops is empty or the Node is gone (which needs
+// nothing).
+func (c *Controller) patchNode(ctx context.Context, node *corev1.Node, ops ...jsonPatchOp) (*corev1.Node, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	var guarded []jsonPatchOp
+	if node.UID != "" {
+		guarded = append(guarded, jsonPatchOp{Op: "test", Path: "/metadata/uid", Value: string(node.UID)})
+	}
+	if node.Spec.ProviderID != "" {
+		guarded = append(guarded, jsonPatchOp{Op: "test", Path: "/spec/providerID", Value: node.Spec.ProviderID})
+	}
+	patch, err := json.Marshal(append(guarded, ops...))
+	if err != nil {
+		return nil, fmt.Errorf("patching Node %s: %w", node.Name, err)
+	}
+	got, err := c.kube.CoreV1().Nodes().Patch(ctx, node.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("patching Node %s: %w", node.Name, err)
+	}
+	return got, nil
+}
+
+// addLabelOp sets the label key to value (an RFC 6902 add replaces a member that exists).
+func addLabelOp(key, value string) jsonPatchOp {
+	return jsonPatchOp{Op: "add", Path: labelPath(key), Value: value}
+}
+
+// labelPath is the JSON pointer of the label key.
+func labelPath(key string) string {
+	return "/metadata/labels/" + escapeJSONPointer(key)
 }
 
 // escapeJSONPointer escapes a map key for a JSON pointer (RFC 6901).
@@ -72,10 +102,6 @@ func (c *Controller) mergePatchNode(ctx context.Context, name string, patch map[
 
 func labelsPatch(labels map[string]any) map[string]any {
 	return map[string]any{"metadata": map[string]any{"labels": labels}}
-}
-
-func annotationsPatch(annotations map[string]any) map[string]any {
-	return map[string]any{"metadata": map[string]any{"annotations": annotations}}
 }
 
 // deleteNode deletes the Node object, only if it is still the one the controller looked at. A

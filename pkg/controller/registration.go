@@ -45,9 +45,9 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 	// In use: the creation is done, and any idle or reaping marks go.
 	r.st.createKey = ""
 	r.c.setMintedToken(r.st, nil, time.Time{})
-	if patch := activePatch(node); patch != nil {
+	if ops := activeOps(node); ops != nil {
 		logger.Info("Node has demand again; keeping it", "nodeObject", klog.KObj(node), "waitingPods", len(r.demand))
-		if err := r.c.mergePatchNode(ctx, node.Name, patch); err != nil {
+		if _, err := r.c.patchNode(ctx, node, ops...); err != nil {
 			return 0, err
 		}
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -95,7 +96,7 @@ func TestRun(t *testing.T) {
 	}
 	poll("the idle mark", func() bool {
 		node, err := kube.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
-		return err == nil && node.Annotations[AnnotationIdleSince] != ""
+		return err == nil && node.Labels[isolation.IdleSinceLabel] != ""
 	})
 	poll("reaping", func() bool {
 		clk.Step(time.Minute)
@@ -225,14 +226,14 @@ func TestSettledClusterCostsNoReconciles(t *testing.T) {
 		t.Errorf("after updates that change nothing read and three Lists, queued (-want +got):\n%s", diff)
 	}
 
-	// A change it reads: the idle mark goes.
-	node.Annotations[AnnotationIdleSince] = t0.Format(time.RFC3339)
+	// A change it reads: the idle clock.
+	node.Labels[isolation.IdleSinceLabel] = strconv.FormatInt(t0.Unix(), 10)
 	if _, err := kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	bp, bn = barrier()
 	if diff := cmp.Diff(map[string]bool{n: true, bp: true, bn: true}, queued(3)); diff != "" {
-		t.Errorf("after an annotation change, queued (-want +got):\n%s", diff)
+		t.Errorf("after the idle clock changed, queued (-want +got):\n%s", diff)
 	}
 
 	// An instance that changes outside the controller.

@@ -38,19 +38,10 @@ const (
 	// ReasonReaped (Node, Normal): the Node had no demand for the idle TTL; it was cordoned, and
 	// its instance and Node object are deleted.
 	ReasonReaped = "Reaped"
-)
-
-// Annotations the controller keeps on dedicated Nodes. They hold the little state that must
-// survive a restart of the controller.
-const (
-	// AnnotationIdleSince is when the controller first saw the Node with no demand (RFC 3339).
-	// It is removed when demand returns.
-	AnnotationIdleSince = "ipp.io/idle-since"
-	// AnnotationReaping is when the controller started to reap the Node (RFC 3339).
-	AnnotationReaping = "ipp.io/reaping"
-	// AnnotationCordoned says that the controller, not a person, cordoned the Node while
-	// reaping it, so it may uncordon the Node if demand returns before the reaping is done.
-	AnnotationCordoned = "ipp.io/cordoned"
+	// ReasonCreationRateLimited (Pod, Warning): the Pod's namespace has used up its creation rate
+	// limit (--namespace-create-qps, --namespace-create-burst); the message names the namespace,
+	// the limit and when the instance may be created. The Pod waits until then.
+	ReasonCreationRateLimited = "CreationRateLimited"
 )
 
 // creationTimestampSlack covers the whole-second precision of creation timestamps and a little
@@ -79,7 +70,7 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		return 0, fmt.Errorf("listing the Nodes of node %s: %w", name, err)
 	}
 	if len(demand) == 0 && len(insts) == 0 && len(nodes) == 0 {
-		c.forgetState(name)
+		c.forgetState(name, c.clock.Now())
 		return 0, nil
 	}
 	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: c.nodeStateOf(name)}
@@ -99,6 +90,9 @@ type round struct {
 }
 
 func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
+	if len(r.demand) == 0 {
+		r.giveBackCharge()
+	}
 	var liveInsts []cloudprovider.Instance
 	for _, inst := range r.insts {
 		if live(inst) {
@@ -106,6 +100,11 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	keep := r.pick(liveInsts)
+	if keep != nil {
+		// The creation was made (its reply may have been lost): its charge is spent, and a
+		// replacement will be charged anew.
+		r.st.charge = nil
+	}
 	if len(liveInsts) > 1 {
 		if after, err := r.deleteDuplicates(ctx, keep, liveInsts); err != nil || after > 0 {
 			return after, err
@@ -239,7 +238,7 @@ func (r *round) stale(node *corev1.Node) bool {
 			matchesGoing = true
 		}
 	}
-	reaped := r.nameFits(node) && node.Annotations[AnnotationReaping] != ""
+	reaped := r.nameFits(node) && node.Labels[isolation.ReapingLabel] != ""
 	return !matchesLive && (matchesGoing || reaped)
 }
 

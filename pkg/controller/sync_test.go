@@ -361,22 +361,24 @@ func boundFixture(t *testing.T) (*fixture, string, cloudprovider.Instance) {
 	return f, n, inst
 }
 
-func TestIdleAnnotationSetAndCleared(t *testing.T) {
+func TestIdleClockSetAndCleared(t *testing.T) {
 	f, n, _ := boundFixture(t)
+	node := f.getNode(n)
 
 	after := f.mustSync(n)
-	set := mergePatch(annotationsPatch(map[string]any{AnnotationIdleSince: rfc3339(f.clock.Now())}))
-	diff(t, "kube actions when idle", []string{"patch nodes/" + n + " merge " + set}, f.actions())
+	set := guarded(node, addLabelOp(isolation.IdleSinceLabel, unix(f.clock.Now())))
+	diff(t, "kube actions when idle", []string{set}, f.actions())
 	diff(t, "requeue after", testIdleTTL, after)
 
 	// Demand returns.
 	f.clock.Step(time.Minute)
 	f.addPod(f.pod("p1", "a", f.clock.Now()))
+	node = f.getNode(n)
 	f.mustSync(n)
-	clear := mergePatch(annotationsPatch(map[string]any{AnnotationIdleSince: nil}))
-	diff(t, "kube actions with demand", []string{"patch nodes/" + n + " merge " + clear}, f.actions())
-	if _, ok := f.getNode(n).Annotations[AnnotationIdleSince]; ok {
-		t.Error("idle annotation still set")
+	clear := guarded(node, jsonPatchOp{Op: "remove", Path: labelPath(isolation.IdleSinceLabel)})
+	diff(t, "kube actions with demand", []string{clear}, f.actions())
+	if _, ok := f.getNode(n).Labels[isolation.IdleSinceLabel]; ok {
+		t.Error("idle clock still set")
 	}
 	diff(t, "provider calls", []string(nil), f.calls())
 	diff(t, "events", []string(nil), f.events())
@@ -388,7 +390,7 @@ func TestTerminalPodsAreNotDemand(t *testing.T) {
 	p.Status.Phase = corev1.PodSucceeded
 	f.addPod(p)
 	f.mustSync(n)
-	if _, ok := f.getNode(n).Annotations[AnnotationIdleSince]; !ok {
+	if _, ok := f.getNode(n).Labels[isolation.IdleSinceLabel]; !ok {
 		t.Error("Node with only a Succeeded Pod is not idle")
 	}
 }
@@ -409,15 +411,16 @@ func TestReapAfterTTL(t *testing.T) {
 	f.mustSync(n) // idle since t0+1m
 	f.actions()
 	f.clock.Step(testIdleTTL)
+	node := f.getNode(n)
 
 	f.mustSync(n)
 
-	cordon := mergePatch(map[string]any{
-		"metadata": map[string]any{"annotations": map[string]any{AnnotationReaping: rfc3339(f.clock.Now()), AnnotationCordoned: "true"}},
-		"spec":     map[string]any{"unschedulable": true},
-	})
+	cordon := guarded(node,
+		addLabelOp(isolation.ReapingLabel, unix(f.clock.Now())),
+		addLabelOp(isolation.CordonedLabel, "true"),
+		jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: true})
 	diff(t, "kube actions", []string{
-		"patch nodes/" + n + " merge " + cordon,
+		cordon,
 		"list pods spec.nodeName=" + n,
 		"delete nodes/" + n,
 	}, f.actions())
@@ -449,7 +452,7 @@ func TestRestartKeepsIdleTime(t *testing.T) {
 	after := f.mustSync(n)
 	diff(t, "kube actions", []string(nil), f.actions())
 	diff(t, "requeue after", testIdleTTL-7*time.Minute, after)
-	diff(t, "idle since", rfc3339(idleSince), f.getNode(n).Annotations[AnnotationIdleSince])
+	diff(t, "idle since", unix(idleSince), f.getNode(n).Labels[isolation.IdleSinceLabel])
 
 	f.clock.Step(3 * time.Minute)
 	f.mustSync(n)
@@ -467,17 +470,22 @@ func TestReapCancelledByBoundPod(t *testing.T) {
 	p.Spec.NodeName = n
 	f.addPod(p)
 
+	node := f.getNode(n)
 	if _, err := f.c.sync(f.ctx, n); err != nil {
 		t.Fatal(err)
 	}
 
-	acts := f.actions()
-	if len(acts) != 3 || acts[1] != "list pods spec.nodeName="+n || acts[2] != "patch nodes/"+n+" merge "+mergePatch(cancelReapPatch(true)) {
-		t.Errorf("kube actions = %q, want cordon, list, then uncordon", acts)
-	}
-	if a := f.getNode(n).Annotations; len(a) != 0 {
-		t.Errorf("annotations = %v, want none", a)
-	}
+	cordon := guarded(node,
+		addLabelOp(isolation.ReapingLabel, unix(f.clock.Now())),
+		addLabelOp(isolation.CordonedLabel, "true"),
+		jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: true})
+	uncordon := guarded(node,
+		jsonPatchOp{Op: "remove", Path: labelPath(isolation.IdleSinceLabel)},
+		jsonPatchOp{Op: "remove", Path: labelPath(isolation.ReapingLabel)},
+		jsonPatchOp{Op: "remove", Path: labelPath(isolation.CordonedLabel)},
+		jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: false})
+	diff(t, "kube actions", []string{cordon, "list pods spec.nodeName=" + n, uncordon}, f.actions())
+	diff(t, "labels", bound(f.node(n, "", t0), n).Labels, f.getNode(n).Labels)
 	diff(t, "provider calls", []string(nil), f.calls())
 	if f.getNode(n).Spec.Unschedulable {
 		t.Error("Node left cordoned")
@@ -492,7 +500,7 @@ func TestDemandDuringReapUncordons(t *testing.T) {
 	f, n, _ := boundFixture(t)
 	node := f.getNode(n)
 	node.Spec.Unschedulable = true
-	annotate(node, AnnotationIdleSince, rfc3339(t0), AnnotationReaping, rfc3339(t0), AnnotationCordoned, "true")
+	label(node, isolation.IdleSinceLabel, unix(t0), isolation.ReapingLabel, unix(t0), isolation.CordonedLabel, "true")
 	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -505,9 +513,7 @@ func TestDemandDuringReapUncordons(t *testing.T) {
 	if got.Spec.Unschedulable {
 		t.Error("Node still cordoned")
 	}
-	if len(got.Annotations) != 0 {
-		t.Errorf("annotations = %v, want none", got.Annotations)
-	}
+	diff(t, "labels", bound(f.node(n, "", t0), n).Labels, got.Labels)
 	diff(t, "provider calls", []string(nil), f.calls())
 }
 
@@ -516,7 +522,7 @@ func TestReapResumesAfterRestart(t *testing.T) {
 	f, n, inst := boundFixture(t)
 	node := f.getNode(n)
 	node.Spec.Unschedulable = true
-	annotate(node, AnnotationIdleSince, rfc3339(t0), AnnotationReaping, rfc3339(t0), AnnotationCordoned, "true")
+	label(node, isolation.IdleSinceLabel, unix(t0), isolation.ReapingLabel, unix(t0), isolation.CordonedLabel, "true")
 	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -764,7 +770,7 @@ func TestReapWithoutNodeNamePinResumesAfterRestart(t *testing.T) {
 	inst := f.liveInstances()[0]
 	node := bound(f.node("ip-10-0-0-1.ec2.internal", inst.ProviderID, t0), n)
 	node.Spec.Unschedulable = true
-	annotate(node, AnnotationIdleSince, rfc3339(t0), AnnotationReaping, rfc3339(t0), AnnotationCordoned, "true")
+	label(node, isolation.IdleSinceLabel, unix(t0), isolation.ReapingLabel, unix(t0), isolation.CordonedLabel, "true")
 	f.addNode(node)
 	if err := f.provider.Provider.Delete(f.ctx, inst); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,20 @@ const (
 	// labels under node-restriction.kubernetes.io/ on their own Node.
 	BindingLabel = "node-restriction.kubernetes.io/ipp-node"
 
+	// IdleSinceLabel is the idle clock of a bound node: when the controller first saw it with no
+	// Pod of its class, in UTC Unix seconds rounded up (so the clock never ends early). It is
+	// removed when demand returns. Like BindingLabel it is under node-restriction.kubernetes.io/,
+	// so a kubelet can neither add, change nor remove it: a node cannot keep itself alive by
+	// rewriting its clock. Only the controller writes it.
+	IdleSinceLabel = "node-restriction.kubernetes.io/ipp-idle-since"
+	// ReapingLabel marks a node the controller has started to reap: when, in UTC Unix seconds.
+	// Only the controller writes it.
+	ReapingLabel = "node-restriction.kubernetes.io/ipp-reaping"
+	// CordonedLabel (value "true") says that the controller, not a person, cordoned the node
+	// while reaping it, so it may uncordon the node if demand returns before the reaping is
+	// done. Only the controller writes it.
+	CordonedLabel = "node-restriction.kubernetes.io/ipp-cordoned"
+
 	// LabelValue is the value of the IPP node label and of the IPP taint.
 	LabelValue = "true"
 

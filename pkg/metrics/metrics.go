@@ -106,6 +106,12 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.5, 2, 14),
 	})
 
+	creationRateLimited = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "creation_rate_limited_total",
+		Help:      "Instance creations that had to wait for their namespace's creation rate limit (--namespace-create-qps, --namespace-create-burst), counted once per creation.",
+	})
+
 	leader = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace,
 		Name:      "leader",
@@ -130,7 +136,7 @@ var ippCollectors = []prometheus.Collector{
 	admissionRequests, admissionDuration,
 	reconciles, reconcileDuration,
 	providerCalls, providerDuration, instances,
-	podBound, leader,
+	podBound, creationRateLimited, leader,
 	servingCertExpiry, certRotations,
 }
 
@@ -248,6 +254,12 @@ func ObservePodBound(created, bound time.Time) {
 		return
 	}
 	podBound.Observe(bound.Sub(created).Seconds())
+}
+
+// IncCreationRateLimited counts one instance creation delayed by its namespace's creation rate
+// limit.
+func IncCreationRateLimited() {
+	creationRateLimited.Inc()
 }
 
 // SetLeader records whether this replica leads the controller.

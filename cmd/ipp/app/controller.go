@@ -41,8 +41,11 @@ type controllerOptions struct {
 	retryBaseDelay      time.Duration
 	retryMaxDelay       time.Duration
 	workers             int
-	provider            providerOptions
-	leaderElection      leader.Config
+	// namespaceCreateQPS and namespaceCreateBurst are the per-namespace creation rate limit.
+	namespaceCreateQPS   float64
+	namespaceCreateBurst int
+	provider             providerOptions
+	leaderElection       leader.Config
 }
 
 func newControllerOptions() *controllerOptions {
@@ -54,8 +57,11 @@ func newControllerOptions() *controllerOptions {
 		retryBaseDelay: controller.DefaultRetryBaseDelay,
 		retryMaxDelay:  controller.DefaultRetryMaxDelay,
 		workers:        4,
-		leaderElection: leader.DefaultConfig(),
-		provider:       providerOptions{provider: "gce"},
+
+		namespaceCreateQPS:   controller.DefaultNamespaceCreateQPS,
+		namespaceCreateBurst: controller.DefaultNamespaceCreateBurst,
+		leaderElection:       leader.DefaultConfig(),
+		provider:             providerOptions{provider: "gce"},
 	}
 }
 
@@ -69,6 +75,8 @@ func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.retryBaseDelay, "retry-base-delay", o.retryBaseDelay, "First delay before a dedicated node whose reconcile failed is retried; it doubles on each failure.")
 	fs.DurationVar(&o.retryMaxDelay, "retry-max-delay", o.retryMaxDelay, "Cap of the retry delay; errors that a retry cannot fix wait this long.")
 	fs.IntVar(&o.workers, "workers", o.workers, "Dedicated nodes reconciled in parallel.")
+	fs.Float64Var(&o.namespaceCreateQPS, "namespace-create-qps", o.namespaceCreateQPS, "Instances the Pods of one namespace may have IPP create per second, on average (a token bucket per namespace, charged once per new instance, replacements included). Creations beyond it wait, and their Pods get a CreationRateLimited Warning Event. 0 turns the limit off.")
+	fs.IntVar(&o.namespaceCreateBurst, "namespace-create-burst", o.namespaceCreateBurst, "Instances the Pods of one namespace may have IPP create at once, before --namespace-create-qps applies. At least 1 when the limit is on.")
 	o.provider.addFlags(fs)
 
 	le := &o.leaderElection
@@ -101,6 +109,9 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.workers < 1 {
 		return fmt.Errorf("invalid --workers %d: must be at least 1", o.workers)
+	}
+	if err := controller.ValidateCreationLimit(o.namespaceCreateQPS, o.namespaceCreateBurst); err != nil {
+		return fmt.Errorf("invalid --namespace-create-qps %v / --namespace-create-burst %d: %w", o.namespaceCreateQPS, o.namespaceCreateBurst, err)
 	}
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return fmt.Errorf("invalid --kube-api-qps %v / --kube-api-burst %d: must be positive", o.kubeAPIQPS, o.kubeAPIBurst)
@@ -177,6 +188,9 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 		MintJoinTokens:      o.provider.perInstanceTokens(),
 		// The journal lives beside the Lease: the namespace IPP runs in, where its Role is.
 		JournalNamespace: o.leaderElection.Namespace,
+
+		NamespaceCreateQPS:   o.namespaceCreateQPS,
+		NamespaceCreateBurst: o.namespaceCreateBurst,
 	}
 	logger := klog.FromContext(ctx)
 	switch {

@@ -19,7 +19,8 @@ func TestControllerFlagDefaults(t *testing.T) {
 	got := map[string]string{}
 	for _, name := range []string{"idle-ttl", "registration-timeout", "provider-resync", "workers", "kubeconfig",
 		"leader-elect", "leader-elect-lease-duration", "leader-elect-renew-deadline", "leader-elect-retry-period",
-		"leader-elect-id", "retry-base-delay", "retry-max-delay", "mode", "provider", "bootstrap-template", "v"} {
+		"leader-elect-id", "retry-base-delay", "retry-max-delay", "mode", "provider", "bootstrap-template", "v",
+		"namespace-create-qps", "namespace-create-burst"} {
 		f := cmd.Flags().Lookup(name)
 		if f == nil {
 			t.Errorf("flag --%s missing", name)
@@ -32,6 +33,7 @@ func TestControllerFlagDefaults(t *testing.T) {
 		"leader-elect": "true", "leader-elect-lease-duration": "15s", "leader-elect-renew-deadline": "10s",
 		"leader-elect-retry-period": "2s", "leader-elect-id": "ipp-controller", "retry-base-delay": "1s",
 		"retry-max-delay": "5m0s", "mode": "dedicated", "provider": "gce", "bootstrap-template": "", "v": "0",
+		"namespace-create-qps": "0.2", "namespace-create-burst": "20",
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("flag defaults mismatch (-want +got):\n%s", d)
@@ -49,6 +51,9 @@ func TestControllerRefusesBadFlags(t *testing.T) {
 		{"negative registration timeout", []string{"--registration-timeout=-1s"}, "--registration-timeout"},
 		{"no workers", []string{"--workers=0"}, "--workers"},
 		{"base delay above cap", []string{"--retry-base-delay=10m"}, "--retry-base-delay"},
+		{"negative creation rate", []string{"--namespace-create-qps=-1"}, "--namespace-create-qps -1"},
+		{"infinite creation rate", []string{"--namespace-create-qps=inf"}, "0 turns the limit off"},
+		{"creation burst 0", []string{"--namespace-create-burst=0"}, "--namespace-create-burst 0"},
 		{"renew deadline above lease", []string{"--leader-elect-renew-deadline=20s"}, "--leader-elect-lease-duration"},
 		{"invalid isolation flag", []string{"--pod-label=not a label"}, "--pod-label"},
 		{"unknown provider", []string{"--kubeconfig=" + kubeconfigFile(t), "--provider=nimbus"}, `invalid --provider "nimbus"`},
