@@ -213,7 +213,16 @@ func testOperations(t *testing.T, provider string) {
 	})
 
 	t.Run("metrics: every documented metric counts", func(t *testing.T) {
+		// Two new classes in one namespace at once: the second creation waits for the
+		// namespace's creation rate limit, which has its own metric.
+		burst := namespace(t, "ops-burst")
+		for _, class := range []string{"burst-a", "burst-b"} {
+			createPod(t, burst, pod(class, classOf(cfg, class)))
+		}
 		checkMetrics(t)
+		if !hasEvent(t, burst, "Pod", "burst-b", controller.ReasonCreationRateLimited) && !hasEvent(t, burst, "Pod", "burst-a", controller.ReasonCreationRateLimited) {
+			t.Errorf("no %s Event on the second class's Pod", controller.ReasonCreationRateLimited)
+		}
 	})
 
 	t.Run("uninstall in the documented order leaves no instance", func(t *testing.T) {
@@ -506,6 +515,10 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 				ProviderResync:   2 * time.Second,
 				MintJoinTokens:   true,
 				JournalNamespace: opsNamespace,
+				// One creation at once per namespace, the next 2 s later: checkMetrics makes it
+				// bite, as ipp's defaults would for a burst of 21 classes.
+				NamespaceCreateQPS:   0.5,
+				NamespaceCreateBurst: 1,
 			})
 			if err != nil {
 				return err
