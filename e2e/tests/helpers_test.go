@@ -3,10 +3,13 @@ package tests
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -17,6 +20,7 @@ import (
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/nodeset"
 )
 
 // Timeouts of the waits in these tests: generous, since the machine may be busy; the waits end
@@ -206,4 +210,90 @@ func joinAndDelete(t *testing.T, p cloudprovider.Provider, booter *kubelet.Boote
 		t.Errorf("Node after the instance was deleted: %v; removing it is the controller's job", err)
 	}
 	return inst, node
+}
+
+// tenantClient returns a clientset of a tenant: a user who may manage Pods and Deployments in
+// namespace ns and nothing anywhere else. It returns once RBAC lets the tenant create Pods there.
+func tenantClient(t *testing.T, ns string) kubernetes.Interface {
+	t.Helper()
+	ctx := t.Context()
+	user := "tenant-" + ns
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "tenant"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create", "get", "list", "watch", "update", "patch", "delete"}},
+			{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"create", "get", "list", "watch", "update", "patch", "delete"}},
+		},
+	}
+	if _, err := cluster.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "tenant"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if _, err := cluster.Client.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.UserConfig(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = waitFor(ctx, podTimeout, func(ctx context.Context) (bool, error) {
+		r, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Resource: "pods"},
+		}}, metav1.CreateOptions{})
+		return err == nil && r.Status.Allowed, err
+	})
+	if err != nil {
+		t.Fatalf("Waiting for tenant %s to be allowed to create Pods in %s: %v", user, ns, err)
+	}
+	return c
+}
+
+// watchIPPNodes runs the webhook's set of IPP nodes (pkg/nodeset, as `ipp run` and `ipp webhook`
+// run it with --watch-ipp-nodes) until the test ends, and returns once it has synced.
+func watchIPPNodes(t *testing.T, cfg isolation.Config) *nodeset.Set {
+	t.Helper()
+	set, err := nodeset.New(cluster.Client, cfg.NodeLabel, isolation.LabelValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		set.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	pollUntil(t, "the set of IPP nodes to sync", set.HasSynced)
+	return set
+}
+
+// strayPod is a Pod without a class that names node in spec.nodeName: it skips the scheduler.
+func strayPod(name, node string) *corev1.Pod {
+	return pod(name, func(p *corev1.Pod) { p.Spec.NodeName = node })
+}
+
+// checkNodeNameDenied checks that err is the IPP validating webhook's denial of a Pod without a
+// class that names node, an IPP node, in spec.nodeName.
+func checkNodeNameDenied(t *testing.T, err error, node string) {
+	t.Helper()
+	want := []string{`admission webhook "pods.validate.ipp.io" denied the request`, `spec.nodeName "` + node + `" names an IPP node (labelled ipp=true)`}
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("Creating a Pod without a class with spec.nodeName=%s: error %v, want Forbidden by the IPP webhook", node, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Error %q does not contain %q", err, w)
+		}
+	}
 }

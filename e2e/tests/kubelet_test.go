@@ -239,14 +239,28 @@ func TestKubeletRejectsPodNotToleratingNoExecute(t *testing.T) {
 	ns := namespace(t, "noexec")
 	waitSchedulable(t, name)
 
+	waitKubeletRejects(t, ns, "bypass", func() { createPod(t, ns, pod("bypass", func(p *corev1.Pod) { p.Spec.NodeName = name })) })
+
+	tolerant := pod("tolerant", func(p *corev1.Pod) { p.Spec.NodeName = name }, tolerating(cfg.Tolerations()...))
+	createPod(t, ns, tolerant)
+	if _, err := framework.WaitForPodRunning(ctx, cluster.Client, ns, "tolerant", podTimeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitKubeletRejects runs create, which creates the Pod ns/name bound to a node by spec.nodeName,
+// and waits until the node's kubelet rejects it for a taint it does not tolerate: phase Failed
+// with reason TaintToleration. It fails the test if the Pod runs, or goes without a rejection.
+func waitKubeletRejects(t *testing.T, ns, name string, create func()) {
+	t.Helper()
 	// The taint-eviction controller deletes such a Pod too; the watch sees every status the
 	// kubelet reports before it goes.
-	w, err := cluster.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=bypass"})
+	w, err := cluster.Client.CoreV1().Pods(ns).Watch(t.Context(), metav1.ListOptions{FieldSelector: "metadata.name=" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	createPod(t, ns, pod("bypass", func(p *corev1.Pod) { p.Spec.NodeName = name }))
+	create()
 	var rejected *corev1.Pod
 	for rejected == nil {
 		select {
@@ -259,24 +273,18 @@ func TestKubeletRejectsPodNotToleratingNoExecute(t *testing.T) {
 			case !isPod:
 				t.Fatalf("Watch: %v", ev.Object)
 			case p.Status.Phase == corev1.PodRunning:
-				t.Fatalf("The pod that does not tolerate NoExecute is Running on %s", p.Spec.NodeName)
+				t.Fatalf("The pod %s that does not tolerate NoExecute is Running on %s", name, p.Spec.NodeName)
 			case p.Status.Phase == corev1.PodFailed:
 				rejected = p
 			case ev.Type == watch.Deleted:
-				t.Fatal("The pod was deleted without the kubelet rejecting it")
+				t.Fatalf("The pod %s was deleted without the kubelet rejecting it", name)
 			}
 		case <-time.After(podTimeout):
-			t.Fatal("The kubelet did not reject the pod in time")
+			t.Fatalf("The kubelet did not reject the pod %s in time", name)
 		}
 	}
 	if rejected.Status.Reason != "TaintToleration" {
-		t.Errorf("Rejected pod: reason %q (%s), want TaintToleration", rejected.Status.Reason, rejected.Status.Message)
-	}
-
-	tolerant := pod("tolerant", func(p *corev1.Pod) { p.Spec.NodeName = name }, tolerating(cfg.Tolerations()...))
-	createPod(t, ns, tolerant)
-	if _, err := framework.WaitForPodRunning(ctx, cluster.Client, ns, "tolerant", podTimeout); err != nil {
-		t.Fatal(err)
+		t.Errorf("Rejected pod %s: reason %q (%s), want TaintToleration", name, rejected.Status.Reason, rejected.Status.Message)
 	}
 }
 

@@ -57,6 +57,7 @@ import (
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/leader"
 	"github.com/ipp-project/ipp/pkg/metrics"
+	"github.com/ipp-project/ipp/pkg/nodeset"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -193,6 +194,20 @@ func testOperations(t *testing.T, provider string) {
 		lease, err := cluster.Client.CoordinationV1().Leases(opsNamespace).Get(ctx, opsLease, metav1.GetOptions{})
 		if err != nil || lease.Spec.HolderIdentity == nil || !strings.HasPrefix(*lease.Spec.HolderIdentity, "replica-") {
 			t.Errorf("Lease %s/%s: %v, %v; want held by a replica", opsNamespace, opsLease, lease, err)
+		}
+		// The replicas watch the IPP nodes with the ServiceAccount's RBAC: a Pod without a class
+		// that names the class's node is denied for it (not with "retry", which an unsynced
+		// watch, such as one that RBAC refused, would give).
+		var last error
+		err = waitFor(ctx, podTimeout, func(ctx context.Context) (bool, error) {
+			_, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, strayPod("stray", dedicated), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if ctx.Err() == nil {
+				last = err
+			}
+			return err != nil && strings.Contains(err.Error(), "names an IPP node"), nil
+		})
+		if err != nil {
+			t.Errorf("A Pod without a class with spec.nodeName=%s: last error %v, want the webhook's denial naming the IPP node: %v", dedicated, last, err)
 		}
 	})
 
@@ -489,11 +504,18 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 			}
 		}()
 	}
+	// The webhook's set of IPP nodes (--watch-ipp-nodes), with the ServiceAccount's RBAC.
+	nodes, err := nodeset.New(kube, cfg.NodeLabel, isolation.LabelValue)
+	if err != nil {
+		return nil, err
+	}
 	run("tls", func() error { return r.tls.Run(ctx) })
+	run("nodes", func() error { nodes.Run(ctx); return nil })
 	run("webhook", func() error {
 		return webhook.Serve(ctx, cfg, webhook.ServerOptions{
 			Listener:       ln,
 			GetCertificate: r.tls.GetCertificate,
+			Nodes:          nodes,
 			Observer: func(o webhook.Observation) {
 				metrics.ObserveAdmission(o.Path, metrics.AdmissionVerdict(o.Code, o.Allowed, o.Patched), o.Duration)
 				r.mu.Lock()

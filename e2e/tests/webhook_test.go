@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ipp-project/ipp/e2e/framework"
+	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
 // annotatingHandler allows every request; on /mutate it adds an annotation.
@@ -108,5 +111,43 @@ func testWebhookDown(t *testing.T, ipp *framework.IPP) {
 	}
 	if got := ipp.Cloud.Created(name); got != 0 {
 		t.Errorf("%s created %d instances for %s, whose Pod was refused", ipp.Cloud.Name(), got, name)
+	}
+}
+
+// TestDedicatedNodeNameDenied attacks I2 in dedicated mode through the real apiserver, with a
+// tenant's own credentials: a Pod without a class that names an IPP node in spec.nodeName is
+// denied by the validating webhook, with its set of IPP nodes (--watch-ipp-nodes), before it
+// reaches the node (where the NoExecute taint would make the kubelet reject it as well, see
+// TestKubeletRejectsPodNotToleratingNoExecute). It runs before the parallel tests, since a webhook
+// applies to the whole cluster.
+func TestDedicatedNodeNameDenied(t *testing.T) {
+	ctx := t.Context()
+	cfg := isolation.DefaultConfig()
+	nodes := watchIPPNodes(t, cfg)
+	wh, err := cluster.RegisterWebhook(ctx, webhook.NewHandler(cfg, webhook.WithNodes(nodes)), framework.WebhookOptions{Name: "ipp-dedicated-nodename"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := wh.Unregister(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+
+	ns := namespace(t, "nodename")
+	node := cfg.NodeName(ns, "class0")
+	startKubelet(t, kubelet.Registration{NodeName: node, Labels: cfg.NodeLabels(), Taints: cfg.Taints()})
+	tenant := tenantClient(t, ns)
+	waitSchedulable(t, node)
+	pollUntil(t, "the webhook to learn of IPP node "+node, func() bool { return nodes.Has(node) })
+
+	_, err = tenant.CoreV1().Pods(ns).Create(ctx, strayPod("stray", node), metav1.CreateOptions{})
+	checkNodeNameDenied(t, err, node)
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 0 {
+		t.Errorf("%d Pods admitted in %s, want none", len(pods.Items), ns)
 	}
 }

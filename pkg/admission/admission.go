@@ -36,17 +36,22 @@ func Mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admi
 
 // Validate answers a validating admission request about the final Pod, after every mutating
 // webhook has run. It denies an IPP Pod that lacks part of its pin or tolerations, a Pod without
-// a class outside the exempt namespaces that tolerates the IPP taint or selects IPP nodes, and an
-// UPDATE that changes the class label or gives a Pod without a class IPP tolerations or selectors.
+// a class outside the exempt namespaces that tolerates the IPP taint, selects IPP nodes or names
+// one of nodes in spec.nodeName, and an UPDATE that changes the class label or gives a Pod without
+// a class IPP tolerations or selectors.
+//
+// nodes may be nil: spec.nodeName of a Pod without a class is then not checked. While nodes has
+// not synced, a Pod without a class that presets spec.nodeName is denied with 503 and a message
+// that says to retry: the check fails closed.
 //
 // Validate never panics: a request it cannot decode is denied with a message that says why.
-func Validate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
+func Validate(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(req, &resp)
 	in, resp := prepare(cfg, req, nil, nil)
 	if resp != nil {
 		return resp
 	}
-	return validate(cfg, req, in)
+	return validate(cfg, nodes, req, in)
 }
 
 // input is a decoded request that concerns IPP: a Pod CREATE or UPDATE outside the exempt
@@ -135,7 +140,7 @@ func denied(req *admissionv1.AdmissionRequest, message string) *admissionv1.Admi
 }
 
 // errored denies req with an HTTP-like code: 400 when the request cannot be understood, 403 when
-// it is understood and refused.
+// it is understood and refused, 503 when it cannot be decided yet and a retry can help.
 func errored(req *admissionv1.AdmissionRequest, code int32, message string) *admissionv1.AdmissionResponse {
 	reason := metav1.StatusReasonForbidden
 	switch code {
@@ -143,6 +148,8 @@ func errored(req *admissionv1.AdmissionRequest, code int32, message string) *adm
 		reason = metav1.StatusReasonBadRequest
 	case http.StatusInternalServerError:
 		reason = metav1.StatusReasonInternalError
+	case http.StatusServiceUnavailable:
+		reason = metav1.StatusReasonServiceUnavailable
 	}
 	return &admissionv1.AdmissionResponse{
 		UID:     uid(req),

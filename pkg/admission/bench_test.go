@@ -60,6 +60,8 @@ func BenchmarkValidate(b *testing.B) {
 		{"dedicated", dedicated, func() *corev1.Pod { p := admissiontest.Pod("class0"); dedicatedPin(nodeClass0)(p); return p }()},
 		{"autoscaler", auto, func() *corev1.Pod { p := admissiontest.Pod("class0"); seedPin("class0")(p); return p }()},
 		{"no-class", dedicated, admissiontest.Pod("")},
+		// A Pod without a class that names a node that is not an IPP node: the node set is asked.
+		{"no-class-nodename", auto, func() *corev1.Pod { p := admissiontest.Pod(""); p.Spec.NodeName = "worker-0"; return p }()},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -68,7 +70,7 @@ func BenchmarkValidate(b *testing.B) {
 			b.ReportAllocs()
 			start := cpuTime()
 			for b.Loop() {
-				if resp := Validate(c.cfg, r); !resp.Allowed {
+				if resp := Validate(c.cfg, ippNodes, r); !resp.Allowed {
 					b.Fatal(resp.Result.Message)
 				}
 			}

@@ -26,6 +26,16 @@ func fuzzConfigs() []isolation.Config {
 	return []isolation.Config{dedicated, noName, cluster, auto}
 }
 
+// fuzzNodes is the node set of the fuzzers: it holds the node names that seedPods use.
+var fuzzNodes = &fakeNodes{names: []string{"n", "x", poolNode}}
+
+// validateWith is Validate with the node set nodes.
+func validateWith(nodes Nodes) func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	return func(cfg isolation.Config, r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		return Validate(cfg, nodes, r)
+	}
+}
+
 // seedPods are Pod JSON documents that the fuzzers start from: the table tests' Pods and
 // hand-written shapes that a typed encoder never produces (nulls, empty lists, null elements).
 func seedPods(t testing.TB) [][]byte {
@@ -39,6 +49,8 @@ func seedPods(t testing.TB) [][]byte {
 		newPod("class0", seedPin("class0")),
 		newPod("My.Class_A", withAnti(antiTerm("x")), withNodeName("n")),
 		newPod("class0", withNodeSelector(binding, "ipp-other")),
+		newPod("", withNodeName(poolNode)),
+		newPod("", withNodeName("worker-0")),
 	}
 	var out [][]byte
 	for _, p := range pods {
@@ -102,7 +114,7 @@ func FuzzMutate(f *testing.F) {
 				t.Fatalf("mode %s: mutating the mutated Pod %s gave allowed=%v patch %s result %v", cfg.Mode, patched, again.Allowed, again.Patch, again.Result)
 			}
 			if r.Operation == admissionv1.Create {
-				if v := Validate(cfg, r); !v.Allowed {
+				if v := Validate(cfg, fuzzNodes, r); !v.Allowed {
 					t.Fatalf("mode %s: Validate denied the mutated Pod %s: %s", cfg.Mode, patched, v.Result.Message)
 				}
 			}
@@ -131,7 +143,7 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		for _, cfg := range fuzzConfigs() {
-			for _, decide := range []func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{Validate, Mutate} {
+			for _, decide := range []func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{validateWith(fuzzNodes), validateWith(unsynced), validateWith(nil), Mutate} {
 				resp := decide(cfg, r)
 				if resp == nil || resp.UID != r.UID {
 					t.Fatalf("response %+v does not echo UID %q", resp, r.UID)

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
@@ -27,6 +28,25 @@ var (
 	tolNoExecute  = corev1.Toleration{Key: "ipp", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoExecute}
 	tolOther      = corev1.Toleration{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
 	tolAll        = corev1.Toleration{Operator: corev1.TolerationOpExists}
+)
+
+// poolNode is the IPP node of ippNodes.
+const poolNode = "ipp-pool-0"
+
+// fakeNodes is a node set for Validate.
+type fakeNodes struct {
+	names    []string
+	unsynced bool
+}
+
+func (f *fakeNodes) Has(name string) bool { return slices.Contains(f.names, name) }
+func (f *fakeNodes) HasSynced() bool      { return !f.unsynced }
+
+var (
+	// ippNodes is a synced node set that holds poolNode.
+	ippNodes = &fakeNodes{names: []string{poolNode}}
+	// unsynced has not synced yet.
+	unsynced = &fakeNodes{unsynced: true}
 )
 
 type podOpt func(*corev1.Pod)
@@ -170,10 +190,11 @@ func dedicatedPin(node string) podOpt {
 	}
 }
 
-// seedPin gives p the autoscaler mode's mutation, for Pods that had none of it.
+// seedPin gives p the autoscaler mode's mutation, for Pods that had none of it: the seed's, with
+// the NoExecute toleration added.
 func seedPin(class string) podOpt {
 	return func(p *corev1.Pod) {
-		withTolerations(tolNoSchedule)(p)
+		withTolerations(tolNoSchedule, tolNoExecute)(p)
 		withRequired(exprTerm(ippIn))(p)
 		withAnti(antiTerm(class))(p)
 	}

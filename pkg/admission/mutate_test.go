@@ -231,7 +231,7 @@ func TestMutate(t *testing.T) {
 
 		// autoscaler mode
 		{
-			name: "autoscaler: plain IPP Pod gets exactly the seed's mutation",
+			name: "autoscaler: plain IPP Pod gets the seed's mutation and the NoExecute toleration",
 			cfg:  autoscaler,
 			pod:  newPod("class0"),
 			want: newPod("class0", seedPin("class0")),
@@ -246,7 +246,7 @@ func TestMutate(t *testing.T) {
 			name: "autoscaler: user's tolerations and terms are merged, not overwritten",
 			cfg:  autoscaler,
 			pod:  newPod("class0", withTolerations(tolOther), withRequired(zoneA, zoneB), withAnti(userAnti), withNodeSelector("disk", "ssd")),
-			want: newPod("class0", withTolerations(tolOther, tolNoSchedule), withNodeSelector("disk", "ssd"),
+			want: newPod("class0", withTolerations(tolOther, tolNoSchedule, tolNoExecute), withNodeSelector("disk", "ssd"),
 				withRequired(exprTerm(append(zoneA.MatchExpressions, ippIn)...), exprTerm(append(zoneB.MatchExpressions, ippIn)...)),
 				withAnti(userAnti, antiTerm("class0"))),
 		},
@@ -260,13 +260,19 @@ func TestMutate(t *testing.T) {
 			name: "autoscaler: term with matchFields only gets the label requirement",
 			cfg:  autoscaler,
 			pod:  newPod("class0", withRequired(fieldsTerm("node-1"))),
-			want: newPod("class0", withTolerations(tolNoSchedule), withRequired(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{ippIn}, MatchFields: []corev1.NodeSelectorRequirement{nameIn("node-1")}}), withAnti(antiTerm("class0"))),
+			want: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withRequired(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{ippIn}, MatchFields: []corev1.NodeSelectorRequirement{nameIn("node-1")}}), withAnti(antiTerm("class0"))),
 		},
 		{
 			name: "autoscaler: re-invocation adds nothing",
 			cfg:  autoscaler,
 			pod:  newPod("class0", seedPin("class0")),
 			want: newPod("class0", seedPin("class0")), wantNoPatch: true,
+		},
+		{
+			name: "autoscaler: a Pod with the seed's own mutation gets the NoExecute toleration alone",
+			cfg:  autoscaler,
+			pod:  newPod("class0", withTolerations(tolNoSchedule), withRequired(exprTerm(ippIn)), withAnti(antiTerm("class0"))),
+			want: newPod("class0", seedPin("class0")),
 		},
 		{
 			name: "autoscaler: class with dots and upper case is used verbatim in the selector",
@@ -305,7 +311,8 @@ func TestMutate(t *testing.T) {
 			},
 			pod: newPod("", withLabel("tenant.example.com/class", "c")),
 			want: newPod("", withLabel("tenant.example.com/class", "c"),
-				withTolerations(corev1.Toleration{Key: "tenant-taint", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule}),
+				withTolerations(corev1.Toleration{Key: "tenant-taint", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoSchedule},
+					corev1.Toleration{Key: "tenant-taint", Operator: corev1.TolerationOpEqual, Value: "true", Effect: corev1.TaintEffectNoExecute}),
 				withRequired(exprTerm(req("tenant-node", corev1.NodeSelectorOpIn, "true"))),
 				withAnti(corev1.PodAffinityTerm{LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tenant.example.com/class", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"c"}}}}, TopologyKey: "kubernetes.io/hostname"})),
 		},
@@ -349,7 +356,7 @@ func TestMutate(t *testing.T) {
 			if _, ipp := cfg.Class(got); !ipp || cfg.Exempt(ns) || (tt.old != nil && classLabel(tt.old) != classLabel(got)) {
 				return
 			}
-			if v := Validate(cfg, r2); !v.Allowed {
+			if v := Validate(cfg, ippNodes, r2); !v.Allowed {
 				t.Errorf("Validate() of the mutated Pod denied: %s", v.Result.Message)
 			}
 		})
@@ -458,7 +465,7 @@ func TestRequestHandling(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		for name, decide := range map[string]func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{"Mutate": Mutate, "Validate": Validate} {
+		for name, decide := range map[string]func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{"Mutate": Mutate, "Validate": validateWith(ippNodes)} {
 			t.Run(name+"/"+tt.name, func(t *testing.T) {
 				resp := decide(isolation.DefaultConfig(), tt.req(t))
 				checkResponse(t, resp, tt.wantDenied, tt.wantCode)
@@ -469,7 +476,7 @@ func TestRequestHandling(t *testing.T) {
 		}
 	}
 	t.Run("nil request", func(t *testing.T) {
-		for _, resp := range []*admissionv1.AdmissionResponse{Mutate(isolation.DefaultConfig(), nil), Validate(isolation.DefaultConfig(), nil)} {
+		for _, resp := range []*admissionv1.AdmissionResponse{Mutate(isolation.DefaultConfig(), nil), Validate(isolation.DefaultConfig(), ippNodes, nil)} {
 			if resp == nil || resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusBadRequest {
 				t.Errorf("response to a nil request = %+v, want a 400 denial", resp)
 			}
@@ -479,6 +486,6 @@ func TestRequestHandling(t *testing.T) {
 		r := request(t, admissionv1.Create, "default", nil, nil, false)
 		r.Object.Raw = []byte(`{"metadata":{"labels":{"ipp-class":"a"}}}`)
 		checkResponse(t, Mutate(isolation.DefaultConfig(), r), []string{"has no spec"}, http.StatusBadRequest)
-		checkResponse(t, Validate(isolation.DefaultConfig(), r), []string{"lacks"}, 0)
+		checkResponse(t, Validate(isolation.DefaultConfig(), ippNodes, r), []string{"lacks"}, 0)
 	})
 }

@@ -65,13 +65,13 @@ func MutateReview(cfg isolation.Config, r *Review) (resp *admissionv1.AdmissionR
 
 // ValidateReview is Validate for a review from DecodeReview. It answers a review without a
 // request with a 400 denial, as Validate answers a nil request.
-func ValidateReview(cfg isolation.Config, r *Review) (resp *admissionv1.AdmissionResponse) {
+func ValidateReview(cfg isolation.Config, nodes Nodes, r *Review) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(r.Request, &resp)
 	in, resp := prepare(cfg, r.Request, r.object(), r.oldObject())
 	if resp != nil {
 		return resp
 	}
-	return validate(cfg, r.Request, in)
+	return validate(cfg, nodes, r.Request, in)
 }
 
 // reviewWire is the AdmissionReview with a request whose Pods decode as podObjects. Its own

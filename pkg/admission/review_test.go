@@ -108,7 +108,15 @@ func checkSameAsPlain(t *testing.T, body []byte) {
 			name   string
 			plain  func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
 			review func(isolation.Config, *Review) *admissionv1.AdmissionResponse
-		}{{"mutate", Mutate, MutateReview}, {"validate", Validate, ValidateReview}} {
+		}{
+			{"mutate", Mutate, MutateReview},
+			{"validate", validateWith(fuzzNodes), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
+				return ValidateReview(cfg, fuzzNodes, r)
+			}},
+			{"validate unsynced", validateWith(unsynced), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
+				return ValidateReview(cfg, unsynced, r)
+			}},
+		} {
 			in, want, wantErr := plainDecision(body, d.plain, cfg)
 			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
 				t.Fatalf("%s: DecodeReview(%q) error = %v, want %v", d.name, body, err, wantErr)

@@ -47,10 +47,12 @@ type pin struct {
 func pinFor(cfg isolation.Config, namespace, class string) *pin {
 	p := &pin{podLabel: cfg.PodLabel, nodeLabel: cfg.NodeLabel, class: class}
 	if cfg.Mode == isolation.ModeAutoscaler {
-		// Exactly the original mutation: ipp=true:NoSchedule, ipp In [true], and anti-affinity
-		// to every Pod whose class differs, per host.
-		p.tolerations = []corev1.Toleration{{Key: cfg.NodeTaint, Operator: corev1.TolerationOpEqual, Value: isolation.LabelValue, Effect: corev1.TaintEffectNoSchedule}}
-		p.taints = []corev1.Taint{{Key: cfg.NodeTaint, Value: isolation.LabelValue, Effect: corev1.TaintEffectNoSchedule}}
+		// The original mutation (ipp=true:NoSchedule, ipp In [true], and anti-affinity to every
+		// Pod whose class differs, per host) with one difference: it tolerates ipp=true:NoExecute
+		// too, so that the pool can be tainted with both effects and its kubelets refuse a Pod
+		// without a class that names a pool node in spec.nodeName.
+		p.tolerations = cfg.Tolerations()
+		p.taints = cfg.Taints()
 		p.termField = "matchExpressions"
 		p.term = corev1.NodeSelectorRequirement{Key: cfg.NodeLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{isolation.LabelValue}}
 		p.anti = &corev1.PodAffinityTerm{

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -9,7 +10,7 @@ import (
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
-func validate(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input) *admissionv1.AdmissionResponse {
+func validate(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionRequest, in input) *admissionv1.AdmissionResponse {
 	class, ok := classOf(cfg, in.pod)
 	if req.Operation == admissionv1.Update {
 		oldClass, oldOK := classOf(cfg, in.old)
@@ -26,9 +27,22 @@ func validate(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input)
 			// updatable (to remove a finalizer, say).
 			offs = subtract(offs, offenses(cfg, in.old.spec()))
 		}
+		unsure := false
+		if node := presetNode(req, in); node != "" && nodes != nil {
+			switch {
+			case !nodes.HasSynced():
+				unsure = true
+			case nodes.Has(node):
+				offs = append(offs, fmt.Sprintf("spec.nodeName %q names an IPP node (labelled %s=%s), which would run the Pod there without the scheduler and its taint check", node, cfg.NodeLabel, isolation.LabelValue))
+			}
+		}
 		if len(offs) > 0 {
-			return denied(req, fmt.Sprintf("a Pod in namespace %q without the %s label must not tolerate the IPP taint or select IPP nodes: %s. Remove them, or give the Pod the label %s=<class> to run on IPP nodes of its own; cluster-wide agents (DaemonSets) belong in an exempt namespace",
+			return denied(req, fmt.Sprintf("a Pod in namespace %q without the %s label must not tolerate the IPP taint, select IPP nodes or name one in spec.nodeName: %s. Remove them, or give the Pod the label %s=<class> to run on IPP nodes of its own; cluster-wide agents (DaemonSets) belong in an exempt namespace",
 				req.Namespace, cfg.PodLabel, strings.Join(offs, "; "), cfg.PodLabel))
+		}
+		if unsure {
+			return errored(req, http.StatusServiceUnavailable, fmt.Sprintf("the IPP webhook has not yet loaded the list of IPP nodes (labelled %s=%s), so it cannot tell whether spec.nodeName %q of this Pod without the %s label names one: retry in a few seconds",
+				cfg.NodeLabel, isolation.LabelValue, in.pod.spec().NodeName, cfg.PodLabel))
 		}
 		return allowed(req)
 	}
@@ -52,6 +66,17 @@ func validate(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input)
 			p.describe(), strings.Join(miss, "; "), req.Namespace))
 	}
 	return allowed(req)
+}
+
+// presetNode returns the node that req's Pod names in spec.nodeName, unless it is an UPDATE that
+// leaves spec.nodeName as it was: an update is checked only for what it adds, and the node a Pod
+// was bound to is no news.
+func presetNode(req *admissionv1.AdmissionRequest, in input) string {
+	node := in.pod.spec().NodeName
+	if req.Operation == admissionv1.Update && in.old != nil && in.old.spec().NodeName == node {
+		return ""
+	}
+	return node
 }
 
 func labelString(class string, ok bool) string {

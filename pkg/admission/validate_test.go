@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"net/http"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -19,12 +20,16 @@ func TestValidate(t *testing.T) {
 	strip := func(p *corev1.Pod) { p.Spec.Tolerations = nil }
 
 	tests := []struct {
-		name       string
-		cfg        func(*isolation.Config)
-		op         admissionv1.Operation
-		namespace  string
-		pod, old   *corev1.Pod
+		name      string
+		cfg       func(*isolation.Config)
+		op        admissionv1.Operation
+		namespace string
+		pod, old  *corev1.Pod
+		// nodes is the node set Validate gets; nil means ippNodes, the synced set of poolNode.
+		nodes      Nodes
+		noNodes    bool // Validate gets no node set (--watch-ipp-nodes=false)
 		wantDenied []string
+		wantCode   int32
 	}{
 		// dedicated mode, IPP Pods
 		{name: "dedicated: mutated IPP Pod is allowed", pod: pinned()},
@@ -52,15 +57,19 @@ func TestValidate(t *testing.T) {
 
 		// autoscaler mode, IPP Pods
 		{name: "autoscaler: seed-mutated Pod is allowed", cfg: autoscaler, pod: newPod("class0", seedPin("class0"))},
-		{name: "autoscaler: missing anti-affinity is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule), withRequired(exprTerm(ippIn))),
+		{name: "autoscaler: missing anti-affinity is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withRequired(exprTerm(ippIn))),
 			wantDenied: []string{"lacks the required pod anti-affinity term ipp-class NotIn [class0] with topologyKey kubernetes.io/hostname"}},
-		{name: "autoscaler: anti-affinity of another class is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule), withRequired(exprTerm(ippIn)), withAnti(antiTerm("class1"))),
+		{name: "autoscaler: anti-affinity of another class is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withRequired(exprTerm(ippIn)), withAnti(antiTerm("class1"))),
 			wantDenied: []string{"lacks the required pod anti-affinity term ipp-class NotIn [class0]"}},
 		{name: "autoscaler: a term without ipp In [true] is denied", cfg: autoscaler, pod: newPod("class0", seedPin("class0"), withRequired(zoneA)),
 			wantDenied: []string{"matchExpressions ipp In [true] in " + requiredPath + "[1]"}},
 		{name: "autoscaler: missing toleration is denied", cfg: autoscaler, pod: newPod("class0", withRequired(exprTerm(ippIn)), withAnti(antiTerm("class0"))),
 			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoSchedule"}},
+		{name: "autoscaler: missing NoExecute toleration is denied", cfg: autoscaler, pod: newPod("class0", withTolerations(tolNoSchedule), withRequired(exprTerm(ippIn)), withAnti(antiTerm("class0"))),
+			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoExecute"}},
 		{name: "autoscaler: preset spec.nodeName is denied", cfg: autoscaler, pod: newPod("class0", seedPin("class0"), withNodeName("n")), wantDenied: []string{"remove spec.nodeName"}},
+		{name: "autoscaler: preset spec.nodeName of a pool node is denied", cfg: autoscaler, pod: newPod("class0", seedPin("class0"), withNodeName(poolNode)), wantDenied: []string{`spec.nodeName is preset to "` + poolNode + `"`, "remove spec.nodeName"}},
+		{name: "autoscaler: preset spec.nodeName is denied before the node set syncs", cfg: autoscaler, nodes: unsynced, pod: newPod("class0", seedPin("class0"), withNodeName(poolNode)), wantDenied: []string{"remove spec.nodeName"}},
 
 		// Pods without a class, in both modes
 		{name: "no class: plain Pod is allowed", pod: newPod("")},
@@ -81,6 +90,24 @@ func TestValidate(t *testing.T) {
 		{name: "no class: required affinity on the IPP label is denied", pod: newPod("", withRequired(zoneA, exprTerm(ippIn))), wantDenied: []string{"required node-affinity requirement ipp In [true] selects IPP nodes"}},
 		{name: "no class: Exists on the binding label is denied", pod: newPod("", withRequired(exprTerm(req(binding, corev1.NodeSelectorOpExists)))), wantDenied: []string{"requirement node-restriction.kubernetes.io/ipp-node Exists selects IPP nodes"}},
 		{name: "no class: preferred affinity on the IPP label is denied", pod: newPod("", withPreferred(1, exprTerm(ippIn))), wantDenied: []string{"preferred node-affinity requirement ipp In [true]"}},
+
+		// Pods without a class that name a node
+		{name: "no class: spec.nodeName of an IPP node is denied", pod: newPod("", withNodeName(poolNode)),
+			wantDenied: []string{`spec.nodeName "` + poolNode + `" names an IPP node (labelled ipp=true), which would run the Pod there without the scheduler`, "or name one in spec.nodeName", "Remove them, or give the Pod the label ipp-class=<class>"}},
+		{name: "no class: spec.nodeName of a pool node is denied in autoscaler mode", cfg: autoscaler, pod: newPod("", withNodeName(poolNode)),
+			wantDenied: []string{`spec.nodeName "` + poolNode + `" names an IPP node`}},
+		{name: "no class: spec.nodeName of an IPP node and a toleration are both named", pod: newPod("", withNodeName(poolNode), withTolerations(tolNoSchedule)),
+			wantDenied: []string{"tolerates the IPP taint ipp=true:NoSchedule; spec.nodeName"}},
+		{name: "no class: spec.nodeName of another node is allowed", pod: newPod("", withNodeName("worker-0"))},
+		{name: "no class: spec.nodeName of another node is allowed in autoscaler mode", cfg: autoscaler, pod: newPod("", withNodeName("worker-0"))},
+		{name: "no class: an empty class label does not make spec.nodeName of an IPP node pass", pod: newPod("", withLabel("ipp-class", ""), withNodeName(poolNode)), wantDenied: []string{"names an IPP node"}},
+		{name: "no class: spec.nodeName is denied until the node set syncs", nodes: unsynced, pod: newPod("", withNodeName("worker-0")), wantCode: http.StatusServiceUnavailable,
+			wantDenied: []string{`the IPP webhook has not yet loaded the list of IPP nodes (labelled ipp=true), so it cannot tell whether spec.nodeName "worker-0" of this Pod without the ipp-class label names one: retry in a few seconds`}},
+		{name: "no class: before the node set syncs, a lasting reason comes first", nodes: unsynced, pod: newPod("", withNodeName("worker-0"), withTolerations(tolAll)),
+			wantDenied: []string{"tolerates the IPP taint"}},
+		{name: "no class: a Pod without spec.nodeName needs no synced node set", nodes: unsynced, pod: newPod("")},
+		{name: "no class: no node set, no spec.nodeName check", noNodes: true, pod: newPod("", withNodeName(poolNode))},
+		{name: "no class: an exempt namespace may name an IPP node", namespace: "kube-system", pod: newPod("", withNodeName(poolNode))},
 
 		// UPDATE
 		{name: "update: unchanged bound IPP Pod is allowed", op: admissionv1.Update,
@@ -115,6 +142,12 @@ func TestValidate(t *testing.T) {
 			pod: pinned(withNodeName("n")), old: pinned(), wantDenied: []string{"remove spec.nodeName"}},
 		{name: "update: exempt namespace may change the label", op: admissionv1.Update, namespace: "ipp-system",
 			pod: newPod("class0"), old: newPod("")},
+		{name: "update: a Pod without a class on an IPP node since before IPP stays updatable", op: admissionv1.Update,
+			pod: newPod("", withNodeName(poolNode), withLabel("v", "2")), old: newPod("", withNodeName(poolNode))},
+		{name: "update: a bound Pod without a class needs no synced node set", op: admissionv1.Update, nodes: unsynced,
+			pod: newPod("", withNodeName("worker-0"), withLabel("v", "2")), old: newPod("", withNodeName("worker-0"))},
+		{name: "update: naming an IPP node in spec.nodeName is denied", op: admissionv1.Update,
+			pod: newPod("", withNodeName(poolNode)), old: newPod(""), wantDenied: []string{"names an IPP node"}},
 	}
 	for _, tt := range tests {
 		for _, dryRun := range []bool{false, true} {
@@ -134,8 +167,15 @@ func TestValidate(t *testing.T) {
 				if ns == "" {
 					ns = "default"
 				}
-				resp := Validate(cfg, request(t, op, ns, tt.pod, tt.old, dryRun))
-				checkResponse(t, resp, tt.wantDenied, 0)
+				nodes := tt.nodes
+				switch {
+				case tt.noNodes:
+					nodes = nil
+				case nodes == nil:
+					nodes = ippNodes
+				}
+				resp := Validate(cfg, nodes, request(t, op, ns, tt.pod, tt.old, dryRun))
+				checkResponse(t, resp, tt.wantDenied, tt.wantCode)
 				if resp.Patch != nil {
 					t.Errorf("Validate() returned a patch %s", resp.Patch)
 				}

@@ -54,7 +54,15 @@ func WithObserver(observe func(Observation)) Option {
 	return func(h *handler) { h.observe = observe }
 }
 
-// decision is the signature of admission.MutateReview and admission.ValidateReview.
+// WithNodes gives /validate the set of IPP nodes, so that it denies a Pod without a class that
+// names one in spec.nodeName (see admission.Validate), and makes /readyz answer 503 until the set
+// has synced. Without it, spec.nodeName of a Pod without a class is not checked.
+func WithNodes(nodes admission.Nodes) Option {
+	return func(h *handler) { h.nodes = nodes }
+}
+
+// decision is the signature of admission.MutateReview, and of admission.ValidateReview with its
+// node set bound.
 type decision func(isolation.Config, *admission.Review) *admissionv1.AdmissionResponse
 
 type handler struct {
@@ -62,6 +70,8 @@ type handler struct {
 	mutate   decision
 	validate decision
 	observe  func(Observation)
+	// nodes is the set of IPP nodes; nil when the nodeName check is off.
+	nodes admission.Nodes
 }
 
 // NewHandler returns the webhook's HTTP handler:
@@ -70,23 +80,42 @@ type handler struct {
 //     with an AdmissionReview whose response carries the verdict and the request's UID. A body that
 //     is not JSON, not an AdmissionReview, or has no request gets 400 with a message; a body over
 //     MaxBodyBytes gets 413; another method gets 405.
-//   - GET /healthz and GET /readyz answer 200 "ok".
+//   - GET /healthz answers 200 "ok". GET /readyz answers 200 "ok" too, except that with WithNodes
+//     it answers 503 until the node set has synced, so that no Service sends it Pods it would
+//     have to turn away.
 //   - A panic while serving a request becomes a 500 for that request; the server keeps serving.
 func NewHandler(cfg isolation.Config, opts ...Option) http.Handler {
-	return newHandler(cfg, admission.MutateReview, admission.ValidateReview, opts...)
+	return newHandler(cfg, admission.MutateReview, nil, opts...)
 }
 
+// newHandler returns the handler with the decisions mutate and validate; a nil validate is
+// admission.ValidateReview with the handler's node set.
 func newHandler(cfg isolation.Config, mutate, validate decision, opts ...Option) http.Handler {
 	h := &handler{cfg: cfg, mutate: mutate, validate: validate}
 	for _, o := range opts {
 		o(h)
 	}
+	if h.validate == nil {
+		nodes := h.nodes
+		h.validate = func(cfg isolation.Config, r *admission.Review) *admissionv1.AdmissionResponse {
+			return admission.ValidateReview(cfg, nodes, r)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+MutatePath, h.review(MutatePath, h.mutate))
 	mux.Handle("POST "+ValidatePath, h.review(ValidatePath, h.validate))
 	mux.HandleFunc("GET "+HealthzPath, ok)
-	mux.HandleFunc("GET "+ReadyzPath, ok)
+	mux.HandleFunc("GET "+ReadyzPath, h.ready)
 	return recoverPanics(mux)
+}
+
+// ready answers /readyz: ok, unless the node set has not synced yet.
+func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
+	if h.nodes != nil && !h.nodes.HasSynced() {
+		http.Error(w, "the IPP nodes have not been loaded yet", http.StatusServiceUnavailable)
+		return
+	}
+	ok(w, r)
 }
 
 func ok(w http.ResponseWriter, _ *http.Request) {

@@ -35,8 +35,10 @@ func BenchmarkHandler(b *testing.B) {
 	}{
 		{"mutate", MutatePath, admissiontest.Pod("class0")},
 		{"validate", ValidatePath, pinned},
+		// A Pod without a class that names a node: the node set is asked.
+		{"validate-nodename", ValidatePath, func() *corev1.Pod { p := admissiontest.Pod(""); p.Spec.NodeName = "worker-0"; return p }()},
 	}
-	h := NewHandler(dedicated)
+	h := NewHandler(dedicated, WithNodes(staticNodes{"ipp-pool-0"}))
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			body := admissiontest.Review(admissiontest.Request("uid-1", "default", c.pod))

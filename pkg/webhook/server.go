@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/ipp-project/ipp/pkg/admission"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -30,6 +31,9 @@ type ServerOptions struct {
 	Listener net.Listener
 	// Observer, when set, is called after each admission request (see WithObserver).
 	Observer func(Observation)
+	// Nodes, when set, is the set of IPP nodes that /validate checks spec.nodeName against (see
+	// WithNodes). The caller runs it.
+	Nodes admission.Nodes
 	// ShutdownTimeout bounds the graceful shutdown after ctx is cancelled; zero means 20 seconds.
 	ShutdownTimeout time.Duration
 }
@@ -62,6 +66,9 @@ func Serve(ctx context.Context, cfg isolation.Config, opts ServerOptions) error 
 	if opts.Observer != nil {
 		hopts = append(hopts, WithObserver(opts.Observer))
 	}
+	if opts.Nodes != nil {
+		hopts = append(hopts, WithNodes(opts.Nodes))
+	}
 	srv := &http.Server{
 		Handler: NewHandler(cfg, hopts...),
 		TLSConfig: &tls.Config{
@@ -81,7 +88,7 @@ func Serve(ctx context.Context, cfg isolation.Config, opts ServerOptions) error 
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	logger.Info("Serving the admission webhook", "address", ln.Addr().String(), "mode", cfg.Mode)
+	logger.Info("Serving the admission webhook", "address", ln.Addr().String(), "mode", cfg.Mode, "checkNodeName", opts.Nodes != nil)
 
 	select {
 	case err := <-errc:

@@ -430,7 +430,7 @@ func TestPanicIs500(t *testing.T) {
 	panicking := func(isolation.Config, *admission.Review) *admissionv1.AdmissionResponse {
 		panic("boom")
 	}
-	srv := httptest.NewUnstartedServer(newHandler(isolation.DefaultConfig(), panicking, admission.ValidateReview))
+	srv := httptest.NewUnstartedServer(newHandler(isolation.DefaultConfig(), panicking, nil))
 	srv.StartTLS()
 	defer srv.Close()
 	client := srv.Client()

@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -32,9 +31,7 @@ func init() {
 // controllerOptions are the controller's flags apart from the isolation flags, which it shares
 // with the webhook. `ipp run` composes isolationOptions, the webhook's options and these.
 type controllerOptions struct {
-	kubeconfig          string
-	kubeAPIQPS          float32
-	kubeAPIBurst        int
+	api                 apiOptions
 	idleTTL             time.Duration
 	registrationTimeout time.Duration
 	providerResync      time.Duration
@@ -50,8 +47,7 @@ type controllerOptions struct {
 
 func newControllerOptions() *controllerOptions {
 	return &controllerOptions{
-		kubeAPIQPS:     50,
-		kubeAPIBurst:   100,
+		api:            newAPIOptions(),
 		idleTTL:        controller.DefaultIdleTTL,
 		providerResync: controller.DefaultProviderResync,
 		retryBaseDelay: controller.DefaultRetryBaseDelay,
@@ -66,9 +62,7 @@ func newControllerOptions() *controllerOptions {
 }
 
 func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig, "Path to a kubeconfig. Empty uses the in-cluster service account.")
-	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", o.kubeAPIQPS, "Queries per second to the API server.")
-	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "Burst of queries to the API server.")
+	o.api.addFlags(fs)
 	fs.DurationVar(&o.idleTTL, "idle-ttl", o.idleTTL, "How long a dedicated node may have no Pod of its class before its Node and instance are deleted.")
 	fs.DurationVar(&o.registrationTimeout, "registration-timeout", o.registrationTimeout, "How long an instance may take to register its Node before it is deleted and created again. 0 uses the provider's default, which is longer for bare-metal types.")
 	fs.DurationVar(&o.providerResync, "provider-resync", o.providerResync, "How often the provider's instances are listed; dedicated nodes whose instances changed outside IPP are reconciled after each list.")
@@ -113,8 +107,8 @@ func (o *controllerOptions) validate() error {
 	if err := controller.ValidateCreationLimit(o.namespaceCreateQPS, o.namespaceCreateBurst); err != nil {
 		return fmt.Errorf("invalid --namespace-create-qps %v / --namespace-create-burst %d: %w", o.namespaceCreateQPS, o.namespaceCreateBurst, err)
 	}
-	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
-		return fmt.Errorf("invalid --kube-api-qps %v / --kube-api-burst %d: must be positive", o.kubeAPIQPS, o.kubeAPIBurst)
+	if err := o.api.validate(); err != nil {
+		return err
 	}
 	if err := o.provider.validate(); err != nil {
 		return err
@@ -126,23 +120,9 @@ func (o *controllerOptions) validate() error {
 	return o.leaderElection.Validate()
 }
 
-// restConfig returns the API server's client configuration.
+// restConfig returns the controller's client configuration for the API server.
 func (o *controllerOptions) restConfig() (*rest.Config, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if o.kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("not running in a cluster, and no --kubeconfig given: %w", err)
-		}
-	} else if cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig); err != nil {
-		return nil, fmt.Errorf("invalid --kubeconfig: %w", err)
-	}
-	cfg.QPS = o.kubeAPIQPS
-	cfg.Burst = o.kubeAPIBurst
-	return rest.AddUserAgent(cfg, "ipp-controller"), nil
+	return o.api.restConfig("ipp-controller")
 }
 
 // errNotDedicated is returned when the controller is asked to run outside dedicated mode.

@@ -13,6 +13,7 @@ import (
 	"github.com/ipp-project/ipp/pkg/certs"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/metrics"
+	"github.com/ipp-project/ipp/pkg/nodeset"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -51,6 +52,10 @@ reconciles. In --mode=autoscaler only the webhook runs: Cluster Autoscaler creat
 					return err
 				}
 			}
+			nodes, err := wh.nodeSet(cfg, &co.api)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := signalContext()
 			defer cancel()
 			ctx = klog.NewContext(ctx, klog.Background())
@@ -72,7 +77,7 @@ reconciles. In --mode=autoscaler only the webhook runs: Cluster Autoscaler creat
 					return nil
 				})
 			}
-			return runAll(ctx, cfg, serverOpts, co, background...)
+			return runAll(ctx, cfg, serverOpts, nodes, co, background...)
 		},
 	}
 	iso.addFlags(cmd.Flags())
@@ -98,17 +103,17 @@ func newTLSManager(co *controllerOptions, opts certs.Options) (*certs.Manager, e
 	return certs.NewManager(kube, opts)
 }
 
-// runAll serves the webhook and, in dedicated mode, runs the controller, until ctx ends or either
-// fails; a failure of one stops the other. background are more functions to run beside them
-// (self-managed TLS), under the same rule.
-func runAll(ctx context.Context, cfg isolation.Config, serverOpts webhook.ServerOptions, co *controllerOptions, background ...func(context.Context) error) error {
+// runAll serves the webhook (with the set of IPP nodes, unless nil) and, in dedicated mode, runs
+// the controller, until ctx ends or either fails; a failure of one stops the other. background are
+// more functions to run beside them (self-managed TLS), under the same rule.
+func runAll(ctx context.Context, cfg isolation.Config, serverOpts webhook.ServerOptions, nodes *nodeset.Set, co *controllerOptions, background ...func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, run := range background {
 		g.Go(func() error { return run(ctx) })
 	}
 	g.Go(func() error {
 		logger := klog.FromContext(ctx).WithName("webhook")
-		if err := runWebhook(klog.NewContext(ctx, logger), cfg, serverOpts); err != nil {
+		if err := runWebhook(klog.NewContext(ctx, logger), cfg, serverOpts, nodes); err != nil {
 			return fmt.Errorf("webhook: %w", err)
 		}
 		return nil

@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/nodeset"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -57,7 +59,10 @@ func TestWebhookCommandBadFlags(t *testing.T) {
 		{name: "port out of range", args: []string{"webhook", "--listen-address=:99999", "--tls-cert-file=c", "--tls-private-key-file=k"}, want: []string{`invalid --listen-address ":99999"`}},
 		{name: "no certificate", args: []string{"webhook"}, want: []string{"missing --tls-cert-file"}},
 		{name: "no key", args: []string{"webhook", "--tls-cert-file=c"}, want: []string{"missing --tls-private-key-file"}},
-		{name: "unreadable certificate", args: []string{"webhook", "--listen-address=127.0.0.1:0", "--tls-cert-file=/does/not/exist", "--tls-private-key-file=/nor/this"}, want: []string{"ipp: serving the webhook: reading certificate file"}, logs: true},
+		{name: "unreadable certificate", args: []string{"webhook", "--watch-ipp-nodes=false", "--listen-address=127.0.0.1:0", "--tls-cert-file=/does/not/exist", "--tls-private-key-file=/nor/this"}, want: []string{"ipp: serving the webhook: reading certificate file"}, logs: true},
+		{name: "no API server to watch nodes", args: []string{"webhook", "--tls-cert-file=c", "--tls-private-key-file=k"}, want: []string{"watching IPP nodes (--watch-ipp-nodes): not running in a cluster, and no --kubeconfig given"}},
+		{name: "bad kubeconfig", args: []string{"webhook", "--tls-cert-file=c", "--tls-private-key-file=k", "--kubeconfig=/does/not/exist"}, want: []string{"watching IPP nodes (--watch-ipp-nodes): invalid --kubeconfig"}},
+		{name: "bad kube-api-qps", args: []string{"webhook", "--tls-cert-file=c", "--tls-private-key-file=k", "--kube-api-qps=0"}, want: []string{"invalid --kube-api-qps 0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,7 +83,8 @@ func TestWebhookCommandBadFlags(t *testing.T) {
 	}
 }
 
-// TestRunWebhook starts the webhook the way the command does and checks that it answers.
+// TestRunWebhook starts the webhook the way the command does, with the set of IPP nodes over a
+// Kubernetes client, and checks that it answers and becomes ready once the set has synced.
 func TestRunWebhook(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := dir+"/tls.crt", dir+"/tls.key"
@@ -97,10 +103,15 @@ func TestRunWebhook(t *testing.T) {
 	opts.Listener = ln
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runWebhook(ctx, isolation.DefaultConfig(), opts) }()
+	cfg := isolation.DefaultConfig()
+	nodes, err := nodeset.New(fake.NewClientset(), cfg.NodeLabel, isolation.LabelValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- runWebhook(ctx, cfg, opts, nodes) }()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed test certificate
 	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		resp, err := client.Get("https://" + ln.Addr().String() + webhook.HealthzPath)
+		resp, err := client.Get("https://" + ln.Addr().String() + webhook.ReadyzPath)
 		if err != nil {
 			return false, nil
 		}
@@ -108,7 +119,7 @@ func TestRunWebhook(t *testing.T) {
 		return resp.StatusCode == http.StatusOK, nil
 	})
 	if err != nil {
-		t.Fatalf("waiting for /healthz: %v", err)
+		t.Fatalf("waiting for /readyz: %v", err)
 	}
 	client.CloseIdleConnections()
 	cancel()
