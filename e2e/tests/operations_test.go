@@ -235,8 +235,13 @@ func testOperations(t *testing.T, provider string) {
 			createPod(t, burst, pod(class, classOf(cfg, class)))
 		}
 		checkMetrics(t)
-		if !hasEvent(t, burst, "Pod", "burst-b", controller.ReasonCreationRateLimited) && !hasEvent(t, burst, "Pod", "burst-a", controller.ReasonCreationRateLimited) {
-			t.Errorf("no %s Event on the second class's Pod", controller.ReasonCreationRateLimited)
+		// Events are written after the fact.
+		err := waitFor(t.Context(), time.Minute, func(context.Context) (bool, error) {
+			return hasEvent(t, burst, "Pod", "burst-b", controller.ReasonCreationRateLimited) ||
+				hasEvent(t, burst, "Pod", "burst-a", controller.ReasonCreationRateLimited), nil
+		})
+		if err != nil {
+			t.Errorf("no %s Event on the second class's Pod: %v", controller.ReasonCreationRateLimited, err)
 		}
 	})
 
