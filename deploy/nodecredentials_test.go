@@ -376,7 +376,26 @@ func joinTokenPolicy(t *testing.T, r rendered) *admissionregistrationv1.Validati
 // expressions are evaluated by TestJoinTokenPolicy.
 func checkJoinTokenPolicy(t *testing.T, r rendered) {
 	t.Helper()
-	p := joinTokenPolicy(t, r)
+	checkServiceAccountPolicy(t, r, joinTokenPolicy(t, r), &admissionregistrationv1.MatchResources{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: metav1.NamespaceSystem}},
+		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"},
+					Scope: ptr(admissionregistrationv1.NamespacedScope),
+				},
+			},
+		}},
+		MatchPolicy: ptr(admissionregistrationv1.Equivalent),
+	})
+}
+
+// checkServiceAccountPolicy checks a policy of ipp's: bound with Deny, failing closed, no
+// parameters, matching wantMatch, and only requests of the ipp ServiceAccount (the one the
+// Deployment runs as). Its expressions are evaluated by the policy's own test.
+func checkServiceAccountPolicy(t *testing.T, r rendered, p *admissionregistrationv1.ValidatingAdmissionPolicy, wantMatch *admissionregistrationv1.MatchResources) {
+	t.Helper()
 	b := named[*admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, r, "", p.Name)
 	wantBinding := admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 		PolicyName:        p.Name,
@@ -391,23 +410,9 @@ func checkJoinTokenPolicy(t *testing.T, r rendered) {
 	if p.Spec.ParamKind != nil {
 		t.Errorf("policy %s: paramKind %v, want none (the binding has no paramRef)", p.Name, p.Spec.ParamKind)
 	}
-	wantMatch := &admissionregistrationv1.MatchResources{
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: metav1.NamespaceSystem}},
-		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
-				Rule: admissionregistrationv1.Rule{
-					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"},
-					Scope: ptr(admissionregistrationv1.NamespacedScope),
-				},
-			},
-		}},
-		MatchPolicy: ptr(admissionregistrationv1.Equivalent),
-	}
 	if diff := cmp.Diff(wantMatch, p.Spec.MatchConstraints); diff != "" {
 		t.Errorf("policy %s: matchConstraints (-want +got):\n%s", p.Name, diff)
 	}
-	// Only requests of the ipp ServiceAccount: the one the Deployment runs as.
 	sa := one[*corev1.ServiceAccount](t, r)
 	wantConditions := []admissionregistrationv1.MatchCondition{{
 		Name:       "ipp-service-account",

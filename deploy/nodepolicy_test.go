@@ -242,22 +242,7 @@ func checkNodePolicy(t *testing.T, r rendered) {
 		t.Errorf("ValidatingAdmissionPolicyBindings (-want +got):\n%s", diff)
 	}
 
-	p := nodePolicy(t, r)
-	b := named[*admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, r, "", "ipp-nodes")
-	wantBinding := admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-		PolicyName:        p.Name,
-		ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-	}
-	if diff := cmp.Diff(wantBinding, b.Spec); diff != "" {
-		t.Errorf("ValidatingAdmissionPolicyBinding %s (-want +got):\n%s", b.Name, diff)
-	}
-	if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionregistrationv1.Fail {
-		t.Errorf("policy %s: failurePolicy %v, want Fail", p.Name, p.Spec.FailurePolicy)
-	}
-	if p.Spec.ParamKind != nil {
-		t.Errorf("policy %s: paramKind %v, want none", p.Name, p.Spec.ParamKind)
-	}
-	wantMatch := &admissionregistrationv1.MatchResources{
+	checkServiceAccountPolicy(t, r, nodePolicy(t, r), &admissionregistrationv1.MatchResources{
 		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
@@ -268,16 +253,5 @@ func checkNodePolicy(t *testing.T, r rendered) {
 			},
 		}},
 		MatchPolicy: ptr(admissionregistrationv1.Equivalent),
-	}
-	if diff := cmp.Diff(wantMatch, p.Spec.MatchConstraints); diff != "" {
-		t.Errorf("policy %s: matchConstraints (-want +got):\n%s", p.Name, diff)
-	}
-	sa := one[*corev1.ServiceAccount](t, r)
-	wantConditions := []admissionregistrationv1.MatchCondition{{
-		Name:       "ipp-service-account",
-		Expression: "request.userInfo.username == 'system:serviceaccount:" + sa.Namespace + ":" + sa.Name + "'",
-	}}
-	if diff := cmp.Diff(wantConditions, p.Spec.MatchConditions); diff != "" {
-		t.Errorf("policy %s: matchConditions (-want +got):\n%s", p.Name, diff)
-	}
+	})
 }
