@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -347,7 +348,12 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 // costs no reconciles, however many classes it has.
 func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) {
 	logger := klog.FromContext(ctx)
-	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
+	// Steps must be set for the delay to grow at all (wait.Backoff returns Duration unchanged
+	// without); Cap bounds it.
+	newBackoff := func() wait.Backoff {
+		return wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: c.providerResync}
+	}
+	backoff := newBackoff()
 	first := true
 	for {
 		// The List starting now serves every request made so far.
@@ -365,7 +371,7 @@ func (c *Controller) pollInstances(ctx context.Context, synced chan<- struct{}) 
 			delay, failed = backoff.Step(), true
 			logger.Error(err, "Listing instances failed", "retryAfter", delay)
 		} else {
-			backoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Cap: c.providerResync}
+			backoff = newBackoff()
 			if first {
 				first = false
 				close(synced)

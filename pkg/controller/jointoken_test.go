@@ -571,34 +571,37 @@ func TestRequestListCutsFailureBackoffShort(t *testing.T) {
 	f := newFixture(t)
 	waitLists := f.pollInstances()
 	waitLists(1)
+	// stepUntil moves the clock in small steps until the provider has been listed want times,
+	// giving the resync loop a moment after each step, and returns how far the clock moved.
+	stepUntil := func(want int) time.Duration {
+		t.Helper()
+		start := f.clock.Now()
+		for f.provider.CallCount("list") < want {
+			if f.clock.Since(start) > time.Minute {
+				t.Fatalf("no List %d within a minute of the clock (%d Lists)", want, f.provider.CallCount("list"))
+			}
+			f.clock.Step(50 * time.Millisecond)
+			_ = wait.PollUntilContextTimeout(f.ctx, time.Millisecond, 20*time.Millisecond, true, func(context.Context) (bool, error) {
+				return f.provider.CallCount("list") >= want, nil
+			})
+		}
+		return f.clock.Since(start)
+	}
 	unavailable := cloudprovider.NewError(cloudprovider.KindTransient, "list", "Unavailable", errors.New("503"))
 	for range 3 {
 		f.provider.FailNext("list", unavailable)
 	}
 	// Lists 2, 3 and 4 fail; the back-off after them grows to 1 s, 2 s and about 4 s.
 	f.c.RequestList()
-	waitLists(2)
-	for i, backoff := range []time.Duration{time.Second, 2 * time.Second} {
-		waitTimers(t, f.clock)
-		f.clock.Step(backoff + backoff/5) // past the jitter
-		waitLists(3 + i)
+	stepUntil(2)
+	after2, after3 := stepUntil(3), stepUntil(4)
+	if after3 < after2+after2/2 {
+		t.Errorf("the back-off after failed Lists did not grow: %v, then %v", after2, after3)
 	}
 	// A request now starts List 5 failedListGap after List 4, not after the whole back-off.
-	waitTimers(t, f.clock)
 	f.c.RequestList()
-	waitTimers(t, f.clock)
-	f.clock.Step(failedListGap)
-	waitLists(5)
-}
-
-// waitTimers waits until the fake clock has a waiter, so that a Step reaches it.
-func waitTimers(t *testing.T, clk interface{ HasWaiters() bool }) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return clk.HasWaiters(), nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for a timer: %v", err)
+	if took := stepUntil(5); took > 2*failedListGap {
+		t.Errorf("a requested List came %v after a failed one, want about %v (not the back-off)", took, failedListGap)
 	}
 }
 
