@@ -59,15 +59,15 @@ type NodeClassSpec struct {
 	// IdleTTL is how long a node of this NodeClass may have no Pod placed on it before its Node
 	// and instance are deleted, such as 10m. Unset: --idle-ttl.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="idleTTL must be positive"
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) > duration('0s')",message="idleTTL must be positive"
 	// +optional
 	IdleTTL *metav1.Duration `json:"idleTTL,omitempty"`
 	// RegistrationTimeout is how long an instance of this NodeClass may take to register its
 	// Node before it is deleted, such as 40m for bare metal. Unset: --registration-timeout.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="registrationTimeout must be positive"
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) > duration('0s')",message="registrationTimeout must be positive"
 	// +optional
 	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
 	// Limits bound the instances of this NodeClass, counting those being created and the warm
@@ -216,8 +216,8 @@ type WarmPool struct {
 	// MaxAge is how long a warm instance may wait for a claim before it is replaced, such as
 	// 24h. Unset: warm instances are kept until claimed.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="warm.maxAge must be positive"
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) > duration('0s')",message="warm.maxAge must be positive"
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
