@@ -20,11 +20,13 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -59,11 +61,20 @@ func render(t *testing.T, dir string) []byte {
 	return out
 }
 
-// decode decodes every document with client-go's scheme, strictly, so that a misspelt field
-// fails the test instead of being dropped by the apiserver.
+// manifestScheme knows every kind the manifests hold but cert-manager's: client-go's and the
+// CustomResourceDefinition.
+var manifestScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	return s
+}()
+
+// decode decodes every document with manifestScheme, strictly, so that a misspelt field fails
+// the test instead of being dropped by the apiserver.
 func decode(t *testing.T, y []byte) rendered {
 	t.Helper()
-	strict := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	strict := serializer.NewCodecFactory(manifestScheme, serializer.EnableStrict).UniversalDeserializer()
 	r := rendered{other: map[string]int{}}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(y)))
 	for {
@@ -267,7 +278,8 @@ func checkInvariants(t *testing.T, r rendered) {
 		switch o.(type) {
 		case *corev1.Namespace, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *schedulingv1.PriorityClass,
 			*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration,
-			*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding,
+			*apiextensionsv1.CustomResourceDefinition:
 			want = ""
 		case *rbacv1.Role, *rbacv1.RoleBinding:
 			if m.GetName() == "ipp-join-tokens" {
@@ -287,6 +299,7 @@ func checkInvariants(t *testing.T, r rendered) {
 	checkJoinTokenPolicy(t, r)
 	checkNodePolicy(t, r)
 	checkPlacement(t, r)
+	checkCRDs(t, r)
 }
 
 func checkWebhooks(t *testing.T, r rendered) {

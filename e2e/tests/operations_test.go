@@ -26,6 +26,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -69,6 +70,8 @@ const (
 	opsWebhooks    = "ipp"
 	opsSAUser      = "system:serviceaccount:ipp-system:ipp"
 	opsClusterName = "ops-e2e"
+	// opsNodeClassCRD is the CRD of deploy/base/crds.
+	opsNodeClassCRD = "nodeclasses.ipp.io"
 	// opsOverlays is the directory of the overlays docs/operations.md installs, one per
 	// provider, from this package's directory.
 	opsOverlays = "../../deploy/overlays"
@@ -902,5 +905,22 @@ func uninstall(t *testing.T, ns, class string, cloud framework.Cloud, cfg isolat
 	})
 	if err != nil {
 		t.Errorf("namespace %s is not gone: %v", opsNamespace, err)
+	}
+	// The CRDs, with every NodeClass, as `kubectl delete -k` removes them; waited for, so that
+	// the next install can create them again.
+	ext, err := apiextensionsclient.NewForConfig(cluster.AdminConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := ext.ApiextensionsV1().CustomResourceDefinitions()
+	if err := crds.Delete(ctx, opsNodeClassCRD, metav1.DeleteOptions{}); err != nil {
+		t.Error(err)
+	}
+	err = waitFor(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := crds.Get(ctx, opsNodeClassCRD, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), ignoreNotFound(err)
+	})
+	if err != nil {
+		t.Errorf("CRD %s is not gone: %v", opsNodeClassCRD, err)
 	}
 }
