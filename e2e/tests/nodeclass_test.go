@@ -3,31 +3,23 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ipp-project/ipp/deploy"
 	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	applyv1alpha1 "github.com/ipp-project/ipp/pkg/generated/applyconfiguration/ipp/v1alpha1"
 	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions"
 )
-
-// nodeClassCRDFile is the CRD that deploy/ installs, generated from pkg/apis by `make generate`.
-const nodeClassCRDFile = "../../deploy/base/crds/ipp.io_nodeclasses.yaml"
-
-// nodeClassCRDTimeout bounds the waits for the CRD to be served and to be gone.
-const nodeClassCRDTimeout = time.Minute
 
 // TestNodeClassCRD installs the NodeClass CRD of deploy/ in the apiserver and checks the API it
 // serves through the generated clientset, informers and listers:
@@ -318,54 +310,15 @@ func createRawNodeClass(ctx context.Context, ipp ippclient.Interface, name, spec
 // deletes it and waits until it is gone, with every NodeClass.
 func installNodeClassCRD(t *testing.T) {
 	t.Helper()
-	ctx := t.Context()
-	b, err := os.ReadFile(nodeClassCRDFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crd := &apiextensionsv1.CustomResourceDefinition{}
-	if err := yaml.UnmarshalStrict(b, crd); err != nil {
-		t.Fatalf("%s: %v", nodeClassCRDFile, err)
-	}
-	ext, err := apiextensionsclient.NewForConfig(cluster.AdminConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crds := ext.ApiextensionsV1().CustomResourceDefinitions()
-	if _, err := crds.Create(ctx, crd, metav1.CreateOptions{FieldManager: "e2e"}); err != nil {
-		t.Fatalf("The apiserver refuses the CRD of %s: %v", nodeClassCRDFile, err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		if err := crds.Delete(ctx, crd.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("Deleting CRD %s: %v", crd.Name, err)
-			return
-		}
-		err := waitFor(ctx, nodeClassCRDTimeout, func(ctx context.Context) (bool, error) {
-			_, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
-			return apierrors.IsNotFound(err), ignoreNotFound(err)
-		})
-		if err != nil {
-			t.Errorf("CRD %s is not gone: %v", crd.Name, err)
-		}
-	})
-	var last *apiextensionsv1.CustomResourceDefinition
-	err = waitFor(ctx, nodeClassCRDTimeout, func(ctx context.Context) (bool, error) {
-		if last, err = crds.Get(ctx, crd.Name, metav1.GetOptions{}); err != nil {
-			return false, err
-		}
-		for _, c := range last.Status.Conditions {
-			if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-				return true, nil
+	remove, err := cluster.InstallCRD(t.Context(), deploy.NodeClassCRD)
+	if remove != nil {
+		t.Cleanup(func() {
+			if err := remove(context.Background()); err != nil {
+				t.Error(err)
 			}
-		}
-		return false, nil
-	})
+		})
+	}
 	if err != nil {
-		var conditions []apiextensionsv1.CustomResourceDefinitionCondition
-		if last != nil {
-			conditions = last.Status.Conditions
-		}
-		t.Fatalf("CRD %s is not Established: %v (conditions %+v)", crd.Name, err, conditions)
+		t.Fatal(err)
 	}
 }

@@ -32,6 +32,7 @@ func main() {
 	fs.BoolVar(&o.exitWhenRunning, "exit-when-running", false, "Exit once the examples' Pods run, after printing how long each took (for measurements).")
 	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log, kept on exit. Empty makes a temporary one, removed on a clean exit.")
 	fs.IntVar(&o.verbosity, "v", 2, "Verbosity of the log file (klog -v).")
+	fs.StringVar(&o.metricsAddress, "metrics-address", "127.0.0.1:8080", "Where ipp serves its Prometheus metrics (ipp's --metrics-address); empty disables them.")
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,6 +52,7 @@ type options struct {
 	exitWhenRunning bool
 	dir             string
 	verbosity       int
+	metricsAddress  string
 }
 
 // run runs the sandbox until ctx ends (or, with exitWhenRunning, until the examples run),
@@ -67,6 +69,9 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		}
 	}()
 	if o.examples {
+		if err := s.applyNodeClass(ctx); err != nil {
+			return err
+		}
 		if err := s.applyExamples(ctx); err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func TestSandbox(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	var out syncBuffer
-	err := run(ctx, options{bootDelay: 0, idleTTL: time.Minute, workers: 1, examples: true, exitWhenRunning: true, dir: t.TempDir(), verbosity: 2}, &out)
+	err := run(ctx, options{bootDelay: 0, idleTTL: time.Minute, workers: 1, examples: true, exitWhenRunning: true, dir: t.TempDir(), verbosity: 2, metricsAddress: "127.0.0.1:0"}, &out)
 	t.Logf("Sandbox output:\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -59,13 +59,19 @@ func TestSandbox(t *testing.T) {
 	if count != 4 {
 		t.Errorf("%d example Pods reported running, want 4", count)
 	}
-	// Each example class's instance joined with a token of its own, approved by ipp.
-	for what, re := range map[string]*regexp.Regexp{
-		"tokens minted":        regexp.MustCompile(`(?m)^.*Join token ([a-z0-9]{6}) minted: IPP join token of instance ipp-class[01]-`),
-		"CSRs approved by ipp": regexp.MustCompile(`(?m)^.*CSR \S+ of system:bootstrap:[a-z0-9]{6} approved \(IPPJoinTokenApproved\)`),
+	// Each example class's instance joined with a token of its own, approved by ipp; the example
+	// NodeClass was accepted by the API server.
+	for _, c := range []struct {
+		what string
+		re   *regexp.Regexp
+		want int
+	}{
+		{"tokens minted", regexp.MustCompile(`(?m)^.*Join token ([a-z0-9]{6}) minted: IPP join token of instance ipp-class[01]-`), 2},
+		{"CSRs approved by ipp", regexp.MustCompile(`(?m)^.*CSR \S+ of system:bootstrap:[a-z0-9]{6} approved \(IPPJoinTokenApproved\)`), 2},
+		{"NodeClasses applied", regexp.MustCompile(`(?m)^.*Applied NodeClass metal \(machineType n2-standard-8, isolation Class by default`), 1},
 	} {
-		if n := len(re.FindAllString(out.String(), -1)); n < 2 {
-			t.Errorf("%d %s, want one per example class", n, what)
+		if n := len(c.re.FindAllString(out.String(), -1)); n < c.want {
+			t.Errorf("%d %s, want at least %d", n, c.what, c.want)
 		}
 	}
 }

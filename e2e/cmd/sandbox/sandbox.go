@@ -148,6 +148,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		"--join-endpoint=" + s.cp.JoinEndpoint(),
 		"--join-ca-cert-hash=" + s.cp.CAPin(),
 		"--idle-ttl=" + o.idleTTL.String(),
+		"--metrics-address=" + o.metricsAddress,
 	}
 	s.ippDone = make(chan int, 1)
 	go func() { s.ippDone <- app.Main(args) }()
