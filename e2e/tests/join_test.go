@@ -44,6 +44,7 @@ import (
 //   - a's token gets a's own kubelet client certificate once, and then no longer authenticates;
 //   - a's kubelet renews its certificate as system:node:<a> through Kubernetes' own approver;
 //   - a's certificate cannot create another node's Node nor read b's Secret;
+//   - an expired token does not authenticate; a's used token cannot read b's Secret;
 //   - the token of an instance deleted behind IPP's back is never approved;
 //   - every token IPP mints expires after the registration timeout.
 func TestJoinCredentials(t *testing.T) {
@@ -181,6 +182,28 @@ func TestJoinCredentials(t *testing.T) {
 			}
 		})
 
+		t.Run("an expired IPP token", func(t *testing.T) {
+			tok, err := jointoken.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			expired, err := jointoken.Secret(tok, cfg.ClusterName, nodeC, time.Now().Add(-time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cluster.Client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, expired, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = deleteKubeSystemSecret(t, expired.Name) })
+			if _, _, err := requestCertErr(tokenClient(t, tok.String()), nodeSubject(nodeC), nil, nil); !apierrors.IsUnauthorized(err) {
+				t.Errorf("CSR with an expired token: %v, want Unauthorized", err)
+			}
+		})
+		t.Run("a's used token cannot read b's Secret", func(t *testing.T) {
+			if _, err := boot.CoreV1().Secrets(ns).Get(ctx, secret.Name, metav1.GetOptions{}); !apierrors.IsUnauthorized(err) && !apierrors.IsForbidden(err) {
+				t.Errorf("Get b's Secret with a's used token: %v, want Unauthorized", err)
+			}
+		})
 		t.Run("token of an instance deleted behind IPP's back", func(t *testing.T) {
 			nodeD := cfg.NodeName(ns, "d")
 			ipp.NeverBoot(nodeD)
