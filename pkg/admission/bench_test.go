@@ -38,7 +38,7 @@ func BenchmarkMutate(b *testing.B) {
 			b.ReportAllocs()
 			start := cpuTime()
 			for b.Loop() {
-				if resp := Mutate(c.cfg, r); !resp.Allowed {
+				if resp := mutateRequest(c.cfg, r); !resp.Allowed {
 					b.Fatal(resp.Result.Message)
 				}
 			}
@@ -70,7 +70,7 @@ func BenchmarkValidate(b *testing.B) {
 			b.ReportAllocs()
 			start := cpuTime()
 			for b.Loop() {
-				if resp := Validate(c.cfg, ippNodes, r); !resp.Allowed {
+				if resp := validateRequest(c.cfg, ippNodes, r); !resp.Allowed {
 					b.Fatal(resp.Result.Message)
 				}
 			}
