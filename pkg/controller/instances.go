@@ -193,18 +193,6 @@ func (x *instanceIndex) get(name string) []cloudprovider.Instance {
 	return append([]cloudprovider.Instance(nil), x.byNode[name]...)
 }
 
-// nodeNames returns every dedicated node name that has instances.
-func (x *instanceIndex) nodeNames() []string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	names := make([]string, 0, len(x.byNode))
-	for n := range x.byNode {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // nodeNameOf returns the dedicated node name of the instance with providerID, if any.
 func (x *instanceIndex) nodeNameOf(providerID string) (string, bool) {
 	if providerID == "" {
