@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -110,7 +111,19 @@ func (o *providerOptions) warn(logger klog.Logger) {
 	}
 }
 
-// build returns the provider the flags choose.
+// closeProvider releases what p holds, such as the GCE client's connections, when p is an
+// io.Closer; a failure is logged, as there is nothing else to do with it on the way out.
+func closeProvider(logger klog.Logger, p cloudprovider.Provider) {
+	c, ok := p.(io.Closer)
+	if !ok {
+		return
+	}
+	if err := c.Close(); err != nil {
+		logger.Error(err, "Closing the cloud provider", "provider", p.Name())
+	}
+}
+
+// build returns the provider the flags choose. The caller calls closeProvider when done with it.
 func (o *providerOptions) build(ctx context.Context, clusterName string) (cloudprovider.Provider, error) {
 	if err := o.validate(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -23,6 +24,9 @@ type gceOptions struct {
 	endpoint            string
 	registrationTimeout time.Duration
 }
+
+// closeProvider closes the GCE provider's SDK client on shutdown; this keeps it an io.Closer.
+var _ io.Closer = (*gce.Provider)(nil)
 
 func init() {
 	o := &gceOptions{}
