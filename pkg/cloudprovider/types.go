@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -196,4 +197,14 @@ func IsRetryable(err error) bool {
 		return false
 	}
 	return KindOf(err) != KindInvalid
+}
+
+// SortInstances orders instances oldest first, then by ID, keeping the order of equal ones.
+func SortInstances(insts []Instance) {
+	sort.SliceStable(insts, func(i, j int) bool {
+		if !insts[i].CreatedAt.Equal(insts[j].CreatedAt) {
+			return insts[i].CreatedAt.Before(insts[j].CreatedAt)
+		}
+		return insts[i].ID < insts[j].ID
+	})
 }

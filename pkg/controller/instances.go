@@ -117,7 +117,7 @@ func (x *instanceIndex) replace(tok listToken, listed []cloudprovider.Instance, 
 		}
 	}
 	for _, insts := range byNode {
-		sortInstances(insts)
+		cloudprovider.SortInstances(insts)
 	}
 
 	var changed []string
@@ -165,7 +165,7 @@ func (x *instanceIndex) add(inst cloudprovider.Instance, now time.Time) {
 		}
 	}
 	out = append(out, inst)
-	sortInstances(out)
+	cloudprovider.SortInstances(out)
 	x.byNode[inst.NodeName] = out
 }
 
@@ -277,16 +277,6 @@ func going(s cloudprovider.InstanceState) cloudprovider.InstanceState {
 		return s
 	}
 	return cloudprovider.StateStopping
-}
-
-// sortInstances orders instances oldest first, then by ID.
-func sortInstances(insts []cloudprovider.Instance) {
-	sort.SliceStable(insts, func(i, j int) bool {
-		if !insts[i].CreatedAt.Equal(insts[j].CreatedAt) {
-			return insts[i].CreatedAt.Before(insts[j].CreatedAt)
-		}
-		return insts[i].ID < insts[j].ID
-	})
 }
 
 func sameInstances(a, b []cloudprovider.Instance) bool {

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -411,12 +410,7 @@ func (p *Provider) describe(ctx context.Context, filters []types.Filter) ([]clou
 			}
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	cloudprovider.SortInstances(out)
 	return out, nil
 }
 
