@@ -111,6 +111,28 @@ func (o *providerOptions) warn(logger klog.Logger) {
 	}
 }
 
+// flagError says which flags to set when err, from a provider's constructor, is a
+// cloudprovider.ConfigError about Config fields that flags (field name to flag name, without the
+// dashes) map; it returns any other error as it is.
+func flagError(provider string, flags map[string]string, err error) error {
+	var ce *cloudprovider.ConfigError
+	if !errors.As(err, &ce) || len(ce.Fields) == 0 {
+		return err
+	}
+	names := make([]string, 0, len(ce.Fields))
+	for _, f := range ce.Fields {
+		flag, ok := flags[f]
+		if !ok {
+			return err
+		}
+		names = append(names, "--"+flag)
+	}
+	if ce.Missing {
+		return fmt.Errorf("%s is required with --provider=%s", strings.Join(names, " or "), provider)
+	}
+	return fmt.Errorf("invalid %s: %w", strings.Join(names, " or "), ce.Err)
+}
+
 // closeProvider releases what p holds, such as the GCE client's connections, when p is an
 // io.Closer; a failure is logged, as there is nothing else to do with it on the way out.
 func closeProvider(logger klog.Logger, p cloudprovider.Provider) {
