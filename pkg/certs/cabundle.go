@@ -56,21 +56,28 @@ func (w webhookConfigurations) kinds() []webhookKind {
 	var out []webhookKind
 	if name := w.m.opts.MutatingWebhookConfiguration; name != "" {
 		out = append(out, newWebhookKind("MutatingWebhookConfiguration", "mutatingWebhookConfiguration", name, client.MutatingWebhookConfigurations(),
-			func(cfg *admissionregistrationv1.MutatingWebhookConfiguration) (ccs []*admissionregistrationv1.WebhookClientConfig) {
-				for i := range cfg.Webhooks {
-					ccs = append(ccs, &cfg.Webhooks[i].ClientConfig)
-				}
-				return ccs
+			func(cfg *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+				return clientConfigs(cfg.Webhooks, func(wh *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+					return &wh.ClientConfig
+				})
 			}))
 	}
 	if name := w.m.opts.ValidatingWebhookConfiguration; name != "" {
 		out = append(out, newWebhookKind("ValidatingWebhookConfiguration", "validatingWebhookConfiguration", name, client.ValidatingWebhookConfigurations(),
-			func(cfg *admissionregistrationv1.ValidatingWebhookConfiguration) (ccs []*admissionregistrationv1.WebhookClientConfig) {
-				for i := range cfg.Webhooks {
-					ccs = append(ccs, &cfg.Webhooks[i].ClientConfig)
-				}
-				return ccs
+			func(cfg *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+				return clientConfigs(cfg.Webhooks, func(wh *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+					return &wh.ClientConfig
+				})
 			}))
+	}
+	return out
+}
+
+// clientConfigs returns the client configuration of each of webhooks, as cc finds it in one.
+func clientConfigs[W any](webhooks []W, cc func(*W) *admissionregistrationv1.WebhookClientConfig) []*admissionregistrationv1.WebhookClientConfig {
+	out := make([]*admissionregistrationv1.WebhookClientConfig, 0, len(webhooks))
+	for i := range webhooks {
+		out = append(out, cc(&webhooks[i]))
 	}
 	return out
 }
