@@ -202,7 +202,7 @@ func ippBinary(ctx context.Context, bin, repo, dir string) (string, error) {
 func p2Bodies() (mutate, validate []byte, err error) {
 	cfg := isolation.DefaultConfig()
 	req := admissiontest.Request(p2UID, "team-a", admissiontest.Pod("class0"))
-	resp := admission.Mutate(cfg, req)
+	resp := admission.MutateReview(cfg, &admission.Review{Request: req})
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		return nil, nil, fmt.Errorf("mutating the sample pod: allowed=%v, %d bytes of patch", resp.Allowed, len(resp.Patch))
 	}

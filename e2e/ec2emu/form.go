@@ -42,16 +42,6 @@ func strList(form url.Values, prefix string) []string {
 	return out
 }
 
-// hasUnder reports whether form has any key at or below prefix.
-func hasUnder(form url.Values, prefix string) bool {
-	for k := range form {
-		if k == prefix || strings.HasPrefix(k, prefix+".") {
-			return true
-		}
-	}
-	return false
-}
-
 // intParam parses an optional integer parameter.
 func intParam(form url.Values, name string) (int, bool, *apiError) {
 	v := form.Get(name)

@@ -1,6 +1,6 @@
-// Package admission holds IPP's admission decisions as pure functions: Mutate gives an IPP Pod the
-// tolerations and the pin of its isolation class, and Validate refuses any Pod whose final form
-// would break isolation. They read nothing but their arguments, call no API and never panic, so
+// Package admission holds IPP's admission decisions as pure functions: MutateReview gives an IPP
+// Pod the tolerations and the pin of its isolation class, and ValidateReview refuses any Pod whose
+// final form would break isolation. They read nothing but their arguments, call no API and never panic, so
 // they can be tested without a server and answer in microseconds; pkg/webhook carries them over
 // HTTPS.
 package admission
@@ -17,42 +17,6 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
-
-// Mutate answers a mutating admission request. An IPP Pod (one with a non-empty class label)
-// outside the exempt namespaces gets the tolerations and the scheduling constraints of cfg.Mode as a
-// JSONPatch that applies to req.Object; it is denied if it presets spec.nodeName or asks for a node
-// other than its class's. Every other request is allowed unchanged. Mutating an already mutated Pod
-// adds nothing, so the API server may invoke the webhook again.
-//
-// Mutate never panics: a request it cannot decode is denied with a message that says why.
-func Mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
-	defer recoverResponse(req, &resp)
-	in, resp := prepare(cfg, req, nil, nil)
-	if resp != nil {
-		return resp
-	}
-	return mutate(cfg, req, in)
-}
-
-// Validate answers a validating admission request about the final Pod, after every mutating
-// webhook has run. It denies an IPP Pod that lacks part of its pin or tolerations, a Pod without
-// a class outside the exempt namespaces that tolerates the IPP taint, selects IPP nodes or names
-// one of nodes in spec.nodeName, and an UPDATE that changes the class label or gives a Pod without
-// a class IPP tolerations or selectors.
-//
-// nodes may be nil: spec.nodeName of a Pod without a class is then not checked. While nodes has
-// not synced, a Pod without a class that presets spec.nodeName is denied with 503 and a message
-// that says to retry: the check fails closed.
-//
-// Validate never panics: a request it cannot decode is denied with a message that says why.
-func Validate(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
-	defer recoverResponse(req, &resp)
-	in, resp := prepare(cfg, req, nil, nil)
-	if resp != nil {
-		return resp
-	}
-	return validate(cfg, nodes, req, in)
-}
 
 // input is a decoded request that concerns IPP: a Pod CREATE or UPDATE outside the exempt
 // namespaces.

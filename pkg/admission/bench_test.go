@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ipp-project/ipp/pkg/admission/admissiontest"
+	"github.com/ipp-project/ipp/pkg/internal/cputime"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -36,13 +37,13 @@ func BenchmarkMutate(b *testing.B) {
 			r := benchRequest(b, c.pod)
 			b.SetBytes(int64(len(r.Object.Raw)))
 			b.ReportAllocs()
-			start := cpuTime()
+			start := cputime.Used()
 			for b.Loop() {
-				if resp := Mutate(c.cfg, r); !resp.Allowed {
+				if resp := mutateRequest(c.cfg, r); !resp.Allowed {
 					b.Fatal(resp.Result.Message)
 				}
 			}
-			reportCPU(b, start)
+			cputime.Report(b, start)
 		})
 	}
 }
@@ -68,13 +69,13 @@ func BenchmarkValidate(b *testing.B) {
 			r := benchRequest(b, c.pod)
 			b.SetBytes(int64(len(r.Object.Raw)))
 			b.ReportAllocs()
-			start := cpuTime()
+			start := cputime.Used()
 			for b.Loop() {
-				if resp := Validate(c.cfg, ippNodes, r); !resp.Allowed {
+				if resp := validateRequest(c.cfg, ippNodes, r); !resp.Allowed {
 					b.Fatal(resp.Result.Message)
 				}
 			}
-			reportCPU(b, start)
+			cputime.Report(b, start)
 		})
 	}
 }

@@ -29,10 +29,10 @@ func fuzzConfigs() []isolation.Config {
 // fuzzNodes is the node set of the fuzzers: it holds the node names that seedPods use.
 var fuzzNodes = &fakeNodes{names: []string{"n", "x", poolNode}}
 
-// validateWith is Validate with the node set nodes.
+// validateWith is validateRequest with the node set nodes.
 func validateWith(nodes Nodes) func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	return func(cfg isolation.Config, r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-		return Validate(cfg, nodes, r)
+		return validateRequest(cfg, nodes, r)
 	}
 }
 
@@ -94,7 +94,7 @@ func FuzzMutate(f *testing.F) {
 				Object:    runtime.RawExtension{Raw: obj},
 				OldObject: runtime.RawExtension{Raw: old},
 			}
-			resp := Mutate(cfg, r)
+			resp := mutateRequest(cfg, r)
 			checkSane(t, resp)
 			if !resp.Allowed || len(resp.Patch) == 0 {
 				continue
@@ -108,13 +108,13 @@ func FuzzMutate(f *testing.F) {
 				t.Fatalf("mode %s: patch %s does not apply to %s: %v", cfg.Mode, resp.Patch, obj, err)
 			}
 			r.Object.Raw = patched
-			again := Mutate(cfg, r)
+			again := mutateRequest(cfg, r)
 			checkSane(t, again)
 			if !again.Allowed || len(again.Patch) > 0 {
 				t.Fatalf("mode %s: mutating the mutated Pod %s gave allowed=%v patch %s result %v", cfg.Mode, patched, again.Allowed, again.Patch, again.Result)
 			}
 			if r.Operation == admissionv1.Create {
-				if v := Validate(cfg, fuzzNodes, r); !v.Allowed {
+				if v := validateRequest(cfg, fuzzNodes, r); !v.Allowed {
 					t.Fatalf("mode %s: Validate denied the mutated Pod %s: %s", cfg.Mode, patched, v.Result.Message)
 				}
 			}
@@ -143,7 +143,7 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		for _, cfg := range fuzzConfigs() {
-			for _, decide := range []func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{validateWith(fuzzNodes), validateWith(unsynced), validateWith(nil), Mutate} {
+			for _, decide := range []func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{validateWith(fuzzNodes), validateWith(unsynced), validateWith(nil), mutateRequest} {
 				resp := decide(cfg, r)
 				if resp == nil || resp.UID != r.UID {
 					t.Fatalf("response %+v does not echo UID %q", resp, r.UID)

@@ -252,3 +252,14 @@ func applyPatch(t testing.TB, raw []byte, resp *admissionv1.AdmissionResponse) *
 	}
 	return pod
 }
+
+// mutateRequest answers req as the webhook does a review that carries it: MutateReview decodes
+// the Pods from req.Object and req.OldObject.
+func mutateRequest(cfg isolation.Config, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	return MutateReview(cfg, &Review{Request: req})
+}
+
+// validateRequest is mutateRequest for ValidateReview.
+func validateRequest(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	return ValidateReview(cfg, nodes, &Review{Request: req})
+}

@@ -331,7 +331,7 @@ func TestMutate(t *testing.T) {
 				ns = "default"
 			}
 			r := request(t, op, ns, tt.pod, tt.old, tt.dryRun)
-			resp := Mutate(cfg, r)
+			resp := mutateRequest(cfg, r)
 			checkResponse(t, resp, tt.wantDenied, tt.wantCode)
 			if len(tt.wantDenied) > 0 {
 				return
@@ -349,14 +349,14 @@ func TestMutate(t *testing.T) {
 			}
 			// Re-invocation: the mutated Pod gets no further patch.
 			r2 := request(t, op, ns, got, tt.old, tt.dryRun)
-			if again := Mutate(cfg, r2); !again.Allowed || len(again.Patch) > 0 {
+			if again := mutateRequest(cfg, r2); !again.Allowed || len(again.Patch) > 0 {
 				t.Errorf("Mutate() of the mutated Pod = allowed %v, patch %s; want allowed and no patch", again.Allowed, again.Patch)
 			}
 			// What Mutate produced for an IPP Pod passes Validate.
 			if _, ipp := cfg.Class(got); !ipp || cfg.Exempt(ns) || (tt.old != nil && classLabel(tt.old) != classLabel(got)) {
 				return
 			}
-			if v := Validate(cfg, ippNodes, r2); !v.Allowed {
+			if v := validateRequest(cfg, ippNodes, r2); !v.Allowed {
 				t.Errorf("Validate() of the mutated Pod denied: %s", v.Result.Message)
 			}
 		})
@@ -465,7 +465,7 @@ func TestRequestHandling(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		for name, decide := range map[string]func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{"Mutate": Mutate, "Validate": validateWith(ippNodes)} {
+		for name, decide := range map[string]func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{"Mutate": mutateRequest, "Validate": validateWith(ippNodes)} {
 			t.Run(name+"/"+tt.name, func(t *testing.T) {
 				resp := decide(isolation.DefaultConfig(), tt.req(t))
 				checkResponse(t, resp, tt.wantDenied, tt.wantCode)
@@ -476,7 +476,7 @@ func TestRequestHandling(t *testing.T) {
 		}
 	}
 	t.Run("nil request", func(t *testing.T) {
-		for _, resp := range []*admissionv1.AdmissionResponse{Mutate(isolation.DefaultConfig(), nil), Validate(isolation.DefaultConfig(), ippNodes, nil)} {
+		for _, resp := range []*admissionv1.AdmissionResponse{mutateRequest(isolation.DefaultConfig(), nil), validateRequest(isolation.DefaultConfig(), ippNodes, nil)} {
 			if resp == nil || resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusBadRequest {
 				t.Errorf("response to a nil request = %+v, want a 400 denial", resp)
 			}
@@ -485,7 +485,7 @@ func TestRequestHandling(t *testing.T) {
 	t.Run("IPP Pod without a spec", func(t *testing.T) {
 		r := request(t, admissionv1.Create, "default", nil, nil, false)
 		r.Object.Raw = []byte(`{"metadata":{"labels":{"ipp-class":"a"}}}`)
-		checkResponse(t, Mutate(isolation.DefaultConfig(), r), []string{"has no spec"}, http.StatusBadRequest)
-		checkResponse(t, Validate(isolation.DefaultConfig(), ippNodes, r), []string{"lacks"}, 0)
+		checkResponse(t, mutateRequest(isolation.DefaultConfig(), r), []string{"has no spec"}, http.StatusBadRequest)
+		checkResponse(t, validateRequest(isolation.DefaultConfig(), ippNodes, r), []string{"lacks"}, 0)
 	})
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // Review is an admission.k8s.io/v1 AdmissionReview as DecodeReview decodes it, ready for
-// MutateReview and ValidateReview.
+// MutateReview and ValidateReview. A Review with only Request set is answered the same way, its
+// Pods decoded from Request.Object and Request.OldObject.
 type Review struct {
 	metav1.TypeMeta
 	// Request is the review's request, nil when it has none. Its Object and OldObject are empty
@@ -29,8 +30,8 @@ type Review struct {
 // It decodes in one pass: the parts of request.object and request.oldObject that admission reads
 // are decoded with the rest of the review, and the rest of the Pods is skipped. The result is the
 // same as decoding the review into an admissionv1.AdmissionReview with the JSON v2 package (which
-// is what it falls back to for any body that the one pass does not take) and then letting Mutate
-// or Validate decode the Pods: case-sensitive names, duplicate names and invalid UTF-8 refused
+// is what it falls back to for any body that the one pass does not take) and then decoding the
+// Pods from the request: case-sensitive names, duplicate names and invalid UTF-8 refused
 // anywhere in the body, the same errors with the same messages.
 func DecodeReview(body []byte) (*Review, error) {
 	var w reviewWire
@@ -52,8 +53,14 @@ func DecodeReview(body []byte) (*Review, error) {
 	return &Review{TypeMeta: in.TypeMeta, Request: in.Request}, nil
 }
 
-// MutateReview is Mutate for a review from DecodeReview. It answers a review without a request
-// with a 400 denial, as Mutate answers a nil request.
+// MutateReview answers a mutating admission review. An IPP Pod (one with a non-empty class label)
+// outside the exempt namespaces gets the tolerations and the scheduling constraints of cfg.Mode as a
+// JSONPatch that applies to the request's object; it is denied if it presets spec.nodeName or asks
+// for a node other than its class's. Every other request is allowed unchanged. Mutating an already
+// mutated Pod adds nothing, so the API server may invoke the webhook again.
+//
+// MutateReview never panics: a review without a request is denied with 400, and a request it
+// cannot decode is denied with a message that says why.
 func MutateReview(cfg isolation.Config, r *Review) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(r.Request, &resp)
 	in, resp := prepare(cfg, r.Request, r.object(), r.oldObject())
@@ -63,8 +70,18 @@ func MutateReview(cfg isolation.Config, r *Review) (resp *admissionv1.AdmissionR
 	return mutate(cfg, r.Request, in)
 }
 
-// ValidateReview is Validate for a review from DecodeReview. It answers a review without a
-// request with a 400 denial, as Validate answers a nil request.
+// ValidateReview answers a validating admission review about the final Pod, after every mutating
+// webhook has run. It denies an IPP Pod that lacks part of its pin or tolerations, a Pod without
+// a class outside the exempt namespaces that tolerates the IPP taint, selects IPP nodes or names
+// one of nodes in spec.nodeName, and an UPDATE that changes the class label or gives a Pod without
+// a class IPP tolerations or selectors.
+//
+// nodes may be nil: spec.nodeName of a Pod without a class is then not checked. While nodes has
+// not synced, a Pod without a class that presets spec.nodeName is denied with 503 and a message
+// that says to retry: the check fails closed.
+//
+// ValidateReview never panics: a review without a request is denied with 400, and a request it
+// cannot decode is denied with a message that says why.
 func ValidateReview(cfg isolation.Config, nodes Nodes, r *Review) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(r.Request, &resp)
 	in, resp := prepare(cfg, r.Request, r.object(), r.oldObject())

@@ -85,7 +85,7 @@ func reviewBodies(t testing.TB) [][]byte {
 }
 
 // plainDecision is what the webhook did before DecodeReview: decode the whole review with JSON v2
-// into an admissionv1.AdmissionReview, then let Mutate or Validate decode the Pods.
+// into an admissionv1.AdmissionReview, then let mutateRequest or validateRequest decode the Pods.
 func plainDecision(body []byte, decide func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse, cfg isolation.Config) (*admissionv1.AdmissionReview, *admissionv1.AdmissionResponse, error) {
 	var in admissionv1.AdmissionReview
 	if err := jsonv2.Unmarshal(body, &in); err != nil {
@@ -99,7 +99,7 @@ func plainDecision(body []byte, decide func(isolation.Config, *admissionv1.Admis
 }
 
 // checkSameAsPlain fails unless DecodeReview and MutateReview/ValidateReview answer body exactly
-// as the plain decoding and Mutate/Validate do, under every fuzz configuration.
+// as the plain decoding and mutateRequest/validateRequest do, under every fuzz configuration.
 func checkSameAsPlain(t *testing.T, body []byte) {
 	t.Helper()
 	r, err := DecodeReview(body)
@@ -109,7 +109,7 @@ func checkSameAsPlain(t *testing.T, body []byte) {
 			plain  func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
 			review func(isolation.Config, *Review) *admissionv1.AdmissionResponse
 		}{
-			{"mutate", Mutate, MutateReview},
+			{"mutate", mutateRequest, MutateReview},
 			{"validate", validateWith(fuzzNodes), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
 				return ValidateReview(cfg, fuzzNodes, r)
 			}},

@@ -174,7 +174,7 @@ func TestValidate(t *testing.T) {
 				case nodes == nil:
 					nodes = ippNodes
 				}
-				resp := Validate(cfg, nodes, request(t, op, ns, tt.pod, tt.old, dryRun))
+				resp := validateRequest(cfg, nodes, request(t, op, ns, tt.pod, tt.old, dryRun))
 				checkResponse(t, resp, tt.wantDenied, tt.wantCode)
 				if resp.Patch != nil {
 					t.Errorf("Validate() returned a patch %s", resp.Patch)

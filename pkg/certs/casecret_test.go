@@ -157,8 +157,8 @@ func TestManagerKeepsCAKeyApart(t *testing.T) {
 	go func() { done <- other.Run(runCtx) }()
 	waitCtx, waitCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer waitCancel()
-	if err := other.WaitReady(waitCtx); err != nil {
-		t.Fatalf("WaitReady: %v", err)
+	if err := waitServing(waitCtx, other); err != nil {
+		t.Fatalf("waiting for a serving certificate: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {

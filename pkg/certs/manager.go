@@ -15,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -82,16 +81,6 @@ func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 		return c, nil
 	}
 	return nil, fmt.Errorf("no serving certificate loaded yet from Secret %s/%s", m.opts.Namespace, m.opts.SecretName)
-}
-
-// Ready reports whether a serving certificate is loaded.
-func (m *Manager) Ready() bool { return m.current.Load() != nil }
-
-// WaitReady waits until a serving certificate is loaded or ctx is done.
-func (m *Manager) WaitReady(ctx context.Context) error {
-	return wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
-		return m.Ready(), nil
-	})
 }
 
 const queueKey = "tls"

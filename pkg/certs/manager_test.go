@@ -407,8 +407,8 @@ func TestManagerRunPicksUpSecretChanges(t *testing.T) {
 
 	waitCtx, waitCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer waitCancel()
-	if err := m.WaitReady(waitCtx); err != nil {
-		t.Fatalf("WaitReady: %v", err)
+	if err := waitServing(waitCtx, m); err != nil {
+		t.Fatalf("waiting for a serving certificate: %v", err)
 	}
 	first := served(t, m, getSecret(t, client), clk.Now())
 
@@ -469,4 +469,12 @@ func TestOptionsValidate(t *testing.T) {
 	if _, err := NewManager(fake.NewClientset(), *NewOptions()); err == nil {
 		t.Errorf("NewManager without --tls-secret succeeded")
 	}
+}
+
+// waitServing waits until m serves a certificate or ctx is done.
+func waitServing(ctx context.Context, m *Manager) error {
+	return wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		_, err := m.GetCertificate(nil)
+		return err == nil, nil
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -168,6 +169,20 @@ func NewError(kind ErrorKind, op, code string, err error) *Error {
 	return &Error{Kind: kind, Op: op, Code: code, Err: err}
 }
 
+// ConfigError says that a provider's Config lacks a setting it requires or has an invalid one.
+// Fields are the Go names of the Config fields concerned (one of them is required when there are
+// several), so that a command can say which of its flags to set.
+type ConfigError struct {
+	Fields []string
+	// Missing is true when the setting is absent, false when it is invalid.
+	Missing bool
+	Err     error
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // KindOf returns the kind of err, or "" if err is not an *Error.
 func KindOf(err error) ErrorKind {
 	var e *Error
@@ -196,4 +211,14 @@ func IsRetryable(err error) bool {
 		return false
 	}
 	return KindOf(err) != KindInvalid
+}
+
+// SortInstances orders instances oldest first, then by ID, keeping the order of equal ones.
+func SortInstances(insts []Instance) {
+	sort.SliceStable(insts, func(i, j int) bool {
+		if !insts[i].CreatedAt.Equal(insts[j].CreatedAt) {
+			return insts[i].CreatedAt.Before(insts[j].CreatedAt)
+		}
+		return insts[i].ID < insts[j].ID
+	})
 }

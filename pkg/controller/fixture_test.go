@@ -247,14 +247,6 @@ func (f *fixture) addPod(p *corev1.Pod) *corev1.Pod {
 	return got
 }
 
-func (f *fixture) updatePod(p *corev1.Pod) {
-	f.t.Helper()
-	if _, err := f.kube.CoreV1().Pods(p.Namespace).Update(f.ctx, p, metav1.UpdateOptions{}); err != nil {
-		f.t.Fatal(err)
-	}
-	f.kube.ClearActions()
-}
-
 func (f *fixture) deletePod(p *corev1.Pod) {
 	f.t.Helper()
 	if err := f.kube.CoreV1().Pods(p.Namespace).Delete(f.ctx, p.Name, metav1.DeleteOptions{}); err != nil {

@@ -117,7 +117,7 @@ func (x *instanceIndex) replace(tok listToken, listed []cloudprovider.Instance, 
 		}
 	}
 	for _, insts := range byNode {
-		sortInstances(insts)
+		cloudprovider.SortInstances(insts)
 	}
 
 	var changed []string
@@ -165,7 +165,7 @@ func (x *instanceIndex) add(inst cloudprovider.Instance, now time.Time) {
 		}
 	}
 	out = append(out, inst)
-	sortInstances(out)
+	cloudprovider.SortInstances(out)
 	x.byNode[inst.NodeName] = out
 }
 
@@ -191,18 +191,6 @@ func (x *instanceIndex) get(name string) []cloudprovider.Instance {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return append([]cloudprovider.Instance(nil), x.byNode[name]...)
-}
-
-// nodeNames returns every dedicated node name that has instances.
-func (x *instanceIndex) nodeNames() []string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	names := make([]string, 0, len(x.byNode))
-	for n := range x.byNode {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // nodeNameOf returns the dedicated node name of the instance with providerID, if any.
@@ -289,16 +277,6 @@ func going(s cloudprovider.InstanceState) cloudprovider.InstanceState {
 		return s
 	}
 	return cloudprovider.StateStopping
-}
-
-// sortInstances orders instances oldest first, then by ID.
-func sortInstances(insts []cloudprovider.Instance) {
-	sort.SliceStable(insts, func(i, j int) bool {
-		if !insts[i].CreatedAt.Equal(insts[j].CreatedAt) {
-			return insts[i].CreatedAt.Before(insts[j].CreatedAt)
-		}
-		return insts[i].ID < insts[j].ID
-	})
 }
 
 func sameInstances(a, b []cloudprovider.Instance) bool {

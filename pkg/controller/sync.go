@@ -99,7 +99,7 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 			liveInsts = append(liveInsts, inst)
 		}
 	}
-	keep := r.pick(liveInsts)
+	keep, trusted := r.pick(liveInsts)
 	if keep != nil {
 		// The creation was made (its reply may have been lost): its charge is spent, and a
 		// replacement will be charged anew.
@@ -111,7 +111,6 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 		}
 		r.insts = r.c.instances.get(r.name)
 	}
-	trusted := r.trustedNode(keep)
 	after, err := r.distrust(ctx, keep, trusted)
 	if err != nil {
 		return 0, err
@@ -128,39 +127,27 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 	return earliest(after, next), err
 }
 
-// pick chooses the instance that serves the dedicated node: the one whose Node has registered,
-// else the oldest. Any other live instance is a duplicate.
-func (r *round) pick(liveInsts []cloudprovider.Instance) *cloudprovider.Instance {
-	if len(liveInsts) == 0 {
-		return nil
-	}
+// pick chooses the instance that serves the dedicated node: the one whose Node has registered
+// (returned as trusted: its providerID is the instance's and its name fits), else the oldest, with
+// no trusted Node. Any other live instance is a duplicate.
+func (r *round) pick(liveInsts []cloudprovider.Instance) (keep *cloudprovider.Instance, trusted *corev1.Node) {
 	for _, node := range r.nodes {
 		for i := range liveInsts {
 			if node.Spec.ProviderID != "" && node.Spec.ProviderID == liveInsts[i].ProviderID && r.nameFits(node) {
-				return &liveInsts[i]
+				return &liveInsts[i], node
 			}
 		}
 	}
-	return &liveInsts[0]
+	if len(liveInsts) == 0 {
+		return nil, nil
+	}
+	return &liveInsts[0], nil
 }
 
 // nameFits reports whether node's name may serve the dedicated node: with the node-name pin,
 // Pods can only run on a Node of exactly that name.
 func (r *round) nameFits(node *corev1.Node) bool {
 	return node.Name == r.name || !r.c.cfg.PinNodeName
-}
-
-// trustedNode returns the Node whose providerID is that of the kept instance, if it registered.
-func (r *round) trustedNode(keep *cloudprovider.Instance) *corev1.Node {
-	if keep == nil {
-		return nil
-	}
-	for _, node := range r.nodes {
-		if node.Spec.ProviderID != "" && node.Spec.ProviderID == keep.ProviderID && r.nameFits(node) {
-			return node
-		}
-	}
-	return nil
 }
 
 // deleteDuplicates deletes every live instance but keep. Duplicates should not happen; they can

@@ -39,11 +39,11 @@ func TestAppendReview(t *testing.T) {
 	cfg := isolation.DefaultConfig()
 	auto := cfg
 	auto.Mode = isolation.ModeAutoscaler
-	pinned := admission.Mutate(cfg, admissiontest.Request("u1", "default", admissiontest.Pod("class0")))
-	autoPinned := admission.Mutate(auto, admissiontest.Request("u1", "default", admissiontest.Pod("class0")))
+	pinned := admission.MutateReview(cfg, &admission.Review{Request: admissiontest.Request("u1", "default", admissiontest.Pod("class0"))})
+	autoPinned := admission.MutateReview(auto, &admission.Review{Request: admissiontest.Request("u1", "default", admissiontest.Pod("class0"))})
 	named := admissiontest.Pod("class0")
 	named.Spec.NodeName = `a"b\c`
-	denied := admission.Mutate(cfg, admissiontest.Request("u1", "default", named))
+	denied := admission.MutateReview(cfg, &admission.Review{Request: admissiontest.Request("u1", "default", named)})
 	if denied.Allowed || len(pinned.Patch) == 0 || len(autoPinned.Patch) == 0 {
 		t.Fatalf("fixtures: %+v %+v %+v", denied, pinned, autoPinned)
 	}

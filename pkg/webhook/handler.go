@@ -55,7 +55,7 @@ func WithObserver(observe func(Observation)) Option {
 }
 
 // WithNodes gives /validate the set of IPP nodes, so that it denies a Pod without a class that
-// names one in spec.nodeName (see admission.Validate), and makes /readyz answer 503 until the set
+// names one in spec.nodeName (see admission.ValidateReview), and makes /readyz answer 503 until the set
 // has synced. Without it, spec.nodeName of a Pod without a class is not checked.
 func WithNodes(nodes admission.Nodes) Option {
 	return func(h *handler) { h.nodes = nodes }

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ipp-project/ipp/pkg/admission/admissiontest"
+	"github.com/ipp-project/ipp/pkg/internal/cputime"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -44,7 +45,7 @@ func BenchmarkHandler(b *testing.B) {
 			body := admissiontest.Review(admissiontest.Request("uid-1", "default", c.pod))
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
-			start := cpuTime()
+			start := cputime.Used()
 			for b.Loop() {
 				w := httptest.NewRecorder()
 				// A request as the server hands it over; httptest.NewRequest would add the cost of
@@ -56,7 +57,7 @@ func BenchmarkHandler(b *testing.B) {
 					b.Fatalf("status %d: %s", w.Code, w.Body.Bytes())
 				}
 			}
-			reportCPU(b, start)
+			cputime.Report(b, start)
 		})
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/admission"
 	"github.com/ipp-project/ipp/pkg/admission/admissiontest"
+	"github.com/ipp-project/ipp/pkg/internal/cputime"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -495,7 +496,7 @@ func BenchmarkServeHTTPS(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.SetParallelism(32) // 64 clients on 2 CPUs
-	start := cpuTime()
+	start := cputime.Used()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -513,6 +514,6 @@ func BenchmarkServeHTTPS(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	reportCPU(b, start)
+	cputime.Report(b, start)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }

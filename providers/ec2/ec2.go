@@ -10,9 +10,10 @@ package ec2
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,30 +92,26 @@ type Config struct {
 // complete fills the defaults into c and checks what is required.
 func (c *Config) complete() (*types.LaunchTemplateSpecification, error) {
 	if c.ClusterName == "" {
-		return nil, fmt.Errorf("no cluster name")
+		return nil, &cloudprovider.ConfigError{Fields: []string{"ClusterName"}, Missing: true, Err: errors.New("no cluster name")}
 	}
 	if c.Region == "" {
-		return nil, fmt.Errorf("no region")
+		return nil, &cloudprovider.ConfigError{Fields: []string{"Region"}, Missing: true, Err: errors.New("no region")}
 	}
 	if c.InstanceType == "" {
 		c.InstanceType = DefaultInstanceType
 	}
 	lt, err := parseLaunchTemplate(c.LaunchTemplate)
 	if err != nil {
-		return nil, err
+		return nil, &cloudprovider.ConfigError{Fields: []string{"LaunchTemplate"}, Err: err}
 	}
 	if lt == nil && c.ImageID == "" {
-		return nil, fmt.Errorf("neither an image id nor a launch template: the instance needs an AMI")
+		return nil, &cloudprovider.ConfigError{Fields: []string{"ImageID", "LaunchTemplate"}, Missing: true, Err: errors.New("neither an image id nor a launch template: the instance needs an AMI")}
 	}
-	for _, s := range c.SubnetIDs {
-		if s == "" {
-			return nil, fmt.Errorf("empty subnet id in %q", c.SubnetIDs)
-		}
+	if slices.Contains(c.SubnetIDs, "") {
+		return nil, &cloudprovider.ConfigError{Fields: []string{"SubnetIDs"}, Err: fmt.Errorf("empty subnet id in %q", c.SubnetIDs)}
 	}
-	for _, s := range c.SecurityGroupIDs {
-		if s == "" {
-			return nil, fmt.Errorf("empty security group id in %q", c.SecurityGroupIDs)
-		}
+	if slices.Contains(c.SecurityGroupIDs, "") {
+		return nil, &cloudprovider.ConfigError{Fields: []string{"SecurityGroupIDs"}, Err: fmt.Errorf("empty security group id in %q", c.SecurityGroupIDs)}
 	}
 	if c.RegistrationTimeout < 0 || c.MaxAttempts < 0 || c.MaxBackoff < 0 {
 		return nil, fmt.Errorf("negative registration timeout, attempts or back-off")
@@ -411,12 +408,7 @@ func (p *Provider) describe(ctx context.Context, filters []types.Filter) ([]clou
 			}
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	cloudprovider.SortInstances(out)
 	return out, nil
 }
 

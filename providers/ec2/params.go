@@ -29,13 +29,6 @@ func clientToken(cluster, idempotencyKey string, subnetIndex int) string {
 	return "ipp-" + hex.EncodeToString(sum[:24]) + "-" + strconv.Itoa(subnetIndex)
 }
 
-// CheckLaunchTemplate reports whether s is a valid Config.LaunchTemplate:
-// "<id or name>[:<version>]", where the version is a positive number, $Latest or $Default.
-func CheckLaunchTemplate(s string) error {
-	_, err := parseLaunchTemplate(s)
-	return err
-}
-
 // parseLaunchTemplate parses "<id or name>[:<version>]" into a launch template specification.
 // Ids start with "lt-"; anything else is a name. The version is a number, "$Latest" or "$Default";
 // without one EC2 uses the template's default version.

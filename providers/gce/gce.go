@@ -128,17 +128,22 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	return newProvider(cfg, c), nil
 }
 
+// missing is a ConfigError for a required setting, one of fields.
+func missing(msg string, fields ...string) error {
+	return &cloudprovider.ConfigError{Fields: fields, Missing: true, Err: errors.New(msg)}
+}
+
 // complete checks cfg and fills in defaults.
 func complete(cfg Config) (Config, error) {
 	switch {
 	case cfg.ClusterName == "":
-		return cfg, errors.New("gce: no cluster name")
+		return cfg, missing("gce: no cluster name", "ClusterName")
 	case cfg.Project == "":
-		return cfg, errors.New("gce: no project")
+		return cfg, missing("gce: no project", "Project")
 	case cfg.Zone == "":
-		return cfg, errors.New("gce: no zone")
+		return cfg, missing("gce: no zone", "Zone")
 	case cfg.InstanceTemplate == "" && cfg.Image == "":
-		return cfg, errors.New("gce: neither an instance template nor an image")
+		return cfg, missing("gce: neither an instance template nor an image", "InstanceTemplate", "Image")
 	}
 	if cfg.InstanceTemplate == "" && cfg.MachineType == "" {
 		cfg.MachineType = DefaultMachineType

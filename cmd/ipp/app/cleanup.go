@@ -119,6 +119,7 @@ func (o *cleanupOptions) run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer closeProvider(klog.FromContext(ctx), provider)
 	return o.cleanup(ctx, out, client, provider)
 }
 

@@ -150,6 +150,7 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 	if err != nil {
 		return err
 	}
+	defer closeProvider(klog.FromContext(ctx), provider)
 	provider = metrics.InstrumentProvider(provider, clock.RealClock{})
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -110,7 +111,41 @@ func (o *providerOptions) warn(logger klog.Logger) {
 	}
 }
 
-// build returns the provider the flags choose.
+// flagError says which flags to set when err, from a provider's constructor, is a
+// cloudprovider.ConfigError about Config fields that flags (field name to flag name, without the
+// dashes) map; it returns any other error as it is.
+func flagError(provider string, flags map[string]string, err error) error {
+	var ce *cloudprovider.ConfigError
+	if !errors.As(err, &ce) || len(ce.Fields) == 0 {
+		return err
+	}
+	names := make([]string, 0, len(ce.Fields))
+	for _, f := range ce.Fields {
+		flag, ok := flags[f]
+		if !ok {
+			return err
+		}
+		names = append(names, "--"+flag)
+	}
+	if ce.Missing {
+		return fmt.Errorf("%s is required with --provider=%s", strings.Join(names, " or "), provider)
+	}
+	return fmt.Errorf("invalid %s: %w", strings.Join(names, " or "), ce.Err)
+}
+
+// closeProvider releases what p holds, such as the GCE client's connections, when p is an
+// io.Closer; a failure is logged, as there is nothing else to do with it on the way out.
+func closeProvider(logger klog.Logger, p cloudprovider.Provider) {
+	c, ok := p.(io.Closer)
+	if !ok {
+		return
+	}
+	if err := c.Close(); err != nil {
+		logger.Error(err, "Closing the cloud provider", "provider", p.Name())
+	}
+}
+
+// build returns the provider the flags choose. The caller calls closeProvider when done with it.
 func (o *providerOptions) build(ctx context.Context, clusterName string) (cloudprovider.Provider, error) {
 	if err := o.validate(); err != nil {
 		return nil, err

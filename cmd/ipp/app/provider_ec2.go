@@ -38,49 +38,43 @@ func (o *ec2Options) addFlags(fs *pflag.FlagSet) {
 }
 
 func (o *ec2Options) build(ctx context.Context, common providerCommon) (cloudprovider.Provider, error) {
-	if o.region == "" {
-		return nil, fmt.Errorf("--ec2-region is required with --provider=ec2")
-	}
-	if o.imageID == "" && o.launchTemplate == "" {
-		return nil, fmt.Errorf("--ec2-image-id or --ec2-launch-template is required with --provider=ec2")
-	}
+	// ec2.Config takes an empty type for the default; the flag has the default already, so an
+	// explicit empty one is a mistake. ec2.New checks the rest.
 	if o.instanceType == "" {
 		return nil, fmt.Errorf("--ec2-instance-type must not be empty")
 	}
-	if err := ec2.CheckLaunchTemplate(o.launchTemplate); err != nil {
-		return nil, fmt.Errorf("invalid --ec2-launch-template: %w", err)
-	}
-	subnets, err := nonEmpty("--ec2-subnet-ids", o.subnetIDs)
-	if err != nil {
-		return nil, err
-	}
-	groups, err := nonEmpty("--ec2-security-group-ids", o.securityGroupIDs)
-	if err != nil {
-		return nil, err
-	}
-	return ec2.New(ctx, ec2.Config{
+	p, err := ec2.New(ctx, ec2.Config{
 		ClusterName:      common.ClusterName,
 		Region:           o.region,
 		InstanceType:     o.instanceType,
 		LaunchTemplate:   o.launchTemplate,
-		SubnetIDs:        subnets,
-		SecurityGroupIDs: groups,
+		SubnetIDs:        trimIDs(o.subnetIDs),
+		SecurityGroupIDs: trimIDs(o.securityGroupIDs),
 		ImageID:          o.imageID,
 		Endpoint:         o.endpoint,
 		Renderer:         common.Renderer,
 		Join:             common.Join,
 	})
+	if err != nil {
+		return nil, flagError(ec2.ProviderName, ec2Flags, err)
+	}
+	return p, nil
 }
 
-// nonEmpty trims the ids of a list flag and refuses empty ones ("a,,b").
-func nonEmpty(flag string, ids []string) ([]string, error) {
+// ec2Flags names the flag of each ec2.Config field that ec2.New may refuse.
+var ec2Flags = map[string]string{
+	"Region":           "ec2-region",
+	"ImageID":          "ec2-image-id",
+	"LaunchTemplate":   "ec2-launch-template",
+	"SubnetIDs":        "ec2-subnet-ids",
+	"SecurityGroupIDs": "ec2-security-group-ids",
+}
+
+// trimIDs trims the ids of a list flag; ec2.New refuses empty ones ("a,,b").
+func trimIDs(ids []string) []string {
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		id = strings.TrimSpace(id)
-		if id == "" {
-			return nil, fmt.Errorf("invalid %s %q: empty id", flag, strings.Join(ids, ","))
-		}
-		out = append(out, id)
+		out = append(out, strings.TrimSpace(id))
 	}
-	return out, nil
+	return out
 }

@@ -22,6 +22,7 @@ func TestEC2ProviderFlags(t *testing.T) {
 		{name: "no image", args: []string{"--ec2-region=us-east-1"}, wantErr: "--ec2-image-id or --ec2-launch-template"},
 		{name: "bad template", args: []string{"--ec2-region=us-east-1", "--ec2-launch-template=nodes:newest"}, wantErr: "--ec2-launch-template"},
 		{name: "empty subnet", args: []string{"--ec2-region=us-east-1", "--ec2-image-id=ami-1", "--ec2-subnet-ids=subnet-a,,subnet-b"}, wantErr: "--ec2-subnet-ids"},
+		{name: "empty group", args: []string{"--ec2-region=us-east-1", "--ec2-image-id=ami-1", "--ec2-security-group-ids=sg-1, "}, wantErr: "--ec2-security-group-ids"},
 		{name: "empty type", args: []string{"--ec2-region=us-east-1", "--ec2-image-id=ami-1", "--ec2-instance-type="}, wantErr: "--ec2-instance-type"},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -24,6 +25,9 @@ type gceOptions struct {
 	registrationTimeout time.Duration
 }
 
+// closeProvider closes the GCE provider's SDK client on shutdown; this keeps it an io.Closer.
+var _ io.Closer = (*gce.Provider)(nil)
+
 func init() {
 	o := &gceOptions{}
 	providerFactories[gce.ProviderName] = providerFactory{addFlags: o.addFlags, build: o.build}
@@ -41,15 +45,18 @@ func (o *gceOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.registrationTimeout, "gce-registration-timeout", gce.DefaultRegistrationTimeout, "How long a new GCE instance may take to register its Node before it is replaced.")
 }
 
+// gceFlags names the flag of each gce.Config field that gce.New may refuse.
+var gceFlags = map[string]string{
+	"Project":          "gce-project",
+	"Zone":             "gce-zone",
+	"InstanceTemplate": "gce-instance-template",
+	"Image":            "gce-image",
+}
+
 func (o *gceOptions) build(ctx context.Context, common providerCommon) (cloudprovider.Provider, error) {
-	switch {
-	case o.project == "":
-		return nil, fmt.Errorf("--gce-project is required with --provider=gce")
-	case o.zone == "":
-		return nil, fmt.Errorf("--gce-zone is required with --provider=gce")
-	case o.instanceTemplate == "" && o.image == "":
-		return nil, fmt.Errorf("--gce-instance-template or --gce-image is required with --provider=gce")
-	case o.registrationTimeout <= 0:
+	// gce.Config takes a zero timeout for the default; the flag has the default already, so an
+	// explicit zero is a mistake. gce.New checks the rest.
+	if o.registrationTimeout <= 0 {
 		return nil, fmt.Errorf("invalid --gce-registration-timeout %v: must be positive", o.registrationTimeout)
 	}
 	p, err := gce.New(ctx, gce.Config{
@@ -67,6 +74,9 @@ func (o *gceOptions) build(ctx context.Context, common providerCommon) (cloudpro
 		RegistrationTimeout: o.registrationTimeout,
 	})
 	if err != nil {
+		if ferr := flagError(gce.ProviderName, gceFlags, err); ferr != err {
+			return nil, ferr
+		}
 		return nil, fmt.Errorf("building the gce provider: %w", err)
 	}
 	return p, nil
