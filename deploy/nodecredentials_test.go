@@ -15,7 +15,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
@@ -97,30 +96,49 @@ func compilePolicy(t *testing.T, p *admissionregistrationv1.ValidatingAdmissionP
 	return policyEvaluator{validating.NewValidator(validationCond, matcher, auditCond, messageCond, p.Spec.FailurePolicy, nil)}
 }
 
-// denials returns the messages of the validations that deny the request, or of the errors that
-// deny it under failurePolicy Fail; none if the policy admits it or does not match it.
+// denials returns the messages of the validations that deny the request on a Secret in
+// kube-system, or of the errors that deny it under failurePolicy Fail; none if the policy admits
+// it or does not match it.
 func (e policyEvaluator) denials(t *testing.T, op admission.Operation, username string, obj, old *corev1.Secret) []string {
 	t.Helper()
-	gvk := corev1.SchemeGroupVersion.WithKind("Secret")
-	gvr := corev1.SchemeGroupVersion.WithResource("secrets")
-	// A typed nil would be a non-nil runtime.Object.
-	var object, oldObject runtime.Object
-	name := ""
-	if obj != nil {
-		object, name = obj, obj.Name
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: metav1.NamespaceSystem, Labels: map[string]string{corev1.LabelMetadataName: metav1.NamespaceSystem}}}
+	return e.evaluate(op, username, "Secret", "secrets", ns, asObject(obj), asObject(old))
+}
+
+// asObject returns p as a runtime.Object, nil for a nil pointer (a typed nil would be a non-nil
+// runtime.Object).
+func asObject[T interface {
+	*corev1.Secret | *corev1.Node
+	runtime.Object
+}](p T) runtime.Object {
+	if p == nil {
+		return nil
 	}
-	if old != nil {
-		oldObject, name = old, old.Name
+	return p
+}
+
+// evaluate runs the policy on a request of username on a core object of kind (resource), in
+// namespace ns (nil for a cluster-scoped kind), and returns the messages of the denials.
+func (e policyEvaluator) evaluate(op admission.Operation, username, kind, resource string, ns *corev1.Namespace, object, oldObject runtime.Object) []string {
+	gvk := corev1.SchemeGroupVersion.WithKind(kind)
+	gvr := corev1.SchemeGroupVersion.WithResource(resource)
+	name, namespace := "", ""
+	for _, o := range []runtime.Object{object, oldObject} {
+		if o != nil {
+			name = o.(metav1.Object).GetName()
+		}
 	}
-	attr := admission.NewAttributesRecord(object, oldObject, gvk, metav1.NamespaceSystem, name, gvr, "", op, nil, false, &user.DefaultInfo{Name: username})
+	if ns != nil {
+		namespace = ns.Name
+	}
+	attr := admission.NewAttributesRecord(object, oldObject, gvk, namespace, name, gvr, "", op, nil, false, &user.DefaultInfo{Name: username})
 	va := &admission.VersionedAttributes{
 		Attributes:         attr,
 		VersionedKind:      gvk,
 		VersionedObject:    admission.NewLazyObject(object),
 		VersionedOldObject: admission.NewLazyObject(oldObject),
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: metav1.NamespaceSystem, Labels: map[string]string{corev1.LabelMetadataName: metav1.NamespaceSystem}}}
-	res := e.validator.Validate(context.Background(), schema.GroupVersionResource(gvr), va, nil, ns, celconfig.RuntimeCELCostBudget, nil)
+	res := e.validator.Validate(context.Background(), gvr, va, nil, ns, celconfig.RuntimeCELCostBudget, nil)
 	var out []string
 	for _, d := range res.Decisions {
 		if d.Action == validating.ActionDeny {

@@ -1,19 +1,14 @@
 package deploy
 
 import (
-	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
-	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
-	celconfig "k8s.io/apiserver/pkg/apis/cel"
-	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
@@ -39,35 +34,7 @@ func nodePolicy(t *testing.T, r rendered) *admissionregistrationv1.ValidatingAdm
 // nodeDenials is denials for a Node: the messages of the validations that deny the request.
 func (e policyEvaluator) nodeDenials(t *testing.T, op admission.Operation, username string, obj, old *corev1.Node) []string {
 	t.Helper()
-	gvk := corev1.SchemeGroupVersion.WithKind("Node")
-	gvr := corev1.SchemeGroupVersion.WithResource("nodes")
-	var object, oldObject runtime.Object
-	name := ""
-	if obj != nil {
-		object, name = obj, obj.Name
-	}
-	if old != nil {
-		oldObject, name = old, old.Name
-	}
-	attr := admission.NewAttributesRecord(object, oldObject, gvk, "", name, gvr, "", op, nil, false, &user.DefaultInfo{Name: username})
-	va := &admission.VersionedAttributes{
-		Attributes:         attr,
-		VersionedKind:      gvk,
-		VersionedObject:    admission.NewLazyObject(object),
-		VersionedOldObject: admission.NewLazyObject(oldObject),
-	}
-	res := e.validator.Validate(context.Background(), gvr, va, nil, nil, celconfig.RuntimeCELCostBudget, nil)
-	var out []string
-	for _, d := range res.Decisions {
-		if d.Action == validating.ActionDeny {
-			msg := d.Message
-			if d.Evaluation == validating.EvalError {
-				msg = "error: " + msg
-			}
-			out = append(out, msg)
-		}
-	}
-	return out
+	return e.evaluate(op, username, "Node", "nodes", nil, asObject(obj), asObject(old))
 }
 
 // TestNodePolicy evaluates the policy ipp-nodes of the rendered base against the writes the
