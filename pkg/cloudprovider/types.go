@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 )
 
@@ -27,6 +28,8 @@ const (
 	TagClass = "ipp-class"
 	// TagNamespace holds the namespace in namespace scope, and is empty in cluster scope.
 	TagNamespace = "ipp-namespace"
+	// TagNodeClass holds the name of the NodeClass the instance was created for.
+	TagNodeClass = "ipp-node-class"
 	// TagJoinToken holds the id (never the secret) of the bootstrap token minted for the
 	// instance; empty when the instance joins with a shared token or by other means.
 	TagJoinToken = "ipp-join-token"
@@ -53,6 +56,14 @@ type InstanceSpec struct {
 	// and records JoinTokenID on the instance.
 	JoinToken   string
 	JoinTokenID string
+	// NodeClass is the name of the NodeClass the instance is created for; the provider records it
+	// on the instance (TagNodeClass) and List returns it.
+	NodeClass string
+	// GCE and EC2 are the NodeClass's instance shape. A provider reads only its own; nil, or a
+	// field left empty, falls back to the provider's own Config (its flags). Lists are in order of
+	// preference: a zone, subnet or instance type out of capacity is skipped for the next.
+	GCE *ippv1alpha1.GCENodeClass
+	EC2 *ippv1alpha1.EC2NodeClass
 }
 
 // Join returns how the instance of spec joins: shared with the instance's own token, if it has one.
@@ -96,6 +107,9 @@ type Instance struct {
 	// JoinTokenID is the id of the bootstrap token minted for the instance (TagJoinToken), or
 	// empty.
 	JoinTokenID string
+	// NodeClass is the NodeClass the instance was created for (TagNodeClass); empty for instances
+	// created before NodeClasses existed, which count as the default NodeClass's.
+	NodeClass string
 }
 
 // Provider creates, deletes and lists the instances that back dedicated nodes.

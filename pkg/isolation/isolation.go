@@ -25,6 +25,11 @@ const (
 	DefaultNodeLabel = "ipp"
 	// DefaultNodeTaint is the key of the taint (value "true") that every IPP node carries.
 	DefaultNodeTaint = "ipp"
+	// NodeClassLabel is the Pod label whose value names the Pod's NodeClass (nodeclasses.ipp.io).
+	NodeClassLabel = "ipp.io/node-class"
+	// DefaultNodeClass is the NodeClass of a Pod without NodeClassLabel. Without an object of
+	// that name, the provider flags describe it.
+	DefaultNodeClass = "default"
 	// DefaultClusterName is the cluster name used when none is given.
 	DefaultClusterName = "ipp"
 
