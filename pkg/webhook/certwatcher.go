@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"os"
@@ -44,14 +45,15 @@ func sameFile(a, b os.FileInfo) bool {
 }
 
 // NewCertWatcher loads the certificate and key from their PEM files. It fails if they do not load,
-// so that a server never starts without a certificate.
-func NewCertWatcher(certFile, keyFile string) (*CertWatcher, error) {
+// so that a server never starts without a certificate. It logs with ctx's logger; later loads log
+// with the logger of the handshake's context (the server's BaseContext).
+func NewCertWatcher(ctx context.Context, certFile, keyFile string) (*CertWatcher, error) {
 	w := &CertWatcher{certFile: certFile, keyFile: keyFile}
 	state, err := w.stat()
 	if err != nil {
 		return nil, err
 	}
-	if err := w.load(state); err != nil {
+	if err := w.load(klog.FromContext(ctx), state); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -59,18 +61,22 @@ func NewCertWatcher(certFile, keyFile string) (*CertWatcher, error) {
 
 // GetCertificate returns the current certificate, re-reading the files first if they changed. It
 // has the signature of tls.Config.GetCertificate.
-func (w *CertWatcher) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (w *CertWatcher) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	logger := klog.Background()
+	if hello != nil && hello.Context() != nil {
+		logger = klog.FromContext(hello.Context())
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	state, err := w.stat()
 	if err != nil {
 		// Mid-rotation, a file may be missing for a moment: keep serving the last good pair.
-		klog.V(2).InfoS("Cannot stat the serving certificate; serving the last one loaded", "err", err)
+		logger.V(2).Info("Cannot stat the serving certificate; serving the last one loaded", "err", err)
 		return w.cert, nil
 	}
 	if !state.equal(w.loaded) && !state.equal(w.failed) {
-		if err := w.load(state); err != nil {
-			klog.ErrorS(err, "Serving the last certificate loaded until the files change again")
+		if err := w.load(logger, state); err != nil {
+			logger.Error(err, "Serving the last certificate loaded until the files change again")
 		}
 	}
 	return w.cert, nil
@@ -89,7 +95,7 @@ func (w *CertWatcher) stat() (fileState, error) {
 }
 
 // load reads the pair. Called with mu held (or before w is shared).
-func (w *CertWatcher) load(state fileState) error {
+func (w *CertWatcher) load(logger klog.Logger, state fileState) error {
 	cert, err := tls.LoadX509KeyPair(w.certFile, w.keyFile)
 	if err != nil {
 		w.failed = state
@@ -101,6 +107,6 @@ func (w *CertWatcher) load(state fileState) error {
 		state = fileState{}
 	}
 	w.cert, w.loaded, w.failed = &cert, state, fileState{}
-	klog.InfoS("Loaded serving certificate", "certFile", w.certFile, "subject", cert.Leaf.Subject.String(), "notAfter", cert.Leaf.NotAfter)
+	logger.Info("Loaded serving certificate", "certFile", w.certFile, "subject", cert.Leaf.Subject.String(), "notAfter", cert.Leaf.NotAfter)
 	return nil
 }

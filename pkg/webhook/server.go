@@ -49,7 +49,7 @@ func Serve(ctx context.Context, cfg isolation.Config, opts ServerOptions) error 
 		if opts.CertFile == "" || opts.KeyFile == "" {
 			return errors.New("serving the webhook: a certificate file and a key file are required")
 		}
-		w, err := NewCertWatcher(opts.CertFile, opts.KeyFile)
+		w, err := NewCertWatcher(ctx, opts.CertFile, opts.KeyFile)
 		if err != nil {
 			return fmt.Errorf("serving the webhook: %w", err)
 		}

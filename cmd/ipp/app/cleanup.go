@@ -24,8 +24,6 @@ import (
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
-func init() { subcommands = append(subcommands, newCleanupCommand) }
-
 // errNeedYes is returned when cleanup found something to delete but was not told --yes.
 var errNeedYes = errors.New("nothing was deleted: pass --yes to delete the Nodes and instances listed above")
 
@@ -66,7 +64,7 @@ While the IPP controller runs, Pods that carry the class label ask for their nod
 those workloads first (cleanup lists them), or the wait ends in a timeout that names them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(klog.Background().WithName("cleanup"))
 			defer cancel()
 			return o.run(ctx, cmd.OutOrStdout())
 		},

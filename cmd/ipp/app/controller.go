@@ -24,10 +24,6 @@ import (
 	"github.com/ipp-project/ipp/pkg/metrics"
 )
 
-func init() {
-	subcommands = append(subcommands, newControllerCommand)
-}
-
 // controllerOptions are the controller's flags apart from the isolation flags, which it shares
 // with the webhook. `ipp run` composes isolationOptions, the webhook's options and these.
 type controllerOptions struct {
@@ -216,9 +212,8 @@ It runs only in --mode=dedicated.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(klog.Background().WithName("controller"))
 			defer cancel()
-			ctx = klog.NewContext(ctx, klog.Background().WithName("controller"))
 			if _, err := mo.Start(ctx); err != nil {
 				return err
 			}

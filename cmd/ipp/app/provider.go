@@ -14,6 +14,8 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/providers/ec2"
+	"github.com/ipp-project/ipp/providers/gce"
 )
 
 // providerCommon is what every provider constructor gets besides its own flags.
@@ -25,8 +27,8 @@ type providerCommon struct {
 	Join     bootstrap.Join
 }
 
-// providerFactory builds one kind of provider. Each provider registers its factory from a file
-// of its own (provider_gce.go, provider_ec2.go) in an init function.
+// providerFactory builds one kind of provider; each has a file of its own (provider_gce.go,
+// provider_ec2.go).
 type providerFactory struct {
 	// addFlags adds the provider's own flags (--gce-*, --ec2-*).
 	addFlags func(fs *pflag.FlagSet)
@@ -34,11 +36,20 @@ type providerFactory struct {
 	build func(ctx context.Context, common providerCommon) (cloudprovider.Provider, error)
 }
 
-var providerFactories = map[string]providerFactory{}
+// newProviderFactories returns the factory of every provider, by its --provider value. Each call
+// returns new factories with flags of their own, so two commands never share flag values.
+func newProviderFactories() map[string]providerFactory {
+	return map[string]providerFactory{
+		gce.ProviderName: newGCEFactory(),
+		ec2.ProviderName: newEC2Factory(),
+	}
+}
 
+// providerNames returns the --provider values, sorted.
 func providerNames() []string {
-	names := make([]string, 0, len(providerFactories))
-	for n := range providerFactories {
+	factories := newProviderFactories()
+	names := make([]string, 0, len(factories))
+	for n := range factories {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -51,6 +62,16 @@ type providerOptions struct {
 	bootstrapTemplate string
 	join              bootstrap.Join
 	joinTokenFile     string
+	// factories are the providers' own flags and constructors; nil until first used.
+	factories map[string]providerFactory
+}
+
+// factoriesOf returns o's provider factories, making them on first use.
+func (o *providerOptions) factoriesOf() map[string]providerFactory {
+	if o.factories == nil {
+		o.factories = newProviderFactories()
+	}
+	return o.factories
 }
 
 func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
@@ -62,7 +83,7 @@ func (o *providerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.join.CACertHash, "join-ca-cert-hash", "", "sha256:<64 hex> of the cluster CA's public key, which new nodes pin when they join (kubeadm join --discovery-token-ca-cert-hash; `kubeadm token create --print-join-command` prints it). Required with --join-endpoint unless --join-insecure-skip-ca-verification.")
 	fs.BoolVar(&o.join.InsecureSkipCAVerification, "join-insecure-skip-ca-verification", false, "Let new nodes join through --join-endpoint without checking the API server's CA (kubeadm's --discovery-token-unsafe-skip-ca-verification): anyone who can answer at that address gets the node's token and can hand the node a cluster of its own. An insecure opt-out, logged as a WARNING at start; use --join-ca-cert-hash instead.")
 	for _, name := range providerNames() {
-		providerFactories[name].addFlags(fs)
+		o.factoriesOf()[name].addFlags(fs)
 	}
 }
 
@@ -74,7 +95,7 @@ func (o *providerOptions) perInstanceTokens() bool {
 
 // validate checks the flags that need no file or cloud access.
 func (o *providerOptions) validate() error {
-	if _, ok := providerFactories[o.provider]; !ok {
+	if _, ok := o.factoriesOf()[o.provider]; !ok {
 		return fmt.Errorf("invalid --provider %q: must be one of %s", o.provider, strings.Join(providerNames(), ", "))
 	}
 	return o.validateJoin()
@@ -151,7 +172,7 @@ func (o *providerOptions) build(ctx context.Context, clusterName string) (cloudp
 		return nil, err
 	}
 	o.warn(klog.FromContext(ctx))
-	f := providerFactories[o.provider]
+	f := o.factoriesOf()[o.provider]
 	r, err := bootstrap.NewRendererFromFile(o.bootstrapTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --bootstrap-template: %w", err)

@@ -11,9 +11,10 @@ import (
 	"github.com/ipp-project/ipp/providers/ec2"
 )
 
-func init() {
+// newEC2Factory returns the factory of the ec2 provider, with its own flags.
+func newEC2Factory() providerFactory {
 	o := &ec2Options{}
-	providerFactories[ec2.ProviderName] = providerFactory{addFlags: o.addFlags, build: o.build}
+	return providerFactory{addFlags: o.addFlags, build: o.build}
 }
 
 // ec2Options are the --ec2-* flags.

@@ -28,9 +28,10 @@ type gceOptions struct {
 // closeProvider closes the GCE provider's SDK client on shutdown; this keeps it an io.Closer.
 var _ io.Closer = (*gce.Provider)(nil)
 
-func init() {
+// newGCEFactory returns the factory of the gce provider, with its own flags.
+func newGCEFactory() providerFactory {
 	o := &gceOptions{}
-	providerFactories[gce.ProviderName] = providerFactory{addFlags: o.addFlags, build: o.build}
+	return providerFactory{addFlags: o.addFlags, build: o.build}
 }
 
 func (o *gceOptions) addFlags(fs *pflag.FlagSet) {

@@ -52,14 +52,14 @@ so that a container breakout cannot reach Pods of another class.
 		fmt.Fprintf(os.Stderr, "ipp %s: %v\n", c.Name(), err)
 		return usageError{err}
 	})
-	for _, sub := range subcommands {
-		root.AddCommand(sub())
-	}
+	root.AddCommand(
+		newWebhookCommand(),
+		newControllerCommand(),
+		newRunCommand(),
+		newCleanupCommand(),
+	)
 	return root
 }
-
-// subcommands holds the constructors of ipp's subcommands; each file registers its own.
-var subcommands []func() *cobra.Command
 
 // addKlogFlags adds klog's flags (-v, --vmodule, ...) to cmd.
 func addKlogFlags(cmd *cobra.Command) {
@@ -68,15 +68,15 @@ func addKlogFlags(cmd *cobra.Command) {
 	cmd.Flags().AddGoFlagSet(fs)
 }
 
-// signalContext returns a context that is cancelled on SIGINT or SIGTERM. A second signal exits
-// at once.
-func signalContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
+// signalContext returns a context that carries logger and is cancelled on SIGINT or SIGTERM. A
+// second signal exits at once.
+func signalContext(logger klog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ch
-		klog.InfoS("Shutting down")
+		sig := <-ch
+		logger.Info("Shutting down", "signal", sig.String())
 		cancel()
 		<-ch
 		os.Exit(1)

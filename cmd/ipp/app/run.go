@@ -17,8 +17,6 @@ import (
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
-func init() { subcommands = append(subcommands, newRunCommand) }
-
 func newRunCommand() *cobra.Command {
 	iso := newIsolationOptions()
 	wh := newWebhookOptions()
@@ -56,9 +54,8 @@ reconciles. In --mode=autoscaler only the webhook runs: Cluster Autoscaler creat
 			if err != nil {
 				return err
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(klog.Background())
 			defer cancel()
-			ctx = klog.NewContext(ctx, klog.Background())
 			if _, err := mo.Start(ctx); err != nil {
 				return err
 			}

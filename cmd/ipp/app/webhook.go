@@ -18,8 +18,6 @@ import (
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
-func init() { subcommands = append(subcommands, newWebhookCommand) }
-
 // webhookOptions are the flags of the webhook's HTTPS server. `ipp webhook` and `ipp run` share
 // them.
 type webhookOptions struct {
@@ -108,9 +106,8 @@ class that names one in spec.nodeName. See docs/webhook.md.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(klog.Background())
 			defer cancel()
-			ctx = klog.NewContext(ctx, klog.Background())
 			if _, err := mo.Start(ctx); err != nil {
 				return err
 			}
