@@ -17,8 +17,6 @@ func benchRequest(_ *testing.B, pod *corev1.Pod) *admissionv1.AdmissionRequest {
 
 // BenchmarkMutate measures one mutating decision on a Pod as the API server sends it.
 func BenchmarkMutate(b *testing.B) {
-	defer func(check bool) { checkPatchEncoding = check }(checkPatchEncoding)
-	checkPatchEncoding = false // measure the patch as served
 	dedicated := isolation.DefaultConfig()
 	auto := dedicated
 	auto.Mode = isolation.ModeAutoscaler

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jsonpatch"
 )
 
 func mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input) *admissionv1.AdmissionResponse {
@@ -83,7 +84,7 @@ func (p *pin) patch(spec *podSpec) ([]byte, error) {
 			if len(spec.NodeSelector) == 0 {
 				ops.add("/spec/nodeSelector", map[string]string{p.selectorKey: p.selectorValue})
 			} else {
-				ops.add("/spec/nodeSelector/"+escapePointer(p.selectorKey), p.selectorValue)
+				ops.add("/spec/nodeSelector/"+jsonpatch.Escape(p.selectorKey), p.selectorValue)
 			}
 		}
 	}

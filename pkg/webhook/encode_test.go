@@ -1,12 +1,15 @@
 package webhook
 
 import (
-	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ipp-project/ipp/pkg/admission"
@@ -14,26 +17,28 @@ import (
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
-// checkAppendReview fails unless appendReview writes what encoding/json writes for resp.
-func checkAppendReview(t *testing.T, resp *admissionv1.AdmissionResponse) {
+// checkEncodeReview fails unless the API server's own decoding of encodeReview's output gives
+// back resp.
+func checkEncodeReview(t *testing.T, resp *admissionv1.AdmissionResponse) {
 	t.Helper()
-	want, err := json.Marshal(&admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Response: resp,
-	})
+	got, err := encodeReview(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := appendReview([]byte("prefix"), resp)
-	if err != nil {
-		t.Fatal(err)
+	var review admissionv1.AdmissionReview
+	if err := runtime.DecodeInto(codecs.UniversalDeserializer(), got, &review); err != nil {
+		t.Fatalf("decoding %s: %v", got, err)
 	}
-	if diff := cmp.Diff("prefix"+string(want), string(got)); diff != "" {
-		t.Errorf("appendReview(%+v) (-want +got):\n%s", resp, diff)
+	if review.APIVersion != "admission.k8s.io/v1" || review.Kind != "AdmissionReview" || review.Request != nil {
+		t.Errorf("encodeReview(%+v) = %s: want an admission.k8s.io/v1 AdmissionReview with only a response", resp, got)
+	}
+	// The decoding sets the Status's kind on its own.
+	if diff := cmp.Diff(resp, review.Response, cmpopts.EquateEmpty(), cmpopts.IgnoreFields(metav1.Status{}, "TypeMeta")); diff != "" {
+		t.Errorf("encodeReview(%+v) decodes to another response (-want +got):\n%s", resp, diff)
 	}
 }
 
-func TestAppendReview(t *testing.T) {
+func TestEncodeReview(t *testing.T) {
 	jsonPatch := admissionv1.PatchTypeJSONPatch
 	odd := admissionv1.PatchType("a\"b")
 	cfg := isolation.DefaultConfig()
@@ -60,7 +65,6 @@ func TestAppendReview(t *testing.T) {
 		{UID: "<&>", Allowed: true},
 		{UID: "tab\t", Allowed: true},
 		{UID: "é\u2028", Allowed: true},
-		{UID: "bad\xff", Allowed: true},
 		{UID: "u1", Result: &metav1.Status{}},
 		{UID: "u1", Result: &metav1.Status{Status: metav1.StatusFailure, Code: -3}},
 		{UID: "u1", Result: &metav1.Status{Message: "x < y"}},
@@ -72,12 +76,12 @@ func TestAppendReview(t *testing.T) {
 		{UID: "u1", Allowed: true, AuditAnnotations: map[string]string{"a": "b"}},
 	}
 	for _, c := range cases {
-		checkAppendReview(t, c)
+		checkEncodeReview(t, c)
 	}
 }
 
-// FuzzAppendReview checks appendReview against encoding/json on any strings.
-func FuzzAppendReview(f *testing.F) {
+// FuzzEncodeReview checks that any response survives encodeReview and the API server's decoding.
+func FuzzEncodeReview(f *testing.F) {
 	f.Add("u1", true, "", "", "", int32(0), []byte(nil), "JSONPatch")
 	f.Add(`"\`, false, "Failure", "Forbidden", `IPP Pod of class "a" <b>`, int32(403), []byte(`[{"op":"add"}]`), "")
 	f.Fuzz(func(t *testing.T, uid string, allowed bool, status, reason, message string, code int32, patch []byte, patchType string) {
@@ -89,6 +93,19 @@ func FuzzAppendReview(f *testing.F) {
 		if status != "" || reason != "" || message != "" || code != 0 {
 			resp.Result = &metav1.Status{Status: status, Reason: metav1.StatusReason(reason), Message: message, Code: code}
 		}
-		checkAppendReview(t, resp)
+		for _, s := range []string{uid, status, reason, message, patchType} {
+			if !utf8.ValidString(s) {
+				return // encoding/json writes U+FFFD for invalid UTF-8, as the API server would
+			}
+		}
+		checkEncodeReview(t, resp)
 	})
 }
+
+var codecs = func() serializer.CodecFactory {
+	scheme := runtime.NewScheme()
+	if err := admissionv1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	return serializer.NewCodecFactory(scheme)
+}()

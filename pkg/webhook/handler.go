@@ -141,10 +141,10 @@ func recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// bodyPool holds request body buffers and outPool response buffers. A body is only read until
+// bodyPool holds request body buffers. A body is only read until
 // its review is decoded, which copies what it keeps, and a response only until it is written, so
 // the buffers can serve the next request.
-var bodyPool, outPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}, sync.Pool{New: func() any { return new([]byte) }}
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // maxPooled is the largest buffer put back in a pool: buffers grown by rare big bodies are dropped.
 const maxPooled = 64 << 10
@@ -212,17 +212,10 @@ func (h *handler) serveReview(w http.ResponseWriter, r *http.Request, decide dec
 		resp = &admissionv1.AdmissionResponse{Allowed: false}
 	}
 	resp.UID = in.Request.UID
-	out := outPool.Get().(*[]byte)
-	defer func() {
-		if cap(*out) <= maxPooled {
-			outPool.Put(out)
-		}
-	}()
-	body, err := appendReview((*out)[:0], resp)
+	body, err := encodeReview(resp)
 	if err != nil {
 		return fail(w, http.StatusInternalServerError, fmt.Sprintf("encoding the response: %v", err))
 	}
-	*out = body
 	hdr := w.Header()
 	hdr["Content-Type"] = contentTypeJSON
 	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}

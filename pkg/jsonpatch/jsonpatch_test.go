@@ -1,0 +1,62 @@
+package jsonpatch
+
+import (
+	"encoding/json"
+	"testing"
+
+	jsonpatchlib "gopkg.in/evanphx/json-patch.v4"
+)
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"ipp":                              "ipp",
+		"node-restriction.kubernetes.io/a": "node-restriction.kubernetes.io~1a",
+		"a~b/c":                            "a~0b~1c",
+		"~1":                               "~01",
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestApply applies documents with the JSON Patch library the API server uses.
+func TestApply(t *testing.T) {
+	doc := []byte(`{"metadata":{"uid":"u1","labels":{"a/b":"x","c~d":"y"}},"spec":{}}`)
+	p := Patch{
+		Test("/metadata/uid", "u1"),
+		Add(LabelPath("node-restriction.kubernetes.io/ipp-class"), "k"),
+		Remove(LabelPath("a/b")),
+		Add(LabelPath("c~d"), "z"),
+		Add("/spec/unschedulable", false),
+	}
+	raw, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := jsonpatchlib.DecodePatch(raw)
+	if err != nil {
+		t.Fatalf("DecodePatch(%s): %v", raw, err)
+	}
+	out, err := decoded.Apply(doc)
+	if err != nil {
+		t.Fatalf("Apply(%s): %v", raw, err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"metadata":{"labels":{"c~d":"z","node-restriction.kubernetes.io/ipp-class":"k"},"uid":"u1"},"spec":{"unschedulable":false}}`
+	if b, _ := json.Marshal(got); string(b) != want {
+		t.Errorf("patched = %s, want %s", b, want)
+	}
+	failing, _ := Patch{Test("/metadata/uid", "other")}.Marshal()
+	if fp, err := jsonpatchlib.DecodePatch(failing); err != nil {
+		t.Fatal(err)
+	} else if _, err := fp.Apply(doc); err == nil {
+		t.Error("a test operation on another UID applied; want it to fail")
+	}
+	if b, err := (Patch{}).Marshal(); b != nil || err != nil {
+		t.Errorf("empty Patch marshals to %q, %v; want nil", b, err)
+	}
+}
