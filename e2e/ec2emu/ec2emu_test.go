@@ -213,6 +213,9 @@ func TestCreate(t *testing.T) {
 		Namespace:  "team-a",
 		State:      cloudprovider.StatePending,
 		CreatedAt:  got.CreatedAt,
+
+		Zone:         zoneA,
+		InstanceType: "i3.metal",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Create (-want +got):\n%s", diff)

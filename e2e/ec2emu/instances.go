@@ -42,6 +42,7 @@ type instance struct {
 	az                 string
 	privateIP          string
 	securityGroups     []string
+	instanceProfile    string
 	clientToken        string
 	tags               []xmlTag
 	volumeTags         []xmlTag
@@ -90,6 +91,7 @@ func (i *instance) snapshot(state string) Instance {
 		ImageID:            i.imageID,
 		LaunchTemplate:     i.launchTemplate,
 		SecurityGroupIDs:   slices.Clone(i.securityGroups),
+		InstanceProfile:    i.instanceProfile,
 		ClientToken:        i.clientToken,
 		Tags:               tagMap(i.tags),
 		VolumeTags:         tagMap(i.volumeTags),
@@ -153,6 +155,14 @@ func (s *Server) toXML(i *instance, state string) xmlInstance {
 	for _, g := range i.securityGroups {
 		x.Groups = append(x.Groups, xmlGroup{GroupID: g, GroupName: g})
 	}
+	if p := i.instanceProfile; p != "" {
+		arn := p
+		if !strings.HasPrefix(p, "arn:") {
+			arn = "arn:aws:iam::" + ownerID + ":instance-profile/" + p
+		}
+		sum := sha256.Sum256([]byte(arn))
+		x.IamInstanceProfile = &xmlIamInstanceProfile{Arn: arn, ID: "AIPA" + strings.ToUpper(hex.EncodeToString(sum[:8]))}
+	}
 	if state == stateShuttingDown || state == stateTerminated {
 		x.PrivateDNSName, x.PrivateIPAddress = "", ""
 		x.Reason = "User initiated (" + i.terminateAt.UTC().Format("2006-01-02 15:04:05 MST") + ")"
@@ -204,6 +214,7 @@ type runRequest struct {
 	subnetID       string
 	az             string
 	groups         []string
+	profile        string
 	userData       string
 	tags           []xmlTag
 	volumeTags     []xmlTag
@@ -266,6 +277,14 @@ func (s *Server) parseRun(form url.Values) (*runRequest, *apiError) {
 	if len(req.groups) == 0 {
 		req.groups = []string{"sg-0000000000000000a"}
 	}
+	name, arn := form.Get("IamInstanceProfile.Name"), form.Get("IamInstanceProfile.Arn")
+	switch {
+	case name != "" && arn != "":
+		return nil, errf(400, "InvalidParameterCombination", "The parameter 'iamInstanceProfile.name' may not be used in combination with 'iamInstanceProfile.arn'")
+	case arn != "" && !strings.HasPrefix(arn, "arn:aws:iam::"):
+		return nil, errf(400, "InvalidParameterValue", fmt.Sprintf("Value (%s) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN", arn))
+	}
+	req.profile = name + arn
 
 	if ud := form.Get("UserData"); ud != "" {
 		raw, err := base64.StdEncoding.DecodeString(ud)
@@ -345,7 +364,7 @@ func (s *Server) runInstances(r *http.Request, requestID string) (any, []string,
 		}
 		return s.reservationReply(requestID, rec.reservationID, rec.groups, rec.instanceIDs), rec.instanceIDs, nil
 	}
-	if s.noCapacity[req.az] || s.faults.Draw(s.faults.Get().CapacityRate) {
+	if !s.hasCapacity(req.az, req.instanceType) || s.faults.Draw(s.faults.Get().CapacityRate) {
 		return nil, nil, errf(http.StatusInternalServerError, "InsufficientInstanceCapacity",
 			fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s). Our system will be working on provisioning additional capacity. You can currently get %s capacity by not specifying an Availability Zone in your request or choosing a different one.", req.instanceType, req.az, req.instanceType))
 	}
@@ -373,6 +392,7 @@ func (s *Server) runInstances(r *http.Request, requestID string) (any, []string,
 			az:                 req.az,
 			privateIP:          fmt.Sprintf("10.0.%d.%d", subnetIndex%256, 4+s.seq%250),
 			securityGroups:     req.groups,
+			instanceProfile:    req.profile,
 			clientToken:        token,
 			tags:               req.tags,
 			volumeTags:         req.volumeTags,

@@ -70,6 +70,9 @@ type Call struct {
 	Action string
 	// ClientToken is RunInstances' idempotency token.
 	ClientToken string
+	// InstanceType and SubnetID are RunInstances' parameters of those names, empty if not given.
+	InstanceType string
+	SubnetID     string
 	// InvocationID is the SDK's Amz-Sdk-Invocation-Id: equal for every attempt of one SDK call.
 	InvocationID string
 	// Attempt is the SDK's attempt number of that call (1 for the first try).
@@ -101,7 +104,10 @@ type Instance struct {
 	// LaunchTemplate is the LaunchTemplateId or LaunchTemplateName, with ":<version>" if given.
 	LaunchTemplate   string
 	SecurityGroupIDs []string
-	ClientToken      string
+	// InstanceProfile is the IAM instance profile asked for at launch, its name or ARN; empty if
+	// none was.
+	InstanceProfile string
+	ClientToken     string
 	// Tags are the instance's tags; VolumeTags those its volumes got at launch.
 	Tags       map[string]string
 	VolumeTags map[string]string
@@ -140,7 +146,7 @@ type Server struct {
 	tokens        map[string]*tokenRecord
 	created       map[string]int
 	calls         []Call
-	noCapacity    map[string]bool
+	noCapacity    map[string]bool // zone + "/" + instance type, either may be empty for any
 	failNext      map[string][]injected
 	requestSerial uint64
 }
@@ -246,10 +252,20 @@ func (s *Server) SetFaults(f cloudemu.Faults) { s.faults.Set(f) }
 
 // SetZoneCapacity makes an availability zone run out of capacity (available false): every
 // RunInstances there fails with InsufficientInstanceCapacity until it is set back.
-func (s *Server) SetZoneCapacity(zone string, available bool) {
+func (s *Server) SetZoneCapacity(zone string, available bool) { s.SetCapacity(zone, "", available) }
+
+// SetCapacity makes an instance type in an availability zone run out of capacity (available
+// false): RunInstances of that type there fails with InsufficientInstanceCapacity until it is set
+// back. An empty zone means every zone, an empty type every type.
+func (s *Server) SetCapacity(zone, instanceType string, available bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.noCapacity[zone] = !available
+	s.noCapacity[zone+"/"+instanceType] = !available
+}
+
+// hasCapacity reports whether instanceType can be launched in zone. Callers hold s.mu.
+func (s *Server) hasCapacity(zone, instanceType string) bool {
+	return !s.noCapacity[zone+"/"] && !s.noCapacity["/"+instanceType] && !s.noCapacity[zone+"/"+instanceType]
 }
 
 // FailNext makes the next request for action fail with the given HTTP status and EC2 error code,
@@ -342,6 +358,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	form := r.Form
 	call.Action = form.Get("Action")
 	call.ClientToken = form.Get("ClientToken")
+	if call.Action == "RunInstances" {
+		call.InstanceType, call.SubnetID = form.Get("InstanceType"), form.Get("SubnetId")
+	}
 	handler, ok := map[string]func(*http.Request, string) (any, []string, *apiError){
 		"RunInstances":       s.runInstances,
 		"DescribeInstances":  s.describeInstances,

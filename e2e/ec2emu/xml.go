@@ -73,30 +73,37 @@ type xmlMetadataOptions struct {
 	HopLimit     int    `xml:"httpPutResponseHopLimit,omitempty"`
 }
 
+// xmlIamInstanceProfile is the instance profile of an instance, as EC2 describes it.
+type xmlIamInstanceProfile struct {
+	Arn string `xml:"arn"`
+	ID  string `xml:"id"`
+}
+
 type xmlInstance struct {
-	InstanceID         string             `xml:"instanceId"`
-	ImageID            string             `xml:"imageId"`
-	State              xmlState           `xml:"instanceState"`
-	PrivateDNSName     string             `xml:"privateDnsName"`
-	DNSName            string             `xml:"dnsName"`
-	Reason             string             `xml:"reason"`
-	AmiLaunchIndex     int                `xml:"amiLaunchIndex"`
-	InstanceType       string             `xml:"instanceType"`
-	LaunchTime         string             `xml:"launchTime"`
-	Placement          xmlPlacement       `xml:"placement"`
-	SubnetID           string             `xml:"subnetId"`
-	VpcID              string             `xml:"vpcId"`
-	PrivateIPAddress   string             `xml:"privateIpAddress"`
-	Groups             []xmlGroup         `xml:"groupSet>item"`
-	StateReason        *xmlStateReason    `xml:"stateReason,omitempty"`
-	Architecture       string             `xml:"architecture"`
-	RootDeviceType     string             `xml:"rootDeviceType"`
-	RootDeviceName     string             `xml:"rootDeviceName"`
-	VirtualizationType string             `xml:"virtualizationType"`
-	ClientToken        string             `xml:"clientToken,omitempty"`
-	Tags               []xmlTag           `xml:"tagSet>item"`
-	Hypervisor         string             `xml:"hypervisor"`
-	MetadataOptions    xmlMetadataOptions `xml:"metadataOptions"`
+	InstanceID         string                 `xml:"instanceId"`
+	ImageID            string                 `xml:"imageId"`
+	State              xmlState               `xml:"instanceState"`
+	PrivateDNSName     string                 `xml:"privateDnsName"`
+	DNSName            string                 `xml:"dnsName"`
+	Reason             string                 `xml:"reason"`
+	AmiLaunchIndex     int                    `xml:"amiLaunchIndex"`
+	InstanceType       string                 `xml:"instanceType"`
+	LaunchTime         string                 `xml:"launchTime"`
+	Placement          xmlPlacement           `xml:"placement"`
+	SubnetID           string                 `xml:"subnetId"`
+	VpcID              string                 `xml:"vpcId"`
+	PrivateIPAddress   string                 `xml:"privateIpAddress"`
+	Groups             []xmlGroup             `xml:"groupSet>item"`
+	StateReason        *xmlStateReason        `xml:"stateReason,omitempty"`
+	Architecture       string                 `xml:"architecture"`
+	RootDeviceType     string                 `xml:"rootDeviceType"`
+	RootDeviceName     string                 `xml:"rootDeviceName"`
+	VirtualizationType string                 `xml:"virtualizationType"`
+	ClientToken        string                 `xml:"clientToken,omitempty"`
+	Tags               []xmlTag               `xml:"tagSet>item"`
+	Hypervisor         string                 `xml:"hypervisor"`
+	MetadataOptions    xmlMetadataOptions     `xml:"metadataOptions"`
+	IamInstanceProfile *xmlIamInstanceProfile `xml:"iamInstanceProfile,omitempty"`
 }
 
 type xmlStateChange struct {

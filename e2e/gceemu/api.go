@@ -274,6 +274,9 @@ func (s *Server) insertInstance(r *http.Request, call *Call) (proto.Message, *ap
 	if aerr := validateInstance(res, template != ""); aerr != nil {
 		return nil, aerr
 	}
+	if aerr := s.checkMachineTypeZone(res.GetMachineType(), zone); aerr != nil {
+		return nil, aerr
+	}
 	name := res.GetName()
 
 	s.mu.Lock()
@@ -293,7 +296,7 @@ func (s *Server) insertInstance(r *http.Request, call *Call) (proto.Message, *ap
 	if len(s.failNext) > 0 {
 		failCode, s.failNext = s.failNext[0], s.failNext[1:]
 		call.Fault = "injected"
-	} else if s.faults.Draw(s.faults.Get().CapacityRate) {
+	} else if s.exhausted[zone] || s.faults.Draw(s.faults.Get().CapacityRate) {
 		failCode = "ZONE_RESOURCE_POOL_EXHAUSTED"
 		call.Fault = "capacity"
 	}
@@ -335,6 +338,20 @@ func (s *Server) insertInstance(r *http.Request, call *Call) (proto.Message, *ap
 	}
 	s.scheduleBootLocked(inst)
 	return proto.CloneOf(op), nil
+}
+
+// checkMachineTypeZone refuses a machine type of another zone than the instance's, as GCE does:
+// a provider that moves to the next zone must name the machine type there.
+func (s *Server) checkMachineTypeZone(machineType, zone string) *apiError {
+	if machineType == "" {
+		return nil
+	}
+	_, rest, ok := strings.Cut(machineType, "zones/")
+	mtZone, _, _ := strings.Cut(rest, "/")
+	if !ok || mtZone != zone {
+		return errInvalid("Invalid value for field 'resource.machineType': '%s'. Machine type must be in zone '%s' of the instance.", machineType, zone)
+	}
+	return nil
 }
 
 // validateInstance checks what GCE would refuse with a 400.

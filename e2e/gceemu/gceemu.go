@@ -17,7 +17,8 @@
 //
 // Faults (cloudemu.Faults) are drawn per call: 500 backendError, 429 rateLimitExceeded, an insert
 // operation that ends with ZONE_RESOURCE_POOL_EXHAUSTED, and replies lost after the action (a 503
-// or a dropped connection, chosen at random).
+// or a dropped connection, chosen at random). SetZoneCapacity takes a zone out of capacity, and
+// FailNextCreate fails the next insert with a code of the test's choosing.
 package gceemu
 
 import (
@@ -75,12 +76,19 @@ type Instance struct {
 	Zone string
 	ID   uint64
 	// Status is the GCE status: PROVISIONING, then RUNNING.
-	Status                 string
-	Labels                 map[string]string
-	Metadata               map[string]string
+	Status   string
+	Labels   map[string]string
+	Metadata map[string]string
+	// MachineType is the machine type's URL, as GCE returns it; empty when it came from the
+	// template.
 	MachineType            string
 	SourceInstanceTemplate string
-	CreatedAt              time.Time
+	// Image is the boot disk's source image, empty when it came from the template.
+	Image string
+	// ServiceAccount is the email of the service account the instance runs as, empty when it
+	// came from the template or was not given.
+	ServiceAccount string
+	CreatedAt      time.Time
 	// Booted says whether the Booter was asked to boot it.
 	Booted bool
 }
@@ -142,7 +150,8 @@ type Server struct {
 	creations  map[string]int                  // instance name -> instances created under it
 	calls      []Call
 	nextID     uint64
-	failNext   []string // operation error codes for the next inserts
+	failNext   []string        // operation error codes for the next inserts
+	exhausted  map[string]bool // zones without capacity
 	closed     bool
 
 	httpServer *http.Server
@@ -177,6 +186,7 @@ func New(opts Options) *Server {
 		operations: map[string]*computepb.Operation{},
 		requestIDs: map[string]string{},
 		creations:  map[string]int{},
+		exhausted:  map[string]bool{},
 		nextID:     1_000_000_000_000 + opts.Seed%1_000_000*1_000_000,
 	}
 	s.routes()
@@ -259,6 +269,14 @@ func (s *Server) FailNextCreate(code string) {
 	s.failNext = append(s.failNext, code)
 }
 
+// SetZoneCapacity makes a zone run out of capacity (available false): every instance insertion
+// there ends with ZONE_RESOURCE_POOL_EXHAUSTED, as GCE reports it, until it is set back.
+func (s *Server) SetZoneCapacity(zone string, available bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exhausted[zone] = !available
+}
+
 // Instances returns a snapshot of every instance, sorted by zone and name.
 func (s *Server) Instances() []Instance {
 	s.mu.Lock()
@@ -304,6 +322,16 @@ func snapshot(inst *instance, pb *computepb.Instance, booted bool) Instance {
 	for k, v := range pb.GetLabels() {
 		labels[k] = v
 	}
+	image := ""
+	for _, d := range pb.GetDisks() {
+		if d.GetBoot() {
+			image = d.GetInitializeParams().GetSourceImage()
+		}
+	}
+	sa := ""
+	if sas := pb.GetServiceAccounts(); len(sas) > 0 {
+		sa = sas[0].GetEmail()
+	}
 	return Instance{
 		Name:                   pb.GetName(),
 		Zone:                   inst.zone,
@@ -313,6 +341,8 @@ func snapshot(inst *instance, pb *computepb.Instance, booted bool) Instance {
 		Metadata:               meta,
 		MachineType:            pb.GetMachineType(),
 		SourceInstanceTemplate: inst.template,
+		Image:                  image,
+		ServiceAccount:         sa,
 		CreatedAt:              inst.created,
 		Booted:                 booted,
 	}

@@ -155,6 +155,9 @@ func TestCreateBootAndList(t *testing.T) {
 		Namespace:  "team-a",
 		State:      cloudprovider.StatePending,
 		CreatedAt:  e.clock.Now(),
+
+		Zone:         zone,
+		InstanceType: "n2-standard-2",
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("Create (-want +got):\n%s", diff)
@@ -394,7 +397,7 @@ func TestListPagesAndFiltersByCluster(t *testing.T) {
 	if _, err := staging.Create(ctx, spec("ipp-s-0", "s0")); err != nil {
 		t.Fatal(err)
 	}
-	before := e.emu.CallCount("instances.list")
+	before := e.emu.CallCount("instances.aggregatedList")
 	list, err := prod.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -406,12 +409,12 @@ func TestListPagesAndFiltersByCluster(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("List (-want +got):\n%s", diff)
 	}
-	if n := e.emu.CallCount("instances.list") - before; n != 3 {
-		t.Errorf("List made %d instances.list calls, want 3 pages of 3", n)
+	if n := e.emu.CallCount("instances.aggregatedList") - before; n != 3 {
+		t.Errorf("List made %d instances.aggregatedList calls, want 3 pages of 3", n)
 	}
 	for _, c := range e.emu.Calls() {
-		if c.Op == "instances.list" && !strings.Contains(c.Query, "filter=") {
-			t.Errorf("instances.list without a filter: %q", c.Query)
+		if c.Op == "instances.aggregatedList" && !strings.Contains(c.Query, "filter=") {
+			t.Errorf("instances.aggregatedList without a filter: %q", c.Query)
 		}
 	}
 
@@ -524,7 +527,7 @@ func TestUnknownZoneIsInvalid(t *testing.T) {
 	}
 }
 
-// TestSDKDirect checks what the provider does not call: aggregated lists over zones, the
+// TestSDKDirect checks what the provider does not call: zonal lists, the
 // operation wait endpoint, and googleapi error replies.
 func TestSDKDirect(t *testing.T) {
 	e := startEmulator(t, func(o *gceemu.Options) { o.PageSize = 2 })

@@ -110,6 +110,11 @@ type Instance struct {
 	// NodeClass is the NodeClass the instance was created for (TagNodeClass); empty for instances
 	// created before NodeClasses existed, which count as the default NodeClass's.
 	NodeClass string
+	// Zone is the zone (GCE) or availability zone (EC2) the instance is in, and InstanceType its
+	// machine type or instance type, as the cloud reports them; for logs and Events. Either may
+	// be empty when the cloud did not say.
+	Zone         string
+	InstanceType string
 }
 
 // Provider creates, deletes and lists the instances that back dedicated nodes.

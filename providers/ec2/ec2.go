@@ -2,8 +2,11 @@
 //
 // Each dedicated node is one instance started by RunInstances, tagged at launch (instance and
 // volumes) with the ownership tags and Name=<dedicated node name>, with the rendered bootstrap as
-// its user data. A ClientToken derived from the creation's idempotency key makes a retry after a
-// lost reply return the instance already started. Bare-metal types (i3.metal, the default) are
+// its user data. The instance types, subnets, AMI, security groups and instance profile come from
+// the spec's NodeClass, or the Config where it leaves them empty; each type is tried in every
+// subnet, in order, while EC2 reports no capacity. A ClientToken derived from the creation's
+// idempotency key, the type and the subnet makes a retry after a lost reply return the instance
+// already started. Bare-metal types (i3.metal, the default) are
 // supported; they boot for minutes, which RegistrationTimeout accounts for.
 package ec2
 
@@ -24,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"k8s.io/klog/v2"
 
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 )
@@ -51,15 +55,15 @@ type Config struct {
 	ClusterName string
 	// Region is the AWS region, such as us-east-1. Required.
 	Region string
-	// InstanceType is the EC2 instance type; empty means DefaultInstanceType. It overrides the
-	// launch template's type.
+	// InstanceType is the EC2 instance type of instances whose NodeClass names none; empty means
+	// DefaultInstanceType. It overrides the launch template's type.
 	InstanceType string
 	// LaunchTemplate is "<id or name>[:<version>]": lt-0123456789abcdef0:3, my-nodes:$Latest,
 	// my-nodes. Ids start with "lt-". Without a version EC2 uses the template's default version.
 	LaunchTemplate string
 	// SubnetIDs are tried in turn while EC2 reports no capacity (or no support for the instance
-	// type) in a subnet's availability zone. Empty uses the launch template's subnet, or the
-	// default VPC's default subnet.
+	// type) in a subnet's availability zone, for instances whose NodeClass names no subnets.
+	// Empty uses the launch template's subnet, or the default VPC's default subnet.
 	SubnetIDs []string
 	// SecurityGroupIDs are the instance's security groups; empty uses the launch template's, or
 	// the VPC's default group.
@@ -87,6 +91,9 @@ type Config struct {
 	// MaxBackoff caps the SDK's back-off between two tries of a call; zero means
 	// DefaultMaxBackoff.
 	MaxBackoff time.Duration
+
+	// registrationTimeoutDefaulted says that complete chose RegistrationTimeout by instance type.
+	registrationTimeoutDefaulted bool
 }
 
 // complete fills the defaults into c and checks what is required.
@@ -118,6 +125,7 @@ func (c *Config) complete() (*types.LaunchTemplateSpecification, error) {
 	}
 	if c.RegistrationTimeout == 0 {
 		c.RegistrationTimeout = registrationTimeout(c.InstanceType)
+		c.registrationTimeoutDefaulted = true
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
@@ -174,7 +182,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 // newRetryer returns the SDK's standard retryer (exponential back-off with jitter, a retry quota
 // shared by all calls) with the given attempts and back-off cap. Capacity errors come back from
 // EC2 as HTTP 500, which the standard retryer would retry in the same zone; Create moves to the
-// next subnet instead, so they are not retried here.
+// next subnet or instance type instead, so they are not retried here.
 func newRetryer(maxAttempts int, maxBackoff time.Duration) aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = maxAttempts
@@ -207,9 +215,70 @@ var liveStates = []string{
 	string(types.InstanceStateNameShuttingDown),
 }
 
+// shape is what one creation asks for: the spec's NodeClass fields, and the Config's where the
+// NodeClass leaves one empty.
+type shape struct {
+	// instanceTypes are tried in order, each in every subnet in order.
+	instanceTypes []string
+	// subnets are subnet ids; "" is the launch template's or the default VPC's default subnet.
+	subnets        []string
+	imageID        string
+	securityGroups []string
+	// instanceProfile is an IAM instance profile name or ARN; empty means the launch template's,
+	// or none.
+	instanceProfile string
+}
+
+// shapeOf resolves spec's shape.
+func (p *Provider) shapeOf(spec cloudprovider.InstanceSpec) shape {
+	e := spec.EC2
+	if e == nil {
+		e = &ippv1alpha1.EC2NodeClass{}
+	}
+	sh := shape{
+		instanceTypes:   e.InstanceTypes,
+		subnets:         e.Subnets,
+		imageID:         e.AMI,
+		securityGroups:  e.SecurityGroups,
+		instanceProfile: e.InstanceProfile,
+	}
+	if len(sh.instanceTypes) == 0 {
+		sh.instanceTypes = []string{p.cfg.InstanceType}
+	}
+	if len(sh.subnets) == 0 {
+		sh.subnets = p.cfg.SubnetIDs
+	}
+	if len(sh.subnets) == 0 {
+		sh.subnets = []string{""}
+	}
+	if sh.imageID == "" {
+		sh.imageID = p.cfg.ImageID
+	}
+	if len(sh.securityGroups) == 0 {
+		sh.securityGroups = p.cfg.SecurityGroupIDs
+	}
+	return sh
+}
+
+// RegistrationTimeoutFor returns the registration timeout of an instance of spec: the configured
+// one if it was set, else the longest default of the spec's instance types (long for bare
+// metal), since Create may fall back to any of them.
+func (p *Provider) RegistrationTimeoutFor(spec cloudprovider.InstanceSpec) time.Duration {
+	if !p.cfg.registrationTimeoutDefaulted {
+		return p.cfg.RegistrationTimeout
+	}
+	var d time.Duration
+	for _, t := range p.shapeOf(spec).instanceTypes {
+		d = max(d, registrationTimeout(t))
+	}
+	return d
+}
+
 // Create implements cloudprovider.Provider. It returns the node's live instance if there is one.
-// Otherwise it runs one instance, trying the subnets in turn while they report no capacity; each
-// subnet attempt has a ClientToken of its own, stable across retries.
+// Otherwise it runs one instance, trying each instance type of the shape in every subnet in turn
+// (every subnet of the first type, then of the next type) while EC2 reports no capacity; each
+// attempt has a ClientToken of its own, derived from the idempotency key, the type and the
+// subnet, so stable across retries.
 func (p *Provider) Create(ctx context.Context, spec cloudprovider.InstanceSpec) (*cloudprovider.Instance, error) {
 	if spec.NodeName == "" {
 		return nil, cloudprovider.NewError(cloudprovider.KindInvalid, "create", "", fmt.Errorf("no node name"))
@@ -236,40 +305,40 @@ func (p *Provider) Create(ctx context.Context, spec cloudprovider.InstanceSpec) 
 	if err != nil {
 		return nil, cloudprovider.NewError(cloudprovider.KindInvalid, "create", "", err)
 	}
-	subnets := p.cfg.SubnetIDs
-	if len(subnets) == 0 {
-		subnets = []string{""}
-	}
+	sh := p.shapeOf(spec)
 	var tried []string
 	var lastErr error
 	onlyUnsupported := true
-	for i, subnet := range subnets {
-		out, err := p.api.RunInstances(ctx, p.runInput(spec, userData, subnet, clientToken(p.cfg.ClusterName, spec.IdempotencyKey, i)))
-		if err == nil {
-			if len(out.Instances) == 0 {
-				return nil, cloudprovider.NewError(cloudprovider.KindTransient, "create", "", fmt.Errorf("launching instance for %s: reply has no instance", spec.NodeName))
+	for _, instanceType := range sh.instanceTypes {
+		for _, subnet := range sh.subnets {
+			token := clientToken(p.cfg.ClusterName, spec.IdempotencyKey, instanceType, subnet)
+			out, err := p.api.RunInstances(ctx, p.runInput(spec, sh, userData, instanceType, subnet, token))
+			if err == nil {
+				if len(out.Instances) == 0 {
+					return nil, cloudprovider.NewError(cloudprovider.KindTransient, "create", "", fmt.Errorf("launching instance for %s: reply has no instance", spec.NodeName))
+				}
+				inst := toInstance(out.Instances[0])
+				logger.V(2).Info("Launched instance", "instance", inst.ID, "providerID", inst.ProviderID, "instanceType", instanceType, "subnet", subnet)
+				return &inst, nil
 			}
-			inst := toInstance(out.Instances[0])
-			logger.V(2).Info("Launched instance", "instance", inst.ID, "providerID", inst.ProviderID, "subnet", subnet)
-			return &inst, nil
+			err = fmt.Errorf("launching %s instance for %s in subnet %q: %w", instanceType, spec.NodeName, subnet, err)
+			if !isNextSubnet(err) {
+				return nil, classify("create", err)
+			}
+			code := errorCode(err)
+			logger.V(2).Info("No capacity for instance type in subnet, trying the next", "instanceType", instanceType, "subnet", subnet, "code", code)
+			tried = append(tried, fmt.Sprintf("%s in %s: %s", instanceType, subnetName(subnet), code))
+			onlyUnsupported = onlyUnsupported && code == codeUnsupported
+			lastErr = err
 		}
-		err = fmt.Errorf("launching instance for %s in subnet %q: %w", spec.NodeName, subnet, err)
-		if !isNextSubnet(err) {
-			return nil, classify("create", err)
-		}
-		code := errorCode(err)
-		logger.V(2).Info("No capacity in subnet", "subnet", subnet, "code", code, "instanceType", p.cfg.InstanceType)
-		tried = append(tried, fmt.Sprintf("%s: %s", subnetName(subnet), code))
-		onlyUnsupported = onlyUnsupported && code == codeUnsupported
-		lastErr = err
 	}
 	kind := cloudprovider.KindCapacity
 	if onlyUnsupported {
-		// No subnet's zone offers the type at all: waiting will not change that.
+		// No subnet's zone offers any of the types: waiting will not change that.
 		kind = cloudprovider.KindInvalid
 	}
 	return nil, cloudprovider.NewError(kind, "create", errorCode(lastErr),
-		fmt.Errorf("no subnet could launch %s for %s (%s): %w", p.cfg.InstanceType, spec.NodeName, strings.Join(tried, "; "), lastErr))
+		fmt.Errorf("no instance type and subnet could launch an instance for %s (%s): %w", spec.NodeName, strings.Join(tried, "; "), lastErr))
 }
 
 func subnetName(s string) string {
@@ -306,20 +375,23 @@ func (p *Provider) ownershipTags(spec cloudprovider.InstanceSpec) []types.Tag {
 		{Key: aws.String(cloudprovider.TagClass), Value: aws.String(spec.Class)},
 		{Key: aws.String(cloudprovider.TagNamespace), Value: aws.String(spec.Namespace)},
 	}
+	if spec.NodeClass != "" {
+		tags = append(tags, types.Tag{Key: aws.String(cloudprovider.TagNodeClass), Value: aws.String(spec.NodeClass)})
+	}
 	if spec.JoinTokenID != "" {
 		tags = append(tags, types.Tag{Key: aws.String(cloudprovider.TagJoinToken), Value: aws.String(spec.JoinTokenID)})
 	}
 	return tags
 }
 
-// runInput builds the RunInstances request of one subnet attempt.
-func (p *Provider) runInput(spec cloudprovider.InstanceSpec, userData, subnet, token string) *ec2sdk.RunInstancesInput {
+// runInput builds the RunInstances request of one attempt: one instance type in one subnet.
+func (p *Provider) runInput(spec cloudprovider.InstanceSpec, sh shape, userData, instanceType, subnet, token string) *ec2sdk.RunInstancesInput {
 	tags := p.ownershipTags(spec)
 	in := &ec2sdk.RunInstancesInput{
 		MinCount:       aws.Int32(1),
 		MaxCount:       aws.Int32(1),
 		ClientToken:    aws.String(token),
-		InstanceType:   types.InstanceType(p.cfg.InstanceType),
+		InstanceType:   types.InstanceType(instanceType),
 		LaunchTemplate: p.launchTemplate,
 		UserData:       aws.String(userData),
 		TagSpecifications: []types.TagSpecification{
@@ -327,14 +399,19 @@ func (p *Provider) runInput(spec cloudprovider.InstanceSpec, userData, subnet, t
 			{ResourceType: types.ResourceTypeVolume, Tags: tags},
 		},
 	}
-	if p.cfg.ImageID != "" {
-		in.ImageId = aws.String(p.cfg.ImageID)
+	if sh.imageID != "" {
+		in.ImageId = aws.String(sh.imageID)
 	}
 	if subnet != "" {
 		in.SubnetId = aws.String(subnet)
 	}
-	if len(p.cfg.SecurityGroupIDs) > 0 {
-		in.SecurityGroupIds = p.cfg.SecurityGroupIDs
+	if len(sh.securityGroups) > 0 {
+		in.SecurityGroupIds = sh.securityGroups
+	}
+	if prof := sh.instanceProfile; strings.HasPrefix(prof, "arn:") {
+		in.IamInstanceProfile = &types.IamInstanceProfileSpecification{Arn: aws.String(prof)}
+	} else if prof != "" {
+		in.IamInstanceProfile = &types.IamInstanceProfileSpecification{Name: aws.String(prof)}
 	}
 	if p.launchTemplate == nil {
 		// The bootstrap reads the providerID over IMDSv2; requiring it keeps Pods' containers from
@@ -440,7 +517,10 @@ func toInstance(i types.Instance) cloudprovider.Instance {
 		State:      toState(state),
 		CreatedAt:  aws.ToTime(i.LaunchTime),
 
-		JoinTokenID: tags[cloudprovider.TagJoinToken],
+		JoinTokenID:  tags[cloudprovider.TagJoinToken],
+		NodeClass:    tags[cloudprovider.TagNodeClass],
+		Zone:         az,
+		InstanceType: string(i.InstanceType),
 	}
 }
 

@@ -15,18 +15,21 @@ import (
 // maxClientToken is EC2's limit on a ClientToken: 64 ASCII characters.
 const maxClientToken = 64
 
-// clientToken derives the RunInstances ClientToken for one subnet attempt of one creation.
+// clientToken derives the RunInstances ClientToken for one attempt of one creation: one instance
+// type in one subnet ("" for the default subnet).
 //
 // A retry of the same attempt (after a lost reply, by the SDK or by the controller) must send the
 // same token, so that EC2 returns the instance it already started instead of starting another.
-// Each subnet gets a token of its own because EC2 rejects a token reused with other parameters
-// (IdempotentParameterMismatch). Tokens are scoped to the account and region, which several
-// clusters may share, so the cluster name is part of the token. Cluster and key are hashed, so
-// that any key fits EC2's 64 ASCII characters.
-func clientToken(cluster, idempotencyKey string, subnetIndex int) string {
-	sum := sha256.Sum256([]byte(cluster + "\x00" + idempotencyKey))
-	// "ipp-" + 48 hex digits + "-" + the index: at most 64 characters for 9 999 999 subnets.
-	return "ipp-" + hex.EncodeToString(sum[:24]) + "-" + strconv.Itoa(subnetIndex)
+// Each instance type and subnet gets a token of its own because EC2 rejects a token reused with
+// other parameters (IdempotentParameterMismatch); deriving it from the type and subnet
+// themselves, not their positions in a list, keeps it so when a NodeClass's lists change between
+// two tries. Tokens are scoped to the account and region, which several clusters may share, so
+// the cluster name is part of the token. Everything is hashed, so that any key fits EC2's 64
+// ASCII characters.
+func clientToken(cluster, idempotencyKey, instanceType, subnet string) string {
+	sum := sha256.Sum256([]byte(cluster + "\x00" + idempotencyKey + "\x00" + instanceType + "\x00" + subnet))
+	// "ipp-" + 56 hex digits: 60 characters.
+	return "ipp-" + hex.EncodeToString(sum[:28])
 }
 
 // parseLaunchTemplate parses "<id or name>[:<version>]" into a launch template specification.

@@ -13,7 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/google/go-cmp/cmp"
 
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -22,29 +24,28 @@ func TestClientToken(t *testing.T) {
 	seen := map[string]string{}
 	for _, cluster := range []string{"prod", "staging"} {
 		for _, key := range keys {
-			for subnet := range 3 {
-				tok := clientToken(cluster, key, subnet)
-				if len(tok) > maxClientToken {
-					t.Errorf("clientToken(%q, %q, %d) = %q: %d characters, more than %d", cluster, key, subnet, tok, len(tok), maxClientToken)
-				}
-				for _, r := range tok {
-					if r > 127 {
-						t.Errorf("clientToken(%q, %q, %d) = %q: not ASCII", cluster, key, subnet, tok)
+			for _, typ := range []string{"i3.metal", "m5.metal"} {
+				for _, subnet := range []string{"", "subnet-1", "subnet-2"} {
+					tok := clientToken(cluster, key, typ, subnet)
+					id := fmt.Sprintf("cluster %q key %q type %q subnet %q", cluster, key, typ, subnet)
+					if len(tok) > maxClientToken {
+						t.Errorf("%s: token %q has %d characters, more than %d", id, tok, len(tok), maxClientToken)
 					}
+					for _, r := range tok {
+						if r > 127 {
+							t.Errorf("%s: token %q is not ASCII", id, tok)
+						}
+					}
+					if again := clientToken(cluster, key, typ, subnet); again != tok {
+						t.Errorf("%s: token not stable: %q then %q", id, tok, again)
+					}
+					if prev, ok := seen[tok]; ok {
+						t.Errorf("%s has token %q, same as %s", id, tok, prev)
+					}
+					seen[tok] = id
 				}
-				if again := clientToken(cluster, key, subnet); again != tok {
-					t.Errorf("clientToken(%q, %q, %d) not stable: %q then %q", cluster, key, subnet, tok, again)
-				}
-				id := fmt.Sprintf("cluster %q key %q subnet %d", cluster, key, subnet)
-				if prev, ok := seen[tok]; ok {
-					t.Errorf("%s has token %q, same as %s", id, tok, prev)
-				}
-				seen[tok] = id
 			}
 		}
-	}
-	if tok := clientToken("c", "k", 9999999); len(tok) > maxClientToken {
-		t.Errorf("token for a large subnet index has %d characters", len(tok))
 	}
 }
 
@@ -227,6 +228,33 @@ func TestDefaultUserData(t *testing.T) {
 	if bash, err := exec.LookPath("bash"); err == nil {
 		if out, err := exec.Command(bash, "-n", "-c", script).CombinedOutput(); err != nil {
 			t.Errorf("bash -n rejects the user data: %v\n%s\n%s", err, out, script)
+		}
+	}
+}
+
+func TestRegistrationTimeoutFor(t *testing.T) {
+	metal := cloudprovider.InstanceSpec{EC2: &ippv1alpha1.EC2NodeClass{InstanceTypes: []string{"m5.large", "m5.metal"}}}
+	vm := cloudprovider.InstanceSpec{EC2: &ippv1alpha1.EC2NodeClass{InstanceTypes: []string{"m5.large"}}}
+	flags := cloudprovider.InstanceSpec{}
+	tests := []struct {
+		name       string
+		configured time.Duration
+		spec       cloudprovider.InstanceSpec
+		want       time.Duration
+	}{
+		{"a metal fallback", 0, metal, DefaultMetalRegistrationTimeout},
+		{"virtual machines only", 0, vm, DefaultRegistrationTimeout},
+		{"the flags' type", 0, flags, DefaultMetalRegistrationTimeout},
+		{"configured", time.Minute, metal, time.Minute},
+	}
+	for _, tt := range tests {
+		cfg := Config{ClusterName: "c", Region: "us-east-1", ImageID: "ami-1", RegistrationTimeout: tt.configured}
+		if _, err := cfg.complete(); err != nil {
+			t.Fatal(err)
+		}
+		p := &Provider{cfg: cfg}
+		if got := p.RegistrationTimeoutFor(tt.spec); got != tt.want {
+			t.Errorf("%s: RegistrationTimeoutFor = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

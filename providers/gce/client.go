@@ -13,20 +13,21 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// instanceReader is the read half of the Compute API calls the provider makes, in one zone.
+// instanceReader is the read half of the Compute API calls the provider makes.
 type instanceReader interface {
-	// getInstance returns the named instance.
-	getInstance(ctx context.Context, name string) (*computepb.Instance, error)
-	// listInstances returns every instance that matches filter, reading every page.
+	// getInstance returns the named instance of zone.
+	getInstance(ctx context.Context, zone, name string) (*computepb.Instance, error)
+	// listInstances returns every instance of the project, in any zone, that matches filter,
+	// reading every page of instances.aggregatedList.
 	listInstances(ctx context.Context, filter string) ([]*computepb.Instance, error)
 }
 
 // instanceWriter is the write half. Both calls return the operation, which the provider waits on.
 type instanceWriter interface {
-	// insertInstance starts creating an instance.
+	// insertInstance starts creating an instance in req's zone.
 	insertInstance(ctx context.Context, req *computepb.InsertInstanceRequest) (operation, error)
-	// deleteInstance starts deleting the named instance.
-	deleteInstance(ctx context.Context, name string) (operation, error)
+	// deleteInstance starts deleting the named instance of zone.
+	deleteInstance(ctx context.Context, zone, name string) (operation, error)
 }
 
 // computeClient is every Compute API call the provider makes.
@@ -46,40 +47,39 @@ type operation interface {
 
 // sdkClient implements computeClient with the compute SDK's REST client.
 type sdkClient struct {
-	project, zone string
-	instances     *compute.InstancesClient
+	project   string
+	instances *compute.InstancesClient
 }
 
 var _ computeClient = &sdkClient{}
 
-func newSDKClient(ctx context.Context, project, zone string, opts ...option.ClientOption) (*sdkClient, error) {
+func newSDKClient(ctx context.Context, project string, opts ...option.ClientOption) (*sdkClient, error) {
 	c, err := compute.NewInstancesRESTClient(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Compute instances client: %w", err)
 	}
-	return &sdkClient{project: project, zone: zone, instances: c}, nil
+	return &sdkClient{project: project, instances: c}, nil
 }
 
-func (c *sdkClient) getInstance(ctx context.Context, name string) (*computepb.Instance, error) {
-	return c.instances.Get(ctx, &computepb.GetInstanceRequest{Project: c.project, Zone: c.zone, Instance: name})
+func (c *sdkClient) getInstance(ctx context.Context, zone, name string) (*computepb.Instance, error) {
+	return c.instances.Get(ctx, &computepb.GetInstanceRequest{Project: c.project, Zone: zone, Instance: name})
 }
 
 func (c *sdkClient) listInstances(ctx context.Context, filter string) ([]*computepb.Instance, error) {
-	it := c.instances.List(ctx, &computepb.ListInstancesRequest{
+	it := c.instances.AggregatedList(ctx, &computepb.AggregatedListInstancesRequest{
 		Project: c.project,
-		Zone:    c.zone,
 		Filter:  proto.String(filter),
 	})
 	var out []*computepb.Instance
 	for {
-		inst, err := it.Next()
+		pair, err := it.Next()
 		if errors.Is(err, iterator.Done) {
 			return out, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, inst)
+		out = append(out, pair.Value.GetInstances()...)
 	}
 }
 
@@ -91,8 +91,8 @@ func (c *sdkClient) insertInstance(ctx context.Context, req *computepb.InsertIns
 	return op, nil
 }
 
-func (c *sdkClient) deleteInstance(ctx context.Context, name string) (operation, error) {
-	op, err := c.instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: c.project, Zone: c.zone, Instance: name})
+func (c *sdkClient) deleteInstance(ctx context.Context, zone, name string) (operation, error) {
+	op, err := c.instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: c.project, Zone: zone, Instance: name})
 	if err != nil {
 		return nil, err
 	}

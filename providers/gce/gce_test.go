@@ -2,6 +2,7 @@ package gce
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/bootstrap"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 )
@@ -27,20 +29,25 @@ func (o fakeOp) Proto() *computepb.Operation                   { return o.op }
 // fakeClient is a computeClient in memory. Its errors are returned once each.
 type fakeClient struct {
 	mu         sync.Mutex
-	instances  map[string]*computepb.Instance
+	instances  map[string]*computepb.Instance // by zone + "/" + name
 	inserts    []*computepb.InsertInstanceRequest
 	filters    []string
 	insertErr  error
 	opErrCodes []string // the next insert's operation ends with these
-	deleteErr  error
+	// exhausted zones end every insert's operation with ZONE_RESOURCE_POOL_EXHAUSTED.
+	exhausted map[string]bool
+	deleteErr error
+	deletes   []string // zone + "/" + name
 }
 
-func newFakeClient() *fakeClient { return &fakeClient{instances: map[string]*computepb.Instance{}} }
+func newFakeClient() *fakeClient {
+	return &fakeClient{instances: map[string]*computepb.Instance{}, exhausted: map[string]bool{}}
+}
 
-func (f *fakeClient) getInstance(_ context.Context, name string) (*computepb.Instance, error) {
+func (f *fakeClient) getInstance(_ context.Context, zone, name string) (*computepb.Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if gi, ok := f.instances[name]; ok {
+	if gi, ok := f.instances[zone+"/"+name]; ok {
 		return proto.CloneOf(gi), nil
 	}
 	return nil, googleErr(404, "notFound")
@@ -69,28 +76,34 @@ func (f *fakeClient) insertInstance(_ context.Context, req *computepb.InsertInst
 		f.opErrCodes = nil
 		return fakeOp{failedOp(503, codes...)}, nil
 	}
+	if f.exhausted[req.GetZone()] {
+		return fakeOp{failedOp(503, "ZONE_RESOURCE_POOL_EXHAUSTED")}, nil
+	}
 	name := req.GetInstanceResource().GetName()
-	if _, ok := f.instances[name]; ok {
+	key := req.GetZone() + "/" + name
+	if _, ok := f.instances[key]; ok {
 		return nil, googleErr(409, "alreadyExists")
 	}
 	gi := proto.CloneOf(req.GetInstanceResource())
 	gi.Status = proto.String("PROVISIONING")
 	gi.CreationTimestamp = proto.String("2026-01-02T03:04:05.000-08:00")
-	f.instances[name] = gi
+	gi.Zone = proto.String("https://www.googleapis.com/compute/v1/projects/p/zones/" + req.GetZone())
+	f.instances[key] = gi
 	return fakeOp{&computepb.Operation{Name: proto.String("op-" + name), Status: computepb.Operation_DONE.Enum()}}, nil
 }
 
-func (f *fakeClient) deleteInstance(_ context.Context, name string) (operation, error) {
+func (f *fakeClient) deleteInstance(_ context.Context, zone, name string) (operation, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.deletes = append(f.deletes, zone+"/"+name)
 	if err := f.deleteErr; err != nil {
 		f.deleteErr = nil
 		return nil, err
 	}
-	if _, ok := f.instances[name]; !ok {
+	if _, ok := f.instances[zone+"/"+name]; !ok {
 		return nil, googleErr(404, "notFound")
 	}
-	delete(f.instances, name)
+	delete(f.instances, zone+"/"+name)
 	return fakeOp{&computepb.Operation{Name: proto.String("op-del-" + name), Status: computepb.Operation_DONE.Enum()}}, nil
 }
 
@@ -144,6 +157,9 @@ func TestCreate(t *testing.T) {
 		Namespace:  "team-a",
 		State:      cloudprovider.StatePending,
 		CreatedAt:  time.Date(2026, 1, 2, 11, 4, 5, 0, time.UTC),
+
+		Zone:         "z-a",
+		InstanceType: "n2-standard-2",
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("Create (-want +got):\n%s", diff)
@@ -278,12 +294,13 @@ func TestDelete(t *testing.T) {
 func TestList(t *testing.T) {
 	p, c := testProvider(t, nil)
 	c.instances = map[string]*computepb.Instance{
-		"a": {Name: proto.String("a"), Status: proto.String("RUNNING"),
+		"z-a/a": {Name: proto.String("a"), Status: proto.String("RUNNING"),
 			Labels:   map[string]string{"ipp-cluster": "prod", "ipp-node": "a", "ipp-class": "_x", "ipp-namespace": "ns"},
 			Metadata: &computepb.Metadata{Items: []*computepb.Items{{Key: proto.String("ipp-class"), Value: proto.String("X")}}}},
-		"b": {Name: proto.String("b"), Status: proto.String("TERMINATED"),
-			Labels: map[string]string{"ipp-cluster": "prod", "ipp-node": "b", "ipp-class": "_y_-z", "ipp-namespace": ""}},
-		"c": {Name: proto.String("c"), Status: proto.String("RUNNING"),
+		"z-b/b": {Name: proto.String("b"), Status: proto.String("TERMINATED"), Zone: proto.String("https://www.googleapis.com/compute/v1/projects/p/zones/z-b"),
+			MachineType: proto.String("https://www.googleapis.com/compute/v1/projects/p/zones/z-b/machineTypes/n2-standard-8"),
+			Labels:      map[string]string{"ipp-cluster": "prod", "ipp-node": "b", "ipp-class": "_y_-z", "ipp-namespace": "", "ipp-node-class": "metal_-v2"}},
+		"z-a/c": {Name: proto.String("c"), Status: proto.String("RUNNING"),
 			Labels: map[string]string{"ipp-cluster": "staging", "ipp-node": "c"}},
 	}
 	got, err := p.List(context.Background())
@@ -291,8 +308,9 @@ func TestList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []cloudprovider.Instance{
-		{NodeName: "a", ID: "a", ProviderID: "gce://p/z-a/a", Class: "X", Namespace: "ns", State: cloudprovider.StateRunning},
-		{NodeName: "b", ID: "b", ProviderID: "gce://p/z-a/b", Class: "Y.z", Namespace: "", State: cloudprovider.StateStopped},
+		{NodeName: "a", ID: "a", ProviderID: "gce://p/z-a/a", Class: "X", Namespace: "ns", State: cloudprovider.StateRunning, Zone: "z-a"},
+		{NodeName: "b", ID: "b", ProviderID: "gce://p/z-b/b", Class: "Y.z", Namespace: "", State: cloudprovider.StateStopped,
+			NodeClass: "metal.v2", Zone: "z-b", InstanceType: "n2-standard-8"},
 	}
 	if diff := cmp.Diff(want, got, cmpSortInstances); diff != "" {
 		t.Errorf("List (-want +got):\n%s", diff)
@@ -379,5 +397,160 @@ func TestCreateRefusesBindingLabel(t *testing.T) {
 	}
 	if len(c.inserts) != 0 {
 		t.Errorf("%d inserts after a refused spec", len(c.inserts))
+	}
+}
+
+func nodeClassSpec() cloudprovider.InstanceSpec {
+	spec := testSpec()
+	spec.NodeClass = "metal.v2"
+	spec.GCE = &ippv1alpha1.GCENodeClass{
+		MachineType:    "n2-standard-8",
+		Zones:          []string{"z-b", "z-c"},
+		Image:          "projects/p/global/images/family/metal",
+		ServiceAccount: "nodes@p.iam.gserviceaccount.com",
+	}
+	return spec
+}
+
+// A NodeClass's zones are tried in order; a zone out of capacity is skipped for the next, with a
+// requestId of its own, and the instance has the NodeClass's shape in the zone it landed in.
+func TestCreateNodeClassFallsBackToNextZone(t *testing.T) {
+	ctx := context.Background()
+	p, c := testProvider(t, nil)
+	c.exhausted["z-b"] = true
+	got, err := p.Create(ctx, nodeClassSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ProviderID != "gce://p/z-c/ipp-web-v1-abc123" || got.Zone != "z-c" || got.NodeClass != "metal.v2" || got.InstanceType != "n2-standard-8" {
+		t.Errorf("Create = %+v, want the instance in z-c of NodeClass metal.v2", got)
+	}
+	if len(c.inserts) != 2 || c.inserts[0].GetZone() != "z-b" || c.inserts[1].GetZone() != "z-c" {
+		t.Fatalf("inserts = %v, want z-b then z-c", c.inserts)
+	}
+	if c.inserts[0].GetRequestId() == c.inserts[1].GetRequestId() {
+		t.Errorf("both zones' inserts have requestId %q", c.inserts[0].GetRequestId())
+	}
+	gi := c.inserts[1].GetInstanceResource()
+	if gi.GetMachineType() != "zones/z-c/machineTypes/n2-standard-8" {
+		t.Errorf("machine type = %q", gi.GetMachineType())
+	}
+	if d := gi.GetDisks(); len(d) != 1 || d[0].GetInitializeParams().GetSourceImage() != "projects/p/global/images/family/metal" {
+		t.Errorf("disks = %v, want the NodeClass's image", d)
+	}
+	if sa := gi.GetServiceAccounts(); len(sa) != 1 || sa[0].GetEmail() != "nodes@p.iam.gserviceaccount.com" {
+		t.Errorf("service accounts = %v", sa)
+	}
+	if gi.GetLabels()["ipp-node-class"] != "metal_-v2" || metadataOf(gi)["ipp-node-class"] != "metal.v2" {
+		t.Errorf("labels %v, metadata %v: want the NodeClass encoded and exact", gi.GetLabels(), metadataOf(gi))
+	}
+}
+
+// Every zone out of capacity is a Capacity error that names each zone; the next try of the
+// creation replays none of the failed requests, and a restarted provider starts from the
+// original ones.
+func TestCreateAllZonesExhausted(t *testing.T) {
+	ctx := context.Background()
+	p, c := testProvider(t, nil)
+	c.exhausted["z-b"], c.exhausted["z-c"] = true, true
+	_, err := p.Create(ctx, nodeClassSpec())
+	if !cloudprovider.IsCapacity(err) || !strings.Contains(err.Error(), "z-b: ZONE_RESOURCE_POOL_EXHAUSTED") || !strings.Contains(err.Error(), "z-c: ZONE_RESOURCE_POOL_EXHAUSTED") {
+		t.Fatalf("Create: err = %v, want Capacity naming z-b and z-c", err)
+	}
+	if len(c.instances) != 0 {
+		t.Errorf("%d instances after no zone had capacity", len(c.instances))
+	}
+	first := []string{c.inserts[0].GetRequestId(), c.inserts[1].GetRequestId()}
+	delete(c.exhausted, "z-b")
+	if _, err := p.Create(ctx, nodeClassSpec()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.inserts[2].GetRequestId(); got == first[0] || got == first[1] {
+		t.Errorf("retry after failed operations replays requestId %q", got)
+	}
+	p2, c2 := testProvider(t, nil)
+	c2.exhausted["z-b"] = true
+	if _, err := p2.Create(ctx, nodeClassSpec()); err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{c2.inserts[0].GetRequestId(), c2.inserts[1].GetRequestId()}; !slices.Equal(got, first) {
+		t.Errorf("requestIds after restart = %v, want %v", got, first)
+	}
+}
+
+// An instance of the node in any zone is returned, and nothing is inserted: not even in a zone
+// earlier in the list that has capacity again.
+func TestCreateFindsInstanceInAnyZone(t *testing.T) {
+	ctx := context.Background()
+	p, c := testProvider(t, nil)
+	c.exhausted["z-b"] = true
+	first, err := p.Create(ctx, nodeClassSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(c.exhausted, "z-b")
+	inserts := len(c.inserts)
+	again, err := p.Create(ctx, nodeClassSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(first, again); diff != "" {
+		t.Errorf("second Create (-first +second):\n%s", diff)
+	}
+	if len(c.inserts) != inserts || len(c.instances) != 1 {
+		t.Errorf("%d inserts, %d instances after Create of an existing instance", len(c.inserts)-inserts, len(c.instances))
+	}
+}
+
+// Delete uses the instance's own zone: its Zone, else its providerID's.
+func TestDeleteInInstanceZone(t *testing.T) {
+	ctx := context.Background()
+	p, c := testProvider(t, nil)
+	for _, inst := range []cloudprovider.Instance{
+		{ID: "a", Zone: "z-b"},
+		{ID: "b", ProviderID: "gce://p/z-c/b"},
+		{ID: "c", ProviderID: "gce://other-project/z-c/c"},
+		{ID: "d"},
+	} {
+		if err := p.Delete(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"z-b/a", "z-c/b", "z-a/c", "z-a/d"}; !slices.Equal(c.deletes, want) {
+		t.Errorf("deletes = %v, want %v", c.deletes, want)
+	}
+}
+
+// How a NodeClass's fields and the Config's combine.
+func TestShapeOf(t *testing.T) {
+	tests := []struct {
+		name   string
+		config func(*Config)
+		gce    *ippv1alpha1.GCENodeClass
+		want   shape
+	}{
+		{name: "flags", want: shape{zones: []string{"z-a"}, machineType: DefaultMachineType, image: "projects/p/global/images/node"}},
+		{name: "flags with template", config: func(c *Config) { c.InstanceTemplate = "t" },
+			want: shape{zones: []string{"z-a"}, template: "t"}},
+		{name: "flags with template and machine type", config: func(c *Config) { c.InstanceTemplate, c.MachineType = "t", "e2-small" },
+			want: shape{zones: []string{"z-a"}, template: "t", machineType: "e2-small"}},
+		{name: "NodeClass template keeps its machine type and image", gce: &ippv1alpha1.GCENodeClass{InstanceTemplate: "nt"},
+			want: shape{zones: []string{"z-a"}, template: "nt"}},
+		{name: "NodeClass template with explicit flag machine type", config: func(c *Config) { c.MachineType = "e2-small" },
+			gce:  &ippv1alpha1.GCENodeClass{InstanceTemplate: "nt"},
+			want: shape{zones: []string{"z-a"}, template: "nt", machineType: "e2-small"}},
+		{name: "NodeClass overrides the template", config: func(c *Config) { c.InstanceTemplate = "t" },
+			gce:  &ippv1alpha1.GCENodeClass{MachineType: "m", Image: "i", Zones: []string{"z1", "z2"}, ServiceAccount: "sa"},
+			want: shape{zones: []string{"z1", "z2"}, template: "t", machineType: "m", image: "i", serviceAccount: "sa"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _ := testProvider(t, tt.config)
+			spec := testSpec()
+			spec.GCE = tt.gce
+			if diff := cmp.Diff(tt.want, p.shapeOf(spec), cmp.AllowUnexported(shape{})); diff != "" {
+				t.Errorf("shapeOf (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
