@@ -30,10 +30,10 @@ func TestCache(t *testing.T) {
 	// NewClientset's field management needs the type's OpenAPI schema, which the generated
 	// fake does not carry; the simple one tracks objects without it.
 	ipp := ippfake.NewSimpleClientset( //nolint:staticcheck // see above
-&ippv1alpha1.NodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "metal", UID: "nc-uid", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
-		Spec:       ippv1alpha1.NodeClassSpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tenant-tier": "untrusted"}}},
-	})
+		&ippv1alpha1.NodeClass{
+			ObjectMeta: metav1.ObjectMeta{Name: "metal", UID: "nc-uid", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+			Spec:       ippv1alpha1.NodeClassSpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tenant-tier": "untrusted"}}},
+		})
 	c, err := NewCache(kube, ipp)
 	if err != nil {
 		t.Fatal(err)
