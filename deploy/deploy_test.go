@@ -600,6 +600,7 @@ func checkRBAC(t *testing.T, r rendered) {
 	for _, cr := range only[*rbacv1.ClusterRole](t, r) {
 		check("ClusterRole", "", cr.Name, cr.Rules)
 	}
+	checkWebhookWatches(t, named[*rbacv1.ClusterRole](t, r, "", "ipp").Rules)
 	for _, role := range only[*rbacv1.Role](t, r) {
 		check("Role", role.Namespace, role.Name, role.Rules)
 		if role.Namespace != "ipp-system" {
@@ -694,5 +695,28 @@ func TestIPPYAMLSH(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KUSTOMIZE="+printer, "IPP_OVERLAY=nope")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no overlay nope") {
 		t.Errorf("ipp.yaml.sh with IPP_OVERLAY=nope: err=%v\n%s", err, out)
+	}
+}
+
+// checkWebhookWatches checks that the ClusterRole ipp lets the webhook's NodeClass check
+// (--watch-node-classes, on by default) list and watch what it reads, NodeClasses and Namespaces,
+// and grants nothing else on them: without list and watch the informers never sync and every IPP
+// Pod is turned away; a write would let ipp change which namespaces may use a NodeClass.
+func checkWebhookWatches(t *testing.T, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	for _, res := range []struct{ group, resource string }{{"ipp.io", "nodeclasses"}, {"", "namespaces"}} {
+		var verbs []string
+		for _, rule := range rules {
+			if slices.Contains(rule.APIGroups, res.group) && slices.Contains(rule.Resources, res.resource) {
+				if len(rule.ResourceNames) > 0 {
+					t.Errorf("ClusterRole ipp: %s narrowed to names %v: an informer lists them all", res.resource, rule.ResourceNames)
+				}
+				verbs = append(verbs, rule.Verbs...)
+			}
+		}
+		slices.Sort(verbs)
+		if want := []string{"get", "list", "watch"}; !slices.Equal(verbs, want) {
+			t.Errorf("ClusterRole ipp: verbs %v on %s.%s, want %v (the webhook's --watch-node-classes)", verbs, res.resource, res.group, want)
+		}
 	}
 }

@@ -252,9 +252,10 @@ func startWebhookProcess(ctx context.Context, bin string, ca *framework.CA, dir 
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	// Metrics on a port of their own, so that P2 does not collide with anything on the default
 	// :8080 (P3's controller, say); the admission metrics are recorded either way. P2 has no
-	// cluster for the webhook to watch IPP nodes in, and its Pods name no node, so the nodeName
-	// check would never look them up: --watch-ipp-nodes=false.
-	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile, "--metrics-address=127.0.0.1:0", "--watch-ipp-nodes=false"}
+	// cluster for the webhook to watch IPP nodes or NodeClasses in, and its Pods name no node, so
+	// the nodeName check would never look them up: --watch-ipp-nodes=false and
+	// --watch-node-classes=false.
+	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile, "--metrics-address=127.0.0.1:0", "--watch-ipp-nodes=false", "--watch-node-classes=false"}
 	logf, err := os.Create(filepath.Join(dir, "p2-webhook.log"))
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -21,7 +22,9 @@ import (
 	"github.com/ipp-project/ipp/e2e/cloudemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/controller"
+	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/nodeclass"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -50,6 +53,11 @@ type IPPOptions struct {
 	WorkerNodes int
 	// Kubelet is the template of every emulated kubelet (capacity, intervals).
 	Kubelet kubelet.Config
+	// WatchNodeClasses gives the webhook the NodeClasses and the namespaces' labels, as
+	// --watch-node-classes does in ipp: an IPP Pod whose NodeClass does not exist or may not be
+	// used in its namespace is denied. Install the NodeClass CRD first (ControlPlane.InstallCRD
+	// with deploy.NodeClassCRD): StartIPP waits until the webhook's caches have synced.
+	WatchNodeClasses bool
 }
 
 // IPP is IPP in dedicated mode running against a control plane, all in this process: the real
@@ -69,6 +77,9 @@ type IPP struct {
 	Booter *kubelet.Booter
 	// Webhook is the registered webhook.
 	Webhook *Webhook
+	// NodeClasses are the webhook's NodeClasses and namespace labels; nil unless
+	// IPPOptions.WatchNodeClasses.
+	NodeClasses *nodeclass.Cache
 	// Workers are the names of the plain worker nodes.
 	Workers []string
 
@@ -78,6 +89,8 @@ type IPP struct {
 	mu             sync.Mutex
 	neverBoot      map[string]bool
 	stopController func()
+	// stopNodeClasses stops the webhook's NodeClass cache; nil when it does not run.
+	stopNodeClasses func()
 }
 
 // StartIPP registers the webhook, starts the worker nodes and the cloud's emulator, and starts
@@ -109,7 +122,14 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		}
 	}()
 
-	e.Webhook, err = cp.RegisterWebhook(ctx, webhook.NewHandler(cfg), WebhookOptions{ExemptNamespaces: sets.List(cfg.ExemptNamespaces)})
+	var hopts []webhook.Option
+	if opts.WatchNodeClasses {
+		if err := e.startNodeClasses(ctx); err != nil {
+			return nil, err
+		}
+		hopts = append(hopts, webhook.WithNodeClasses(e.NodeClasses))
+	}
+	e.Webhook, err = cp.RegisterWebhook(ctx, webhook.NewHandler(cfg, hopts...), WebhookOptions{ExemptNamespaces: sets.List(cfg.ExemptNamespaces)})
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +161,42 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		return nil, err
 	}
 	return e, nil
+}
+
+// startNodeClasses runs the webhook's NodeClass cache, with the admin's credentials, until Stop,
+// and returns once it has synced.
+func (e *IPP) startNodeClasses(ctx context.Context) error {
+	restCfg := rest.CopyConfig(e.Cluster.AdminConfig)
+	restCfg.UserAgent = "ipp-webhook"
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("making the webhook's client: %w", err)
+	}
+	ipp, err := ippclient.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("making the webhook's NodeClass client: %w", err)
+	}
+	if e.NodeClasses, err = nodeclass.NewCache(kube, ipp); err != nil {
+		return err
+	}
+	logger := klog.FromContext(ctx).WithName("nodeclasses")
+	cctx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.NodeClasses.Run(cctx)
+	}()
+	e.stopNodeClasses = func() {
+		cancel()
+		<-done
+	}
+	err = wait.PollUntilContextTimeout(ctx, PollInterval, time.Minute, true, func(context.Context) (bool, error) {
+		return e.NodeClasses.HasSynced(), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the webhook's NodeClasses and namespaces to sync (is the NodeClass CRD installed?): %w", err)
+	}
+	return nil
 }
 
 // NeverBoot makes the emulator never boot the instance of the dedicated node name: it is created
@@ -240,6 +296,9 @@ func (e *IPP) Stop(ctx context.Context) {
 			logger.Error(err, "Unregistering the webhook")
 		}
 	}
+	if e.stopNodeClasses != nil {
+		e.stopNodeClasses()
+	}
 	names := append([]string(nil), e.Workers...)
 	for _, k := range e.workers {
 		k.Stop()
@@ -248,10 +307,12 @@ func (e *IPP) Stop(ctx context.Context) {
 		e.Booter.Stop()
 	}
 	if e.Cloud != nil {
+		// Close first: it cancels the boots in flight, and a boot holds its instance while its
+		// kubelet waits for a certificate that no one approves once the controller has stopped.
+		e.Cloud.Close()
 		for _, inst := range e.Cloud.Instances() {
 			names = append(names, inst.NodeName)
 		}
-		e.Cloud.Close()
 	}
 	for _, name := range names {
 		err := e.Cluster.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})

@@ -55,9 +55,11 @@ import (
 	"github.com/ipp-project/ipp/pkg/certs"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/controller"
+	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/leader"
 	"github.com/ipp-project/ipp/pkg/metrics"
+	"github.com/ipp-project/ipp/pkg/nodeclass"
 	"github.com/ipp-project/ipp/pkg/nodeset"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
@@ -85,7 +87,8 @@ const (
 //     template by a dry run, against the namespace's restricted Pod Security level);
 //   - two replicas, each with self-managed TLS, the webhook and a leader-elected controller with
 //     the real provider on its cloud's emulator, run with the ServiceAccount's credentials:
-//     the RBAC is enough to serve a class end to end, and actions outside it are refused;
+//     the RBAC is enough to serve a class end to end (the webhook's watches of IPP nodes,
+//     NodeClasses and namespaces included), and actions outside it are refused;
 //   - the webhook configurations are the overlay's, with only their clientConfig pointed at the
 //     replicas, and their caBundle written by the replicas; the CA is rotated while Pods are
 //     admitted, with no failed admission (on the first provider only: the rotation does not
@@ -120,6 +123,10 @@ func testOperations(t *testing.T, provider string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	saIPP, err := ippclient.NewForConfig(saConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// The cloud: the provider's emulator, whose instances boot into Nodes through emulated
 	// kubelets.
@@ -142,7 +149,7 @@ func testOperations(t *testing.T, provider string) {
 	runCtx, stopReplicas := context.WithCancel(ctx)
 	var replicas []*opsReplica
 	for i := range 2 {
-		r, err := startReplica(runCtx, fmt.Sprintf("replica-%d", i), sa, cfg, cloud)
+		r, err := startReplica(runCtx, fmt.Sprintf("replica-%d", i), sa, saIPP, cfg, cloud)
 		if err != nil {
 			stopReplicas()
 			t.Fatal(err)
@@ -467,7 +474,7 @@ func (r *opsReplica) called(path string) int {
 	return r.calls[path]
 }
 
-func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg isolation.Config, cloud framework.Cloud) (*opsReplica, error) {
+func startReplica(ctx context.Context, id string, kube kubernetes.Interface, ipp ippclient.Interface, cfg isolation.Config, cloud framework.Cloud) (*opsReplica, error) {
 	logger := klog.FromContext(ctx).WithName(id)
 	ctx = klog.NewContext(ctx, logger)
 	r := &opsReplica{calls: map[string]int{}}
@@ -517,13 +524,20 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 	if err != nil {
 		return nil, err
 	}
+	// And its NodeClasses and namespaces (--watch-node-classes), likewise.
+	classes, err := nodeclass.NewCache(kube, ipp)
+	if err != nil {
+		return nil, err
+	}
 	run("tls", func() error { return r.tls.Run(ctx) })
 	run("nodes", func() error { nodes.Run(ctx); return nil })
+	run("nodeclasses", func() error { classes.Run(ctx); return nil })
 	run("webhook", func() error {
 		return webhook.Serve(ctx, cfg, webhook.ServerOptions{
 			Listener:       ln,
 			GetCertificate: r.tls.GetCertificate,
 			Nodes:          nodes,
+			NodeClasses:    classes,
 			Observer: func(o webhook.Observation) {
 				metrics.ObserveAdmission(o.Path, metrics.AdmissionVerdict(o.Code, o.Allowed, o.Patched), o.Duration)
 				r.mu.Lock()

@@ -29,10 +29,10 @@ func fuzzConfigs() []isolation.Config {
 // fuzzNodes is the node set of the fuzzers: it holds the node names that seedPods use.
 var fuzzNodes = &fakeNodes{names: []string{"n", "x", poolNode}}
 
-// validateWith is validateRequest with the node set nodes.
-func validateWith(nodes Nodes) func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+// validateWith is validateRequest with the lookups from.
+func validateWith(from Lookups) func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	return func(cfg isolation.Config, r *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-		return validateRequest(cfg, nodes, r)
+		return ValidateReview(cfg, from, &Review{Request: r})
 	}
 }
 
@@ -51,6 +51,9 @@ func seedPods(t testing.TB) [][]byte {
 		newPod("class0", withNodeSelector(binding, "ipp-other")),
 		newPod("", withNodeName(poolNode)),
 		newPod("", withNodeName("worker-0")),
+		newPod("class0", withLabel(isolation.NodeClassLabel, "metal")),
+		newPod("class0", withLabel(isolation.NodeClassLabel, "gold"), dedicatedPin(nodeClass0)),
+		newPod("", withLabel(isolation.NodeClassLabel, "Not_A-Name")),
 	}
 	var out [][]byte
 	for _, p := range pods {
@@ -64,6 +67,8 @@ func seedPods(t testing.TB) [][]byte {
 		`{"metadata":{"labels":{"ipp-class":"a~b/c"}},"spec":{"nodeSelector":{"a/b":"c","~":"d"}}}`,
 		`{"metadata":{"labels":{"ipp-class":"a"}},"Spec":{},"spec":{"NodeName":"x"}}`,
 		`{"metadata":{"labels":{"ipp-class":"a"}}}`,
+		`{"metadata":{"labels":{"ipp-class":"a","ipp.io/node-class":null}}}`,
+		`{"metadata":{"labels":{"ipp-class":"a","ipp.io/node-class":"metal/../x"}}}`,
 		`{"metadata":null,"spec":null}`,
 		`{}`,
 		`null`,
@@ -143,7 +148,7 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		for _, cfg := range fuzzConfigs() {
-			for _, decide := range []func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{validateWith(fuzzNodes), validateWith(unsynced), validateWith(nil), mutateRequest} {
+			for _, decide := range []func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{validateWith(Lookups{Nodes: fuzzNodes, NodeClasses: fuzzClasses}), validateWith(Lookups{Nodes: unsynced, NodeClasses: &fakeClasses{unsynced: true}}), validateWith(Lookups{}), mutateRequest} {
 				resp := decide(cfg, r)
 				if resp == nil || resp.UID != r.UID {
 					t.Fatalf("response %+v does not echo UID %q", resp, r.UID)

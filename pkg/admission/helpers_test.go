@@ -261,5 +261,5 @@ func mutateRequest(cfg isolation.Config, req *admissionv1.AdmissionRequest) *adm
 
 // validateRequest is mutateRequest for ValidateReview.
 func validateRequest(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-	return ValidateReview(cfg, nodes, &Review{Request: req})
+	return ValidateReview(cfg, Lookups{Nodes: nodes}, &Review{Request: req})
 }

@@ -465,7 +465,7 @@ func TestRequestHandling(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		for name, decide := range map[string]func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{"Mutate": mutateRequest, "Validate": validateWith(ippNodes)} {
+		for name, decide := range map[string]func(isolation.Config, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse{"Mutate": mutateRequest, "Validate": validateWith(Lookups{Nodes: ippNodes})} {
 			t.Run(name+"/"+tt.name, func(t *testing.T) {
 				resp := decide(isolation.DefaultConfig(), tt.req(t))
 				checkResponse(t, resp, tt.wantDenied, tt.wantCode)

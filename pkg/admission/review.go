@@ -70,25 +70,38 @@ func MutateReview(cfg isolation.Config, r *Review) (resp *admissionv1.AdmissionR
 	return mutate(cfg, r.Request, in)
 }
 
+// Lookups are what ValidateReview reads besides the request. Either may be nil, which turns its
+// check off.
+type Lookups struct {
+	// Nodes are the IPP nodes that spec.nodeName of a Pod without a class is checked against.
+	Nodes Nodes
+	// NodeClasses are the NodeClasses and namespace labels that an IPP Pod created in dedicated
+	// mode is checked against.
+	NodeClasses NodeClasses
+}
+
 // ValidateReview answers a validating admission review about the final Pod, after every mutating
 // webhook has run. It denies an IPP Pod that lacks part of its pin or tolerations, a Pod without
 // a class outside the exempt namespaces that tolerates the IPP taint, selects IPP nodes or names
-// one of nodes in spec.nodeName, and an UPDATE that changes the class label or gives a Pod without
-// a class IPP tolerations or selectors.
+// one of from.Nodes in spec.nodeName, and an UPDATE that changes the class label or gives a Pod
+// without a class IPP tolerations or selectors. In dedicated mode it also denies the CREATE of an
+// IPP Pod whose NodeClass (label ipp.io/node-class) is not in from.NodeClasses or may not be used
+// in its namespace, and an UPDATE that adds, removes or changes that label on an IPP Pod.
 //
-// nodes may be nil: spec.nodeName of a Pod without a class is then not checked. While nodes has
+// from.Nodes may be nil: spec.nodeName of a Pod without a class is then not checked. While it has
 // not synced, a Pod without a class that presets spec.nodeName is denied with 503 and a message
-// that says to retry: the check fails closed.
+// that says to retry: the check fails closed. Likewise from.NodeClasses: nil turns the NodeClass
+// check off; unsynced, every IPP Pod CREATE is denied with 503.
 //
 // ValidateReview never panics: a review without a request is denied with 400, and a request it
 // cannot decode is denied with a message that says why.
-func ValidateReview(cfg isolation.Config, nodes Nodes, r *Review) (resp *admissionv1.AdmissionResponse) {
+func ValidateReview(cfg isolation.Config, from Lookups, r *Review) (resp *admissionv1.AdmissionResponse) {
 	defer recoverResponse(r.Request, &resp)
 	in, resp := prepare(cfg, r.Request, r.object(), r.oldObject())
 	if resp != nil {
 		return resp
 	}
-	return validate(cfg, nodes, r.Request, in)
+	return validate(cfg, from, r.Request, in)
 }
 
 // reviewWire is the AdmissionReview with a request whose Pods decode as podObjects. Its own

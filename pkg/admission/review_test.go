@@ -110,11 +110,11 @@ func checkSameAsPlain(t *testing.T, body []byte) {
 			review func(isolation.Config, *Review) *admissionv1.AdmissionResponse
 		}{
 			{"mutate", mutateRequest, MutateReview},
-			{"validate", validateWith(fuzzNodes), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
-				return ValidateReview(cfg, fuzzNodes, r)
+			{"validate", validateWith(Lookups{Nodes: fuzzNodes, NodeClasses: fuzzClasses}), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
+				return ValidateReview(cfg, Lookups{Nodes: fuzzNodes, NodeClasses: fuzzClasses}, r)
 			}},
-			{"validate unsynced", validateWith(unsynced), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
-				return ValidateReview(cfg, unsynced, r)
+			{"validate unsynced", validateWith(Lookups{Nodes: unsynced, NodeClasses: &fakeClasses{unsynced: true}}), func(cfg isolation.Config, r *Review) *admissionv1.AdmissionResponse {
+				return ValidateReview(cfg, Lookups{Nodes: unsynced, NodeClasses: &fakeClasses{unsynced: true}}, r)
 			}},
 		} {
 			in, want, wantErr := plainDecision(body, d.plain, cfg)

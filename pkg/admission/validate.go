@@ -10,7 +10,8 @@ import (
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
-func validate(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionRequest, in input) *admissionv1.AdmissionResponse {
+func validate(cfg isolation.Config, from Lookups, req *admissionv1.AdmissionRequest, in input) *admissionv1.AdmissionResponse {
+	nodes := from.Nodes
 	class, ok := classOf(cfg, in.pod)
 	if req.Operation == admissionv1.Update {
 		oldClass, oldOK := classOf(cfg, in.old)
@@ -47,6 +48,14 @@ func validate(cfg isolation.Config, nodes Nodes, req *admissionv1.AdmissionReque
 		return allowed(req)
 	}
 
+	if resp := nodeClassLabelChange(cfg, req, in); resp != nil {
+		return resp
+	}
+	if req.Operation == admissionv1.Create && cfg.Mode == isolation.ModeDedicated && from.NodeClasses != nil {
+		if resp := admitNodeClass(from.NodeClasses, req, in.pod); resp != nil {
+			return resp
+		}
+	}
 	p := pinFor(cfg, req.Namespace, class)
 	if bound(req, in) {
 		// Its placement is final; refuse only an update that takes part of the pin away.

@@ -61,8 +61,16 @@ func WithNodes(nodes admission.Nodes) Option {
 	return func(h *handler) { h.nodes = nodes }
 }
 
+// WithNodeClasses gives /validate the NodeClasses and the namespaces' labels, so that in
+// dedicated mode it denies an IPP Pod whose NodeClass does not exist or may not be used in its
+// namespace (see admission.ValidateReview), and makes /readyz answer 503 until they have synced.
+// Without it, the NodeClass of a Pod is not checked.
+func WithNodeClasses(classes admission.NodeClasses) Option {
+	return func(h *handler) { h.classes = classes }
+}
+
 // decision is the signature of admission.MutateReview, and of admission.ValidateReview with its
-// node set bound.
+// lookups bound.
 type decision func(isolation.Config, *admission.Review) *admissionv1.AdmissionResponse
 
 type handler struct {
@@ -72,6 +80,8 @@ type handler struct {
 	observe  func(Observation)
 	// nodes is the set of IPP nodes; nil when the nodeName check is off.
 	nodes admission.Nodes
+	// classes are the NodeClasses and namespace labels; nil when the NodeClass check is off.
+	classes admission.NodeClasses
 }
 
 // NewHandler returns the webhook's HTTP handler:
@@ -81,24 +91,24 @@ type handler struct {
 //     is not JSON, not an AdmissionReview, or has no request gets 400 with a message; a body over
 //     MaxBodyBytes gets 413; another method gets 405.
 //   - GET /healthz answers 200 "ok". GET /readyz answers 200 "ok" too, except that with WithNodes
-//     it answers 503 until the node set has synced, so that no Service sends it Pods it would
-//     have to turn away.
+//     or WithNodeClasses it answers 503 until they have synced, so that no Service sends it Pods
+//     it would have to turn away.
 //   - A panic while serving a request becomes a 500 for that request; the server keeps serving.
 func NewHandler(cfg isolation.Config, opts ...Option) http.Handler {
 	return newHandler(cfg, admission.MutateReview, nil, opts...)
 }
 
 // newHandler returns the handler with the decisions mutate and validate; a nil validate is
-// admission.ValidateReview with the handler's node set.
+// admission.ValidateReview with the handler's node set and NodeClasses.
 func newHandler(cfg isolation.Config, mutate, validate decision, opts ...Option) http.Handler {
 	h := &handler{cfg: cfg, mutate: mutate, validate: validate}
 	for _, o := range opts {
 		o(h)
 	}
 	if h.validate == nil {
-		nodes := h.nodes
+		from := admission.Lookups{Nodes: h.nodes, NodeClasses: h.classes}
 		h.validate = func(cfg isolation.Config, r *admission.Review) *admissionv1.AdmissionResponse {
-			return admission.ValidateReview(cfg, nodes, r)
+			return admission.ValidateReview(cfg, from, r)
 		}
 	}
 	mux := http.NewServeMux()
@@ -109,10 +119,14 @@ func newHandler(cfg isolation.Config, mutate, validate decision, opts ...Option)
 	return recoverPanics(mux)
 }
 
-// ready answers /readyz: ok, unless the node set has not synced yet.
+// ready answers /readyz: ok, unless the node set or the NodeClasses have not synced yet.
 func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
 	if h.nodes != nil && !h.nodes.HasSynced() {
 		http.Error(w, "the IPP nodes have not been loaded yet", http.StatusServiceUnavailable)
+		return
+	}
+	if h.classes != nil && !h.classes.HasSynced() {
+		http.Error(w, "the NodeClasses and namespaces have not been loaded yet", http.StatusServiceUnavailable)
 		return
 	}
 	ok(w, r)

@@ -34,6 +34,9 @@ type ServerOptions struct {
 	// Nodes, when set, is the set of IPP nodes that /validate checks spec.nodeName against (see
 	// WithNodes). The caller runs it.
 	Nodes admission.Nodes
+	// NodeClasses, when set, are the NodeClasses and namespace labels that /validate checks an
+	// IPP Pod's NodeClass against (see WithNodeClasses). The caller runs them.
+	NodeClasses admission.NodeClasses
 	// ShutdownTimeout bounds the graceful shutdown after ctx is cancelled; zero means 20 seconds.
 	ShutdownTimeout time.Duration
 }
@@ -69,6 +72,9 @@ func Serve(ctx context.Context, cfg isolation.Config, opts ServerOptions) error 
 	if opts.Nodes != nil {
 		hopts = append(hopts, WithNodes(opts.Nodes))
 	}
+	if opts.NodeClasses != nil {
+		hopts = append(hopts, WithNodeClasses(opts.NodeClasses))
+	}
 	srv := &http.Server{
 		Handler: NewHandler(cfg, hopts...),
 		TLSConfig: &tls.Config{
@@ -88,7 +94,7 @@ func Serve(ctx context.Context, cfg isolation.Config, opts ServerOptions) error 
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	logger.Info("Serving the admission webhook", "address", ln.Addr().String(), "mode", cfg.Mode, "checkNodeName", opts.Nodes != nil)
+	logger.Info("Serving the admission webhook", "address", ln.Addr().String(), "mode", cfg.Mode, "checkNodeName", opts.Nodes != nil, "checkNodeClass", opts.NodeClasses != nil)
 
 	select {
 	case err := <-errc:

@@ -13,7 +13,6 @@ import (
 	"github.com/ipp-project/ipp/pkg/certs"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/metrics"
-	"github.com/ipp-project/ipp/pkg/nodeset"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -50,7 +49,7 @@ reconciles. In --mode=autoscaler only the webhook runs: Cluster Autoscaler creat
 					return err
 				}
 			}
-			nodes, err := wh.nodeSet(cfg, &co.api)
+			watches, err := wh.watches(cfg, &co.api)
 			if err != nil {
 				return err
 			}
@@ -74,7 +73,7 @@ reconciles. In --mode=autoscaler only the webhook runs: Cluster Autoscaler creat
 					return nil
 				})
 			}
-			return runAll(ctx, cfg, serverOpts, nodes, co, background...)
+			return runAll(ctx, cfg, serverOpts, watches, co, background...)
 		},
 	}
 	iso.addFlags(cmd.Flags())
@@ -100,17 +99,17 @@ func newTLSManager(co *controllerOptions, opts certs.Options) (*certs.Manager, e
 	return certs.NewManager(kube, opts)
 }
 
-// runAll serves the webhook (with the set of IPP nodes, unless nil) and, in dedicated mode, runs
-// the controller, until ctx ends or either fails; a failure of one stops the other. background are
-// more functions to run beside them (self-managed TLS), under the same rule.
-func runAll(ctx context.Context, cfg isolation.Config, serverOpts webhook.ServerOptions, nodes *nodeset.Set, co *controllerOptions, background ...func(context.Context) error) error {
+// runAll serves the webhook (with its watches) and, in dedicated mode, runs the controller, until
+// ctx ends or either fails; a failure of one stops the other. background are more functions to
+// run beside them (self-managed TLS), under the same rule.
+func runAll(ctx context.Context, cfg isolation.Config, serverOpts webhook.ServerOptions, watches webhookWatches, co *controllerOptions, background ...func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, run := range background {
 		g.Go(func() error { return run(ctx) })
 	}
 	g.Go(func() error {
 		logger := klog.FromContext(ctx).WithName("webhook")
-		if err := runWebhook(klog.NewContext(ctx, logger), cfg, serverOpts, nodes); err != nil {
+		if err := runWebhook(klog.NewContext(ctx, logger), cfg, serverOpts, watches); err != nil {
 			return fmt.Errorf("webhook: %w", err)
 		}
 		return nil

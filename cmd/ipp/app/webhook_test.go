@@ -21,7 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 
+	ippfake "github.com/ipp-project/ipp/pkg/generated/clientset/versioned/fake"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/nodeclass"
 	"github.com/ipp-project/ipp/pkg/nodeset"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
@@ -59,7 +61,9 @@ func TestWebhookCommandBadFlags(t *testing.T) {
 		{name: "port out of range", args: []string{"webhook", "--listen-address=:99999", "--tls-cert-file=c", "--tls-private-key-file=k"}, want: []string{`invalid --listen-address ":99999"`}},
 		{name: "no certificate", args: []string{"webhook"}, want: []string{"missing --tls-cert-file"}},
 		{name: "no key", args: []string{"webhook", "--tls-cert-file=c"}, want: []string{"missing --tls-private-key-file"}},
-		{name: "unreadable certificate", args: []string{"webhook", "--watch-ipp-nodes=false", "--listen-address=127.0.0.1:0", "--tls-cert-file=/does/not/exist", "--tls-private-key-file=/nor/this"}, want: []string{"ipp: serving the webhook: reading certificate file"}, logs: true},
+		{name: "unreadable certificate", args: []string{"webhook", "--watch-ipp-nodes=false", "--watch-node-classes=false", "--listen-address=127.0.0.1:0", "--tls-cert-file=/does/not/exist", "--tls-private-key-file=/nor/this"}, want: []string{"ipp: serving the webhook: reading certificate file"}, logs: true},
+		{name: "autoscaler mode watches no NodeClasses", args: []string{"webhook", "--mode=autoscaler", "--watch-ipp-nodes=false", "--metrics-address=127.0.0.1:0", "--listen-address=127.0.0.1:0", "--tls-cert-file=/does/not/exist", "--tls-private-key-file=/nor/this"}, want: []string{"ipp: serving the webhook: reading certificate file"}, logs: true},
+		{name: "no API server to watch NodeClasses", args: []string{"webhook", "--watch-ipp-nodes=false", "--tls-cert-file=c", "--tls-private-key-file=k"}, want: []string{"watching NodeClasses (--watch-node-classes): not running in a cluster, and no --kubeconfig given"}},
 		{name: "no API server to watch nodes", args: []string{"webhook", "--tls-cert-file=c", "--tls-private-key-file=k"}, want: []string{"watching IPP nodes (--watch-ipp-nodes): not running in a cluster, and no --kubeconfig given"}},
 		{name: "bad kubeconfig", args: []string{"webhook", "--tls-cert-file=c", "--tls-private-key-file=k", "--kubeconfig=/does/not/exist"}, want: []string{"watching IPP nodes (--watch-ipp-nodes): invalid --kubeconfig"}},
 		{name: "bad kube-api-qps", args: []string{"webhook", "--tls-cert-file=c", "--tls-private-key-file=k", "--kube-api-qps=0"}, want: []string{"invalid --kube-api-qps 0"}},
@@ -83,8 +87,9 @@ func TestWebhookCommandBadFlags(t *testing.T) {
 	}
 }
 
-// TestRunWebhook starts the webhook the way the command does, with the set of IPP nodes over a
-// Kubernetes client, and checks that it answers and becomes ready once the set has synced.
+// TestRunWebhook starts the webhook the way the command does, with the set of IPP nodes and the
+// NodeClass cache over Kubernetes clients, and checks that it answers and becomes ready once both
+// have synced.
 func TestRunWebhook(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := dir+"/tls.crt", dir+"/tls.key"
@@ -104,11 +109,16 @@ func TestRunWebhook(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	cfg := isolation.DefaultConfig()
-	nodes, err := nodeset.New(fake.NewClientset(), cfg.NodeLabel, isolation.LabelValue)
+	kube := fake.NewClientset()
+	nodes, err := nodeset.New(kube, cfg.NodeLabel, isolation.LabelValue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- runWebhook(ctx, cfg, opts, nodes) }()
+	classes, err := nodeclass.NewCache(kube, ippfake.NewSimpleClientset()) //nolint:staticcheck // NewClientset needs the OpenAPI schema the fake lacks
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- runWebhook(ctx, cfg, opts, webhookWatches{nodes: nodes, classes: classes}) }()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed test certificate
 	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		resp, err := client.Get("https://" + ln.Addr().String() + webhook.ReadyzPath)
