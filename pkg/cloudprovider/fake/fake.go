@@ -144,6 +144,7 @@ func (p *Provider) Create(_ context.Context, spec cloudprovider.InstanceSpec) (*
 		CreatedAt:  p.clock.Now(),
 
 		JoinTokenID: spec.JoinTokenID,
+		NodeClass:   spec.NodeClass,
 	}
 	p.instances[id] = inst
 	if spec.IdempotencyKey != "" {
