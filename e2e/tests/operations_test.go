@@ -55,6 +55,7 @@ import (
 	"github.com/ipp-project/ipp/pkg/certs"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/controller"
+	ippclientset "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/leader"
 	"github.com/ipp-project/ipp/pkg/metrics"
@@ -116,6 +117,10 @@ func testOperations(t *testing.T, provider string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	saIPP, err := ippclientset.NewForConfig(saConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sa, err := kubernetes.NewForConfig(saConfig)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +147,7 @@ func testOperations(t *testing.T, provider string) {
 	runCtx, stopReplicas := context.WithCancel(ctx)
 	var replicas []*opsReplica
 	for i := range 2 {
-		r, err := startReplica(runCtx, fmt.Sprintf("replica-%d", i), sa, cfg, cloud)
+		r, err := startReplica(runCtx, fmt.Sprintf("replica-%d", i), sa, saIPP, cfg, cloud)
 		if err != nil {
 			stopReplicas()
 			t.Fatal(err)
@@ -467,7 +472,7 @@ func (r *opsReplica) called(path string) int {
 	return r.calls[path]
 }
 
-func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg isolation.Config, cloud framework.Cloud) (*opsReplica, error) {
+func startReplica(ctx context.Context, id string, kube kubernetes.Interface, ipp ippclientset.Interface, cfg isolation.Config, cloud framework.Cloud) (*opsReplica, error) {
 	logger := klog.FromContext(ctx).WithName(id)
 	ctx = klog.NewContext(ctx, logger)
 	r := &opsReplica{calls: map[string]int{}}
@@ -542,6 +547,7 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, cfg
 			defer metrics.SetLeader(false)
 			m, err := controller.NewManager(kube, instrumented, recorder, controller.Options{
 				Config:           cfg,
+				IPPClient:        ipp,
 				ProviderResync:   2 * time.Second,
 				MintJoinTokens:   true,
 				JournalNamespace: opsNamespace,

@@ -297,6 +297,9 @@ func (r *round) deleteInstance(ctx context.Context, inst cloudprovider.Instance)
 	}
 	r.c.instances.remove(inst, r.now)
 	r.st.createKey = ""
+	// Its slot is free: the dedicated nodes its limits keep waiting try again.
+	r.c.wakeWaiting(nodeClassOf(inst), false)
+	r.c.enqueueStatus(nodeClassOf(inst))
 	return r.forgetJoinToken(ctx, inst)
 }
 
