@@ -38,7 +38,7 @@ func (f *fixture) withTokens(issued map[string]string) {
 		MintJoinTokens:   true,
 		JournalNamespace: testJournalNamespace,
 		Issued:           func(id, node string) bool { return issued[id] == node },
-	})
+	}.with(f))
 	if err != nil {
 		f.t.Fatalf("New: %v", err)
 	}
