@@ -129,8 +129,10 @@ func (u *usage) add(node, nodeClass, namespace string) {
 }
 
 // usageLocked counts the live instances of index and the slots not shown by it, forgetting the
-// in-flight slots whose instance the index shows.
-func (l *ledger) usageLocked(index *instanceIndex) usage {
+// in-flight slots whose instance the index shows. The journal's entry of dedicated node self is
+// left out: it is the creation that self's reservation takes over (a dedicated node has one
+// instance; a retry returns the instance an earlier call made).
+func (l *ledger) usageLocked(index *instanceIndex, self string) usage {
 	u := usage{byNodeClass: map[string]int{}, byNamespace: map[string]map[string]int{}, byNode: map[string]int{}}
 	liveNodes := map[string]bool{}
 	for _, inst := range index.liveInstances() {
@@ -145,7 +147,7 @@ func (l *ledger) usageLocked(index *instanceIndex) usage {
 		u.add(name, s.nodeClass, s.namespace)
 	}
 	for name, s := range l.journal {
-		if liveNodes[name] {
+		if liveNodes[name] || name == self {
 			continue
 		}
 		if _, ok := l.inflight[name]; ok {
@@ -175,7 +177,7 @@ func (l *ledger) reserve(index *instanceIndex, name string, nc *ippv1alpha1.Node
 		l.inflight[name] = s
 		return nil, nil
 	}
-	u := l.usageLocked(index)
+	u := l.usageLocked(index, name)
 	hit := limitHit{NodeClass: nc.Name, Namespace: namespace}
 	switch {
 	case nc.Spec.MaxNodesPerClass != nil && u.byNode[name] >= int(*nc.Spec.MaxNodesPerClass):

@@ -304,9 +304,14 @@ func TestLimitCountsJournalAfterRestart(t *testing.T) {
 	f.ipp = ippfake.NewSimpleClientset()
 	f.addNodeClass(limited("small", 3))
 	f.withTokens(map[string]string{})
-	// The previous controller minted tokens for two creations of NodeClass small just now.
-	for i, id := range []string{"aaaaaa", "bbbbbb"} {
-		v := journalValue{NodeName: f.nodeName(fmt.Sprintf("old%d", i)), NodeClass: "small", Namespace: "team"}
+	// The previous controller minted tokens for three creations of NodeClass small just now: two
+	// for classes whose Pods have gone since, one for class c0, whose creation c0's takes over.
+	for i, id := range []string{"aaaaaa", "bbbbbb", "cccccc"} {
+		node := f.nodeName(fmt.Sprintf("old%d", i))
+		if i == 2 {
+			node = f.nodeName("c0")
+		}
+		v := journalValue{NodeName: node, NodeClass: "small", Namespace: "team"}
 		if err := f.c.journal.record(f.ctx, id, v, f.clock.Now()); err != nil {
 			t.Fatal(err)
 		}
