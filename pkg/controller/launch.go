@@ -26,7 +26,10 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	oldest, nc := r.screen("")
 	if oldest == nil {
 		// No waiting Pod may have an instance: each was told why. A NodeClass or namespace
-		// that changes enqueues the node again.
+		// that changes enqueues the node again. Until then it holds no slot.
+		if r.c.ledger.abandon(r.name, r.now) {
+			r.c.wakeWaiting("", true)
+		}
 		return 0, nil
 	}
 	r.idleTTL, r.regTimeout = r.c.idleTTLOf(nc), r.c.regTimeoutOf(nc)
@@ -41,7 +44,9 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	}
 	hit, err := r.c.ledger.reserve(r.c.instances, r.name, nc, namespace)
 	if err != nil {
-		// Only until the first List has read the journal: the List enqueues the node again.
+		// Only while the join token journal has not been read (a failing read at the first
+		// List): look again after the next resync.
+		logger.Info("Not creating an instance yet", "reason", err)
 		return r.c.providerResync, nil
 	}
 	if hit != nil {
@@ -60,8 +65,8 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		NodeLabels: r.c.cfg.NodeLabels(),
 		NodeTaints: r.c.cfg.Taints(),
 		NodeClass:  nc.Name,
-		GCE:        nc.Spec.GCE,
-		EC2:        nc.Spec.EC2,
+		GCE:        nc.Spec.GCE.DeepCopy(), // nc is the informer's
+		EC2:        nc.Spec.EC2.DeepCopy(),
 	}
 	r.ncName, r.namespace = nc.Name, namespace
 	// The token first: a new token is new user data, which needs a new key (a key the cloud saw

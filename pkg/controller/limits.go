@@ -216,11 +216,15 @@ func (l *ledger) attempt(name string) {
 	}
 }
 
-// created releases name's slot: the index holds its instance now.
+// created releases name's slot: the index holds its instance now. The node waits no more.
 func (l *ledger) created(name string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.inflight, name)
+	if _, ok := l.waiting[name]; ok {
+		delete(l.waiting, name)
+		l.setWaitingGaugeLocked()
+	}
 }
 
 // abandon gives name's creation up: it no longer waits, and its slot goes now, or, if Create
