@@ -27,11 +27,13 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/cloudemu"
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/controller"
+	ippclientset "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/providers/gce"
 )
@@ -369,7 +371,19 @@ func (s *p3) startController(ctx context.Context) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(cctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
-	m, err := controller.NewManager(kube, s.provider, recorder, controller.Options{Config: s.iso})
+	ipp, err := ippclientset.NewForConfig(restCfg)
+	if err != nil {
+		cancel()
+		broadcaster.Shutdown()
+		return err
+	}
+	// The controller requires the NodeClass CRD; it stays with the cluster.
+	if _, err := s.cluster.UseCRD(ctx, deploy.NodeClassCRD); err != nil {
+		cancel()
+		broadcaster.Shutdown()
+		return err
+	}
+	m, err := controller.NewManager(kube, s.provider, recorder, controller.Options{Config: s.iso, IPPClient: ipp})
 	if err != nil {
 		cancel()
 		broadcaster.Shutdown()

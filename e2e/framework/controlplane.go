@@ -71,6 +71,10 @@ type ControlPlane struct {
 	stopOnce sync.Once
 	mu       sync.Mutex
 	stops    []func()
+
+	// crdMu guards crds, the users of each CRD that UseCRD installed, by name.
+	crdMu sync.Mutex
+	crds  map[string]*crdUse
 }
 
 // AdminUser is the user name of AdminConfig.

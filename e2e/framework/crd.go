@@ -2,7 +2,9 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -67,4 +69,62 @@ func (cp *ControlPlane) InstallCRD(ctx context.Context, manifest []byte) (remove
 		return remove, fmt.Errorf("CRD %s is not Established: %w (conditions %+v)", crd.Name, err, conditions)
 	}
 	return remove, nil
+}
+
+// crdUse counts the users of a CRD that UseCRD installed.
+type crdUse struct {
+	users  int
+	remove func(context.Context) error
+}
+
+// UseCRD makes sure the CustomResourceDefinition in manifest is installed and Established, and
+// returns release, which the caller calls when it no longer needs it. The first user installs
+// it (if it is not there already: then it is left alone) and the last release removes what
+// UseCRD installed, so that tests that run one after the other (one of which may install and
+// delete the CRD itself) each find the cluster as they expect. Concurrent users share it.
+func (cp *ControlPlane) UseCRD(ctx context.Context, manifest []byte) (release func(context.Context) error, err error) {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.UnmarshalStrict(manifest, crd); err != nil {
+		return nil, fmt.Errorf("decoding a CRD: %w", err)
+	}
+	cp.crdMu.Lock()
+	defer cp.crdMu.Unlock()
+	if cp.crds == nil {
+		cp.crds = map[string]*crdUse{}
+	}
+	use := cp.crds[crd.Name]
+	if use == nil {
+		use = &crdUse{}
+		remove, err := cp.InstallCRD(ctx, manifest)
+		switch {
+		case apierrors.IsAlreadyExists(errors.Unwrap(err)):
+			// Someone else's: theirs to remove.
+		case err != nil:
+			if remove != nil {
+				_ = remove(context.WithoutCancel(ctx))
+			}
+			return nil, err
+		default:
+			use.remove = remove
+		}
+		cp.crds[crd.Name] = use
+	}
+	use.users++
+	var once sync.Once
+	return func(ctx context.Context) error {
+		var err error
+		once.Do(func() {
+			cp.crdMu.Lock()
+			defer cp.crdMu.Unlock()
+			use.users--
+			if use.users > 0 {
+				return
+			}
+			delete(cp.crds, crd.Name)
+			if use.remove != nil {
+				err = use.remove(ctx)
+			}
+		})
+		return err
+	}, nil
 }

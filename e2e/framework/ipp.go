@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/cloudemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/controller"
@@ -46,6 +47,8 @@ type IPPOptions struct {
 	// rate limit; zero QPS, the default here, means none.
 	NamespaceCreateQPS   float64
 	NamespaceCreateBurst int
+	// MaxInstances is the controller's --max-instances; zero means none.
+	MaxInstances int
 	// ControllerWorkers defaults to 4.
 	ControllerWorkers int
 	// WorkerNodes plain, untainted nodes are registered by emulated kubelets, for the Pods that
@@ -91,6 +94,8 @@ type IPP struct {
 	stopController func()
 	// stopNodeClasses stops the webhook's NodeClass cache; nil when it does not run.
 	stopNodeClasses func()
+	// releaseCRD releases the NodeClass CRD, which the controller requires.
+	releaseCRD func(context.Context) error
 }
 
 // StartIPP registers the webhook, starts the worker nodes and the cloud's emulator, and starts
@@ -157,6 +162,10 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		return nil, err
 	}
 	e.Cloud.SetFaults(cloudemu.Faults{NeverBoot: e.isNeverBoot})
+	// The controller requires the NodeClass CRD: installed for as long as an IPP runs.
+	if e.releaseCRD, err = cp.UseCRD(ctx, deploy.NodeClassCRD); err != nil {
+		return nil, err
+	}
 	if err := e.StartController(ctx); err != nil {
 		return nil, err
 	}
@@ -239,6 +248,10 @@ func (e *IPP) StartController(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("making the controller's client: %w", err)
 	}
+	ipp, err := ippclient.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("making the controller's NodeClass client: %w", err)
+	}
 	logger := klog.FromContext(ctx).WithName("controller")
 	ctx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
@@ -246,6 +259,8 @@ func (e *IPP) StartController(ctx context.Context) error {
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ipp-controller"})
 	m, err := controller.NewManager(kube, e.Cloud.Provider(), recorder, controller.Options{
 		Config:               e.Config,
+		IPPClient:            ipp,
+		MaxInstances:         e.opts.MaxInstances,
 		IdleTTL:              e.opts.IdleTTL,
 		RegistrationTimeout:  e.opts.RegistrationTimeout,
 		ProviderResync:       e.opts.ProviderResync,
@@ -318,6 +333,11 @@ func (e *IPP) Stop(ctx context.Context) {
 		err := e.Cluster.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			logger.Error(err, "Deleting node", "node", name)
+		}
+	}
+	if e.releaseCRD != nil {
+		if err := e.releaseCRD(ctx); err != nil {
+			logger.Error(err, "Removing the NodeClass CRD")
 		}
 	}
 }

@@ -119,11 +119,11 @@ func testOperations(t *testing.T, provider string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa, err := kubernetes.NewForConfig(saConfig)
+	saIPP, err := ippclient.NewForConfig(saConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	saIPP, err := ippclient.NewForConfig(saConfig)
+	sa, err := kubernetes.NewForConfig(saConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,8 @@ func testOperations(t *testing.T, provider string) {
 
 	t.Run("metrics: every documented metric counts", func(t *testing.T) {
 		// Two new classes in one namespace at once: the second creation waits for the
-		// namespace's creation rate limit, which has its own metric.
+		// namespace's creation rate limit, which has its own metric, and then for
+		// --max-instances (2, with the class web), which has its own two.
 		burst := namespace(t, "ops-burst")
 		for _, class := range []string{"burst-a", "burst-b"} {
 			createPod(t, burst, pod(class, classOf(cfg, class)))
@@ -556,6 +557,7 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, ipp
 			defer metrics.SetLeader(false)
 			m, err := controller.NewManager(kube, instrumented, recorder, controller.Options{
 				Config:           cfg,
+				IPPClient:        ipp,
 				ProviderResync:   2 * time.Second,
 				MintJoinTokens:   true,
 				JournalNamespace: opsNamespace,
@@ -563,6 +565,9 @@ func startReplica(ctx context.Context, id string, kube kubernetes.Interface, ipp
 				// bite, as ipp's defaults would for a burst of 21 classes.
 				NamespaceCreateQPS:   0.5,
 				NamespaceCreateBurst: 1,
+				// The class web and one of the two burst classes get instances; the other
+				// burst class waits for --max-instances, which has its metrics too.
+				MaxInstances: 2,
 			})
 			if err != nil {
 				return err

@@ -25,6 +25,9 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	ippclientset "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
+	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions/ipp/v1alpha1"
+	ipplisters "github.com/ipp-project/ipp/pkg/generated/listers/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
 	"github.com/ipp-project/ipp/pkg/metrics"
@@ -86,6 +89,19 @@ type Options struct {
 	// NamespaceCreateBurst is the size of each namespace's bucket: how many instances it may
 	// have created at once. Zero means DefaultNamespaceCreateBurst.
 	NamespaceCreateBurst int
+	// MaxInstances bounds the instances of the cluster, of every NodeClass, counting those
+	// being created (--max-instances). Zero means no bound; it must not be negative.
+	MaxInstances int
+	// IPPClient writes the NodeClasses' status. NewManager requires it, and makes NodeClasses
+	// and Namespaces with it.
+	IPPClient ippclientset.Interface
+	// NodeClasses is the informer the NodeClasses are read from. Nil means that no NodeClass
+	// object exists: every Pod gets the built-in default (nodeclass.Builtin), and no status is
+	// written.
+	NodeClasses ippinformers.NodeClassInformer
+	// Namespaces is the informer whose labels the NodeClasses' namespaceSelectors are matched
+	// against. Nil admits every namespace.
+	Namespaces coreinformers.NamespaceInformer
 }
 
 // Controller creates, binds and reaps the dedicated nodes of isolation classes in dedicated mode.
@@ -104,6 +120,16 @@ type Controller struct {
 
 	// createLimiter is the per-namespace creation rate limit, nil for none.
 	createLimiter *creationLimiter
+	// ledger counts instances against the limits and reserves creations.
+	ledger *ledger
+
+	ipp         ippclientset.Interface
+	nodeClasses ipplisters.NodeClassLister // nil: no NodeClass object exists
+	ncSynced    cache.InformerSynced
+	namespaces  corelisters.NamespaceLister // nil: every namespace is admitted
+	nsSynced    cache.InformerSynced
+	// statusQueue holds the names of the NodeClasses whose status may be stale.
+	statusQueue workqueue.TypedRateLimitingInterface[string]
 
 	idleTTL        time.Duration
 	regTimeout     time.Duration
@@ -190,12 +216,17 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 			return nil, fmt.Errorf("invalid %s %v: must not be negative", d.name, d.v)
 		}
 	}
+	if opts.MaxInstances < 0 {
+		return nil, fmt.Errorf("invalid max instances %d: must not be negative (0 means no limit)", opts.MaxInstances)
+	}
 	createLimiter, err := newCreationLimiter(opts.NamespaceCreateQPS, orDefaultInt(opts.NamespaceCreateBurst, DefaultNamespaceCreateBurst))
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	c := &Controller{
 		createLimiter:  createLimiter,
+		ledger:         newLedger(opts.MaxInstances, !opts.MintJoinTokens),
+		ipp:            opts.IPPClient,
 		kube:           kube,
 		provider:       provider,
 		recorder:       recorder,
@@ -233,8 +264,14 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		Name:  "ipp-controller",
 		Clock: c.clock,
 	})
+	c.statusQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](statusBatch, c.retryMaxDelay),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-nodeclass-status", Clock: c.clock})
+	if err := c.watchNodeClasses(opts.NodeClasses, opts.Namespaces); err != nil {
+		return nil, err
+	}
 
-	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames}); err != nil {
+	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podNodeClassIndex: c.podNodeClassNames}); err != nil {
 		return nil, fmt.Errorf("adding Pod indexer: %w", err)
 	}
 	if err := nodes.Informer().AddIndexers(cache.Indexers{
@@ -254,9 +291,17 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 			if podChanged(o, n) {
 				c.enqueuePod(o)
 				c.enqueuePod(n)
+				if o.nodeName != n.nodeName || o.terminal() != n.terminal() || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) {
+					c.enqueueStatus(n.nodeClass)
+				}
 			}
 		},
-		DeleteFunc: c.enqueuePod,
+		DeleteFunc: func(obj any) {
+			c.enqueuePod(obj)
+			if pod := c.asCachedPod(obj); pod != nil {
+				c.enqueueStatus(pod.nodeClass)
+			}
+		},
 	}); err != nil {
 		return nil, fmt.Errorf("adding Pod event handler: %w", err)
 	}
@@ -305,12 +350,20 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	var wg sync.WaitGroup
 	defer func() {
 		c.queue.ShutDown()
+		c.statusQueue.ShutDown()
 		wg.Wait()
 		logger.Info("Stopped IPP controller")
 	}()
 
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.podsSynced, c.nodesSynced) {
-		return fmt.Errorf("waiting for the Pod and Node caches: %w", context.Cause(ctx))
+	synceds := []cache.InformerSynced{c.podsSynced, c.nodesSynced}
+	if c.ncSynced != nil {
+		synceds = append(synceds, c.ncSynced)
+	}
+	if c.nsSynced != nil {
+		synceds = append(synceds, c.nsSynced)
+	}
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, synceds...) {
+		return fmt.Errorf("waiting for the Pod, Node, NodeClass and Namespace caches: %w", context.Cause(ctx))
 	}
 
 	synced := make(chan struct{})
@@ -331,6 +384,13 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go func() {
 			defer wg.Done()
 			c.runWorker(ctx)
+		}()
+	}
+	if c.ipp != nil && c.nodeClasses != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runStatusWorker(ctx)
 		}()
 	}
 	logger.Info("Started workers", "count", workers)
@@ -405,7 +465,8 @@ func (c *Controller) syncInstances(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing instances: %w", err)
 	}
-	for _, name := range c.instances.replace(tok, listed, c.clock.Now()) {
+	changed := c.instances.replace(tok, listed, c.clock.Now())
+	for _, name := range changed {
 		c.queue.Add(name)
 	}
 	if c.mintTokens {
@@ -414,6 +475,14 @@ func (c *Controller) syncInstances(ctx context.Context) error {
 		if err := c.collectOrphanTokens(ctx, tok.start); err != nil {
 			utilruntime.HandleErrorWithContext(ctx, err, "Collecting orphan join tokens failed")
 		}
+	}
+	freed := c.ledger.listed(tok.start)
+	if len(changed) > 0 || freed {
+		// An instance may have gone: the dedicated nodes a limit keeps waiting try again.
+		for _, name := range c.ledger.waitingNodes("", true) {
+			c.queue.Add(name)
+		}
+		c.enqueueAllStatus()
 	}
 	return nil
 }
@@ -503,6 +572,9 @@ func (c *Controller) forgetState(name string, now time.Time) {
 	c.mu.Unlock()
 	if st != nil && st.charge != nil {
 		st.charge.CancelAt(now)
+	}
+	if c.ledger.abandon(name, now) {
+		c.wakeWaiting("", true)
 	}
 }
 

@@ -59,6 +59,16 @@
 // creation rate limit (Options.NamespaceCreateQPS) keeps its token buckets in memory, so a restart
 // gives every namespace a full burst again.
 //
+// # NodeClasses and limits
+//
+// A dedicated node's NodeClass is its oldest waiting Pod's (nodeclass.NameOf), then the one its
+// instance records; it gives the instance's shape, idle TTL and registration timeout. The limits
+// (Options.MaxInstances and the NodeClass's) are counted by the ledger (limits.go): the live
+// instances of the index plus a slot per creation in flight, reserved under one mutex before
+// Create, and, after a restart, the join token journal's entries that no listed instance carries.
+// The waiting nodes are enqueued again when an instance goes or a NodeClass changes. The leader
+// writes each NodeClass's status from a small queue of its own (nodeclasses.go).
+//
 // # Idempotency keys
 //
 // See IdempotencyKey for how a creation's key is chosen and where its failure window lies.

@@ -24,6 +24,8 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/cloudprovider/fake"
+	ippfake "github.com/ipp-project/ipp/pkg/generated/clientset/versioned/fake"
+	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -67,6 +69,12 @@ type fixture struct {
 	// QPS, the default, means none.
 	createQPS   float64
 	createBurst int
+	// ipp holds the NodeClasses; with it, the controller reads them (and the namespaces) from
+	// informers that refresh fills. maxInstances is --max-instances.
+	ipp          *ippfake.Clientset
+	ncs          ippinformers.SharedInformerFactory
+	nss          informers.SharedInformerFactory
+	maxInstances int
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
@@ -105,7 +113,7 @@ func (f *fixture) newController() {
 
 		NamespaceCreateQPS:   f.createQPS,
 		NamespaceCreateBurst: f.createBurst,
-	})
+	}.with(f))
 	if err != nil {
 		f.t.Fatalf("New: %v", err)
 	}
@@ -143,6 +151,47 @@ func (f *fixture) refresh() {
 	if err := f.c.nodeIndexer.Replace(nodeObjs, ""); err != nil {
 		f.t.Fatal(err)
 	}
+	if f.ncs == nil {
+		return
+	}
+	ncs, err := f.ipp.IppV1alpha1().NodeClasses().List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var ncObjs []any
+	for i := range ncs.Items {
+		ncObjs = append(ncObjs, &ncs.Items[i])
+	}
+	if err := f.ncs.Ipp().V1alpha1().NodeClasses().Informer().GetIndexer().Replace(ncObjs, ""); err != nil {
+		f.t.Fatal(err)
+	}
+	nss, err := f.kube.CoreV1().Namespaces().List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var nsObjs []any
+	for i := range nss.Items {
+		nsObjs = append(nsObjs, &nss.Items[i])
+	}
+	if err := f.nss.Core().V1().Namespaces().Informer().GetIndexer().Replace(nsObjs, ""); err != nil {
+		f.t.Fatal(err)
+	}
+	// Reads from the fake clientsets are not the controller's.
+	f.ipp.ClearActions()
+}
+
+// with adds the fixture's NodeClass options to o: new informers over f.ipp and f.kube, and
+// --max-instances.
+func (o Options) with(f *fixture) Options {
+	o.MaxInstances = f.maxInstances
+	if f.ipp != nil {
+		f.ncs = ippinformers.NewSharedInformerFactory(f.ipp, 0)
+		f.nss = NewNamespaceInformerFactory(f.kube)
+		o.IPPClient = f.ipp
+		o.NodeClasses = f.ncs.Ipp().V1alpha1().NodeClasses()
+		o.Namespaces = f.nss.Core().V1().Namespaces()
+	}
+	return o
 }
 
 // list runs one provider List into the controller's index.

@@ -27,13 +27,13 @@ func (r *round) idle(ctx context.Context, node *corev1.Node, inst cloudprovider.
 		// Absent, unreadable or in the future (another replica's clock ahead of ours): start
 		// the clock now, which can only delay the reaping.
 		start := ceilUnix(r.now)
-		logger.Info("Node is idle", "nodeObject", klog.KObj(node), "idleTTL", r.c.idleTTL)
+		logger.Info("Node is idle", "nodeObject", klog.KObj(node), "idleTTL", r.idleTTL)
 		if _, err := r.c.patchNode(ctx, node, addLabelOp(isolation.IdleSinceLabel, strconv.FormatInt(start, 10))); err != nil {
 			return 0, err
 		}
-		return time.Unix(start, 0).Add(r.c.idleTTL).Sub(r.now), nil
+		return time.Unix(start, 0).Add(r.idleTTL).Sub(r.now), nil
 	}
-	if left := since.Add(r.c.idleTTL).Sub(r.now); left > 0 {
+	if left := since.Add(r.idleTTL).Sub(r.now); left > 0 {
 		return left, nil
 	}
 	return r.reap(ctx, node, inst, since)
@@ -103,7 +103,7 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 		return 0, err
 	}
 	r.c.recorder.Event(node, corev1.EventTypeNormal, ReasonReaped,
-		fmt.Sprintf("No Pod of its class for %v; deleting instance %s and Node %s", r.c.idleTTL, inst.ID, node.Name))
+		fmt.Sprintf("No Pod of its class for %v; deleting instance %s and Node %s", r.idleTTL, inst.ID, node.Name))
 	if err := r.deleteInstance(ctx, inst); err != nil {
 		return 0, err
 	}

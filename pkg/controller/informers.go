@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/nodeclass"
 )
 
 // NewInformerFactories returns the shared informer factories whose Pod and Node informers New
@@ -33,6 +34,18 @@ func NewInformerFactories(client kubernetes.Interface, cfg isolation.Config) (po
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = nodeSelector }),
 		informers.WithTransform(newTrim(cfg)))
 	return pods, nodes
+}
+
+// NewNamespaceInformerFactory returns the factory of the controller's Namespace informer, whose
+// NodeClasses' namespaceSelectors are matched against the namespaces' labels. Its cached
+// Namespaces keep only their name, UID and labels.
+func NewNamespaceInformerFactory(client kubernetes.Interface) informers.SharedInformerFactory {
+	return informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(func(obj any) (any, error) {
+		if ns, ok := obj.(*corev1.Namespace); ok {
+			return &corev1.Namespace{TypeMeta: ns.TypeMeta, ObjectMeta: trimMeta(ns.ObjectMeta)}, nil
+		}
+		return obj, nil
+	}))
 }
 
 // mustRequirement builds a requirement on a key that isolation.Config.Validate has checked.
@@ -74,6 +87,8 @@ type cachedPod struct {
 type podFields struct {
 	// class is the value of the class label, "" if it has none.
 	class string
+	// nodeClass is the NodeClass the Pod asks for (nodeclass.NameOf its labels).
+	nodeClass string
 	// pin is the value of the binding label in the Pod's nodeSelector.
 	pin      string
 	nodeName string
@@ -92,10 +107,11 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 			DeletionTimestamp: p.DeletionTimestamp,
 		},
 		podFields: podFields{
-			class:    class,
-			pin:      p.Spec.NodeSelector[isolation.BindingLabel],
-			nodeName: p.Spec.NodeName,
-			phase:    p.Status.Phase,
+			class:     class,
+			nodeClass: nodeclass.NameOf(p.Labels),
+			pin:       p.Spec.NodeSelector[isolation.BindingLabel],
+			nodeName:  p.Spec.NodeName,
+			phase:     p.Status.Phase,
 		},
 	}
 }

@@ -70,7 +70,7 @@ func TestTrim(t *testing.T) {
 			CreationTimestamp: pod.CreationTimestamp,
 			DeletionTimestamp: pod.DeletionTimestamp,
 		},
-		podFields: podFields{class: "a", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning},
+		podFields: podFields{class: "a", nodeClass: "default", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning},
 	}
 	node := fullNode()
 	wantNode := &corev1.Node{

@@ -193,6 +193,21 @@ func (x *instanceIndex) get(name string) []cloudprovider.Instance {
 	return append([]cloudprovider.Instance(nil), x.byNode[name]...)
 }
 
+// liveInstances returns a copy of every live instance in the index.
+func (x *instanceIndex) liveInstances() []cloudprovider.Instance {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []cloudprovider.Instance
+	for _, insts := range x.byNode {
+		for _, inst := range insts {
+			if live(inst) {
+				out = append(out, inst)
+			}
+		}
+	}
+	return out
+}
+
 // nodeNameOf returns the dedicated node name of the instance with providerID, if any.
 func (x *instanceIndex) nodeNameOf(providerID string) (string, bool) {
 	if providerID == "" {

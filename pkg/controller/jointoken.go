@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
 )
 
@@ -30,7 +31,7 @@ const FieldManager = "ipp-controller"
 // and a crash at any point after the journal write leaves an entry that no instance carries, whose
 // Secret (if it was created) the first List of the restarted controller deletes.
 func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
-	if tok, minted := r.c.mintedToken(r.st); tok != nil && r.now.Sub(minted) < r.c.regTimeout/2 {
+	if tok, minted := r.c.mintedToken(r.st); tok != nil && r.now.Sub(minted) < r.regTimeout/2 {
 		return *tok, nil
 	} else if tok != nil {
 		if err := r.c.deleteJoinToken(ctx, tok.ID); err != nil {
@@ -44,12 +45,12 @@ func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 	if err != nil {
 		return jointoken.Token{}, err
 	}
-	secret, err := jointoken.Secret(tok, r.c.cfg.ClusterName, r.name, r.now.Add(r.c.regTimeout))
+	secret, err := jointoken.Secret(tok, r.c.cfg.ClusterName, r.name, r.now.Add(r.regTimeout))
 	if err != nil {
 		return jointoken.Token{}, err
 	}
 	r.c.setMintedToken(r.st, &tok, r.now)
-	if err := r.c.journal.record(ctx, tok.ID, r.name, r.now); err != nil {
+	if err := r.c.journal.record(ctx, tok.ID, journalValue{NodeName: r.name, NodeClass: r.ncName, Namespace: r.namespace}, r.now); err != nil {
 		r.c.setMintedToken(r.st, nil, time.Time{})
 		return jointoken.Token{}, fmt.Errorf("minting join token for node %s: %w", r.name, err)
 	}
@@ -58,7 +59,7 @@ func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 		r.c.setMintedToken(r.st, nil, time.Time{})
 		return jointoken.Token{}, fmt.Errorf("minting join token for node %s: %w", r.name, err)
 	}
-	klog.FromContext(ctx).Info("Minted join token", "tokenID", tok.ID, "secret", klog.KObj(secret), "expires", r.now.Add(r.c.regTimeout))
+	klog.FromContext(ctx).Info("Minted join token", "tokenID", tok.ID, "secret", klog.KObj(secret), "expires", r.now.Add(r.regTimeout))
 	return tok, nil
 }
 
@@ -133,6 +134,23 @@ func (c *Controller) collectOrphanTokens(ctx context.Context, listStart time.Tim
 	carried := c.instances.joinTokens()
 	held := c.heldJoinTokens()
 	var errs []error
+	// The entries that no live instance carries and that stay are creations that may be in
+	// flight: they count against the limits until an instance carries them or they go.
+	collected := map[string]bool{}
+	defer func() {
+		pending := map[string]slot{}
+		for id, e := range entries {
+			if carried[id] || collected[id] || e.NodeName == "" {
+				continue
+			}
+			nc := e.NodeClass
+			if nc == "" {
+				nc = isolation.DefaultNodeClass
+			}
+			pending[e.NodeName] = slot{nodeClass: nc, namespace: e.Namespace}
+		}
+		c.ledger.setJournal(pending)
+	}()
 	for _, id := range slices.Sorted(maps.Keys(entries)) {
 		e := entries[id]
 		isLive, known := carried[id]
@@ -161,7 +179,9 @@ func (c *Controller) collectOrphanTokens(ctx context.Context, listStart time.Tim
 		}
 		if err := c.journal.forget(ctx, id); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		collected[id] = true
 	}
 	return errors.Join(errs...)
 }

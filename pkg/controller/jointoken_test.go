@@ -38,7 +38,7 @@ func (f *fixture) withTokens(issued map[string]string) {
 		MintJoinTokens:   true,
 		JournalNamespace: testJournalNamespace,
 		Issued:           func(id, node string) bool { return issued[id] == node },
-	})
+	}.with(f))
 	if err != nil {
 		f.t.Fatalf("New: %v", err)
 	}
@@ -62,7 +62,7 @@ func TestJoinTokenMintedBeforeCreate(t *testing.T) {
 	if err != nil || len(secrets.Items) != 1 {
 		t.Fatalf("Secrets in kube-system: %v, %v", secrets, err)
 	}
-	entry := `{"node":"` + n + `","minted":"2026-01-01T00:00:00Z"}`
+	entry := `{"node":"` + n + `","minted":"2026-01-01T00:00:00Z","nodeClass":"default","namespace":"team"}`
 	key := f.cfg.ClusterName + "." + f.provider.specs[0].JoinTokenID
 	diff(t, "kube actions", []string{
 		"patch configmaps/" + JournalName + " merge " + mergePatch(map[string]any{"data": map[string]any{key: entry}}),
@@ -144,7 +144,7 @@ func tokenSecret(t *testing.T, id, cluster string, created time.Time) *corev1.Se
 // journal entry and, with secret, the token's Secret.
 func (f *fixture) addToken(cluster, id string, minted time.Time, secret bool) {
 	f.t.Helper()
-	if err := f.journalOf(cluster).record(f.ctx, id, "ipp-x", minted); err != nil {
+	if err := f.journalOf(cluster).record(f.ctx, id, journalValue{NodeName: "ipp-x"}, minted); err != nil {
 		f.t.Fatal(err)
 	}
 	f.kube.ClearActions()

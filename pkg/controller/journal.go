@@ -40,16 +40,21 @@ type journalValue struct {
 	NodeName string `json:"node"`
 	// Minted is when the token was minted, by the controller's clock (RFC3339).
 	Minted string `json:"minted"`
+	// NodeClass and Namespace are what the creation counts against (the limits): until an
+	// instance carries the token, its entry is a creation that may be in flight.
+	NodeClass string `json:"nodeClass,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // key returns the data key of token id of the journal's cluster. A cluster name is a DNS-1123
 // label (jointoken.ValidateCluster) and so has no dot: the first dot ends it.
 func (j journal) key(id string) string { return j.cluster + "." + id }
 
-// record adds the entry of token id, minted at minted for nodeName, creating the ConfigMap if
-// there is none.
-func (j journal) record(ctx context.Context, id, nodeName string, minted time.Time) error {
-	value, err := json.Marshal(journalValue{NodeName: nodeName, Minted: minted.UTC().Format(time.RFC3339)})
+// record adds the entry of token id, minted at minted for v's node, NodeClass and namespace,
+// creating the ConfigMap if there is none.
+func (j journal) record(ctx context.Context, id string, v journalValue, minted time.Time) error {
+	v.Minted = minted.UTC().Format(time.RFC3339)
+	value, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("recording join token %s: %w", id, err)
 	}
@@ -117,7 +122,7 @@ func (j journal) tokens(ctx context.Context) (map[string]journalEntry, error) {
 		var e journalEntry
 		var val journalValue
 		if json.Unmarshal([]byte(v), &val) == nil {
-			e.NodeName = val.NodeName
+			e.NodeName, e.NodeClass, e.Namespace = val.NodeName, val.NodeClass, val.Namespace
 			e.Minted, _ = time.Parse(time.RFC3339, val.Minted)
 		}
 		out[id] = e
@@ -127,6 +132,8 @@ func (j journal) tokens(ctx context.Context) (map[string]journalEntry, error) {
 
 // journalEntry is a journal entry of the journal's cluster, parsed.
 type journalEntry struct {
-	NodeName string
-	Minted   time.Time
+	NodeName  string
+	Minted    time.Time
+	NodeClass string
+	Namespace string
 }

@@ -44,13 +44,13 @@ func TestJournal(t *testing.T) {
 	ours, theirs := f.journalOf("ipp"), f.journalOf("other")
 
 	// The first entry creates the ConfigMap; later ones, of any cluster, patch it.
-	if err := ours.record(f.ctx, "aaaaaa", "ipp-a", minted); err != nil {
+	if err := ours.record(f.ctx, "aaaaaa", journalValue{NodeName: "ipp-a"}, minted); err != nil {
 		t.Fatal(err)
 	}
-	if err := theirs.record(f.ctx, "bbbbbb", "ipp-b", t0); err != nil {
+	if err := theirs.record(f.ctx, "bbbbbb", journalValue{NodeName: "ipp-b"}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := ours.record(f.ctx, "cccccc", "ipp-c", t0); err != nil {
+	if err := ours.record(f.ctx, "cccccc", journalValue{NodeName: "ipp-c"}, t0); err != nil {
 		t.Fatal(err)
 	}
 	entryA := `{"node":"ipp-a","minted":"2026-01-01T00:00:01Z"}`
@@ -128,7 +128,7 @@ func TestJournalCreateRace(t *testing.T) {
 		}
 		return true, nil, apierrors.NewAlreadyExists(corev1.Resource("configmaps"), JournalName)
 	})
-	if err := f.journalOf("ipp").record(f.ctx, "aaaaaa", "ipp-a", t0); err != nil {
+	if err := f.journalOf("ipp").record(f.ctx, "aaaaaa", journalValue{NodeName: "ipp-a"}, t0); err != nil {
 		t.Fatal(err)
 	}
 	diff(t, "journal", map[string]string{

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/metrics"
@@ -22,23 +23,52 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if after, held := r.onHold(); held {
 		return after, nil
 	}
-	if after, err := r.chargeCreation(ctx); err != nil || after > 0 {
+	oldest, nc := r.screen("")
+	if oldest == nil {
+		// No waiting Pod may have an instance: each was told why. A NodeClass or namespace
+		// that changes enqueues the node again. Until then it holds no slot.
+		if r.c.ledger.abandon(r.name, r.now) {
+			r.c.wakeWaiting("", true)
+		}
+		return 0, nil
+	}
+	r.idleTTL, r.regTimeout = r.c.idleTTLOf(nc), r.c.regTimeoutOf(nc)
+	if after, err := r.chargeCreation(ctx, oldest); err != nil || after > 0 {
 		return after, err
 	}
 	logger := klog.FromContext(ctx)
-	oldest := r.demand[0]
 	class := oldest.class
 	namespace := oldest.Namespace
 	if r.c.cfg.ClassScope != isolation.ScopeNamespace {
 		namespace = ""
 	}
+	hit, err := r.c.ledger.reserve(r.c.instances, r.name, nc, namespace)
+	if err != nil {
+		// Only while the join token journal has not been read (a failing read at the first
+		// List): look again after the next resync.
+		logger.Info("Not creating an instance yet", "reason", err)
+		return r.c.providerResync, nil
+	}
+	if hit != nil {
+		logger.Info("Limit reached; not creating an instance", "limit", hit.Limit, "value", hit.Value, "count", hit.Count, "nodeClass", nc.Name, "waitingPods", len(r.demand))
+		r.notify(corev1.EventTypeWarning, ReasonLimitReached, hit.Limit,
+			fmt.Sprintf("No instance for dedicated node %s: %s", r.name, hit))
+		r.c.enqueueStatus(nc.Name)
+		// Woken when an instance goes or the NodeClass changes.
+		return 0, nil
+	}
+	r.c.enqueueStatus(nc.Name)
 	spec := cloudprovider.InstanceSpec{
 		NodeName:   r.name,
 		Class:      class,
 		Namespace:  namespace,
 		NodeLabels: r.c.cfg.NodeLabels(),
 		NodeTaints: r.c.cfg.Taints(),
+		NodeClass:  nc.Name,
+		GCE:        nc.Spec.GCE.DeepCopy(), // nc is the informer's
+		EC2:        nc.Spec.EC2.DeepCopy(),
 	}
+	r.ncName, r.namespace = nc.Name, namespace
 	// The token first: a new token is new user data, which needs a new key (a key the cloud saw
 	// with other user data is refused, as EC2's IdempotentParameterMismatch).
 	if r.c.mintTokens {
@@ -52,6 +82,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		r.st.createKey = IdempotencyKey(r.name, oldest.UID, r.epoch(), r.st.salt)
 	}
 	spec.IdempotencyKey = r.st.createKey
+	r.c.ledger.attempt(r.name)
 	inst, err := r.c.provider.Create(ctx, spec)
 	if err != nil {
 		if cloudprovider.IsNotFound(err) {
@@ -71,6 +102,9 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if got.JoinTokenID == "" {
 		got.JoinTokenID = spec.JoinTokenID
 	}
+	if got.NodeClass == "" {
+		got.NodeClass = spec.NodeClass
+	}
 	r.c.instances.add(got, r.now)
 	if !live(got) {
 		// Not made yet: the retry keeps the charge.
@@ -82,18 +116,60 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		return 0, cloudprovider.NewError(cloudprovider.KindTransient, "create", "InstanceGoing",
 			fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s", r.name, got.ID, got.State))
 	}
-	r.st.charge = nil // spent
-	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "joinTokenID", got.JoinTokenID, "waitingPods", len(r.demand))
+	r.st.charge = nil          // spent
+	r.c.ledger.created(r.name) // counted in the index from now on
+	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "nodeClass", nc.Name, "joinTokenID", got.JoinTokenID, "waitingPods", len(r.demand))
 	r.notify(corev1.EventTypeNormal, ReasonProvisioning, "",
 		fmt.Sprintf("Creating instance %s for dedicated node %s", got.ID, r.name))
 	return r.untilRegistrationTimeout(got), nil
+}
+
+// screen sorts the waiting Pods by whether they may have an instance of NodeClass want ("": the
+// NodeClass of the oldest Pod that may have one). A Pod whose NodeClass does not exist, does not
+// admit its namespace, or is not want, gets a Warning Event saying so, once, and is left out of
+// the other Events. It returns the oldest Pod that may have the instance and its NodeClass, or
+// nil if none may.
+func (r *round) screen(want string) (*cachedPod, *ippv1alpha1.NodeClass) {
+	var oldest *cachedPod
+	var chosen *ippv1alpha1.NodeClass
+	for _, pod := range r.demand {
+		nc, err := r.c.nodeClass(pod.nodeClass)
+		var reason, msg string
+		switch {
+		case err != nil:
+			reason = ReasonNodeClassNotFound
+			msg = fmt.Sprintf("NodeClass %s does not exist (%v); the Pod creates no instance for dedicated node %s until it does", pod.nodeClass, err, r.name)
+		case want != "" && pod.nodeClass != want:
+			reason = ReasonNodeClassMismatch
+			msg = fmt.Sprintf("The Pod asks for NodeClass %s, but dedicated node %s is of NodeClass %s; it creates no instance", pod.nodeClass, r.name, want)
+		default:
+			if ok, why := r.c.admits(nc, pod.Namespace); !ok {
+				reason = ReasonNodeClassNotAdmitted
+				msg = fmt.Sprintf("%s; the Pod creates no instance for dedicated node %s", why, r.name)
+				break
+			}
+			if chosen == nil {
+				oldest, chosen, want = pod, nc, nc.Name
+			}
+			continue
+		}
+		if r.skip == nil {
+			r.skip = map[types.UID]bool{}
+		}
+		r.skip[pod.UID] = true
+		if tag := reason + "/" + pod.nodeClass; r.st.reasons[pod.UID] != tag {
+			r.st.reasons[pod.UID] = tag
+			r.c.recorder.Event(pod.ref(), corev1.EventTypeWarning, reason, msg)
+		}
+	}
+	return oldest, chosen
 }
 
 // chargeCreation charges the creation about to be made to the namespace of the oldest waiting
 // Pod, once per creation: retries reuse the charge. It returns how long the creation must wait
 // for the namespace's creation rate limit, telling the waiting Pods with a Warning Event the first
 // time; 0 means go ahead.
-func (r *round) chargeCreation(ctx context.Context) (time.Duration, error) {
+func (r *round) chargeCreation(ctx context.Context, oldest *cachedPod) (time.Duration, error) {
 	lim := r.c.createLimiter
 	if lim == nil {
 		return 0, nil
@@ -101,7 +177,7 @@ func (r *round) chargeCreation(ctx context.Context) (time.Duration, error) {
 	if r.st.charge != nil {
 		return r.st.charge.DelayFrom(r.now), nil
 	}
-	namespace := r.demand[0].Namespace
+	namespace := oldest.Namespace
 	res, err := lim.reserve(namespace, r.now)
 	if err != nil {
 		return 0, fmt.Errorf("creating instance for node %s: %w", r.name, err)
@@ -136,11 +212,11 @@ func (r *round) newKey() {
 
 // epoch numbers the registration-timeout-long periods of the clock.
 func (r *round) epoch() int64 {
-	return r.now.UnixNano() / int64(r.c.regTimeout)
+	return r.now.UnixNano() / int64(r.regTimeout)
 }
 
 func (r *round) untilRegistrationTimeout(inst cloudprovider.Instance) time.Duration {
-	return inst.CreatedAt.Add(r.c.regTimeout).Sub(r.now)
+	return inst.CreatedAt.Add(r.regTimeout).Sub(r.now)
 }
 
 // IdempotencyKey returns the idempotency key of a creation of the instance for the dedicated node

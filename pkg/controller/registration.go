@@ -85,9 +85,9 @@ func (r *round) unregistered(ctx context.Context, inst cloudprovider.Instance) (
 	}
 	logger := klog.FromContext(ctx)
 	if len(r.demand) > 0 {
-		logger.Info("Instance did not register in time; replacing it", "instance", inst.ID, "providerID", inst.ProviderID, "createdAt", inst.CreatedAt, "registrationTimeout", r.c.regTimeout)
+		logger.Info("Instance did not register in time; replacing it", "instance", inst.ID, "providerID", inst.ProviderID, "createdAt", inst.CreatedAt, "registrationTimeout", r.regTimeout)
 		r.notify(corev1.EventTypeWarning, ReasonRegistrationTimeout, inst.ID,
-			fmt.Sprintf("Instance %s did not register as dedicated node %s within %v; replacing it", inst.ID, r.name, r.c.regTimeout))
+			fmt.Sprintf("Instance %s did not register as dedicated node %s within %v; replacing it", inst.ID, r.name, r.regTimeout))
 	} else {
 		// Nothing needs it and it has no Node: an orphan, from a crash or a class gone quiet
 		// before its node came up. It is given the registration timeout to register (and then
@@ -104,7 +104,7 @@ func (r *round) unregistered(ctx context.Context, inst cloudprovider.Instance) (
 			continue
 		}
 		r.c.recorder.Event(node, corev1.EventTypeWarning, ReasonRegistrationTimeout,
-			fmt.Sprintf("Instance %s did not register as %s within %v; deleting this Node, whose providerID %q is not the instance's", inst.ID, r.name, r.c.regTimeout, node.Spec.ProviderID))
+			fmt.Sprintf("Instance %s did not register as %s within %v; deleting this Node, whose providerID %q is not the instance's", inst.ID, r.name, r.regTimeout, node.Spec.ProviderID))
 		if err := r.c.deleteNode(ctx, node); err != nil {
 			return 0, err
 		}

@@ -73,7 +73,8 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		c.forgetState(name, c.clock.Now())
 		return 0, nil
 	}
-	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: c.nodeStateOf(name)}
+	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: c.nodeStateOf(name),
+		idleTTL: c.idleTTL, regTimeout: c.regTimeout}
 	r.prune()
 	return r.reconcile(ctx)
 }
@@ -87,11 +88,25 @@ type round struct {
 	insts  []cloudprovider.Instance // live and going, oldest first
 	nodes  []*corev1.Node           // every Node that is or claims to be this dedicated node
 	st     *nodeState
+
+	// idleTTL and regTimeout are those of the node's NodeClass: its instance's once it has one,
+	// else the NodeClass of the waiting Pod that decides the creation; the flags by default.
+	idleTTL    time.Duration
+	regTimeout time.Duration
+	// skip holds the waiting Pods told why they create nothing (a NodeClass that does not
+	// exist, does not admit their namespace, or is not the node's); other Events pass them by.
+	skip map[types.UID]bool
+	// ncName and namespace are the NodeClass and namespace of the creation in progress, for the
+	// join token journal.
+	ncName, namespace string
 }
 
 func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 	if len(r.demand) == 0 {
 		r.giveBackCharge()
+		if r.c.ledger.abandon(r.name, r.now) {
+			r.c.wakeWaiting("", true)
+		}
 	}
 	var liveInsts []cloudprovider.Instance
 	for _, inst := range r.insts {
@@ -102,8 +117,17 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 	keep, trusted := r.pick(liveInsts)
 	if keep != nil {
 		// The creation was made (its reply may have been lost): its charge is spent, and a
-		// replacement will be charged anew.
+		// replacement will be charged anew. Its limit slot is the instance now.
 		r.st.charge = nil
+		r.c.ledger.created(r.name)
+		// The instance's NodeClass decides its timeouts; one deleted since falls back to the
+		// flags. Waiting Pods of another NodeClass are told that they do not get it.
+		nc, err := r.c.nodeClass(nodeClassOf(*keep))
+		if err != nil {
+			nc = nil
+		}
+		r.idleTTL, r.regTimeout = r.c.idleTTLOf(nc), r.c.regTimeoutOf(nc)
+		r.screen(nodeClassOf(*keep))
 	}
 	if len(liveInsts) > 1 {
 		if after, err := r.deleteDuplicates(ctx, keep, liveInsts); err != nil || after > 0 {
@@ -273,6 +297,9 @@ func (r *round) deleteInstance(ctx context.Context, inst cloudprovider.Instance)
 	}
 	r.c.instances.remove(inst, r.now)
 	r.st.createKey = ""
+	// Its slot is free: the dedicated nodes its limits keep waiting try again.
+	r.c.wakeWaiting(nodeClassOf(inst), false)
+	r.c.enqueueStatus(nodeClassOf(inst))
 	return r.forgetJoinToken(ctx, inst)
 }
 
@@ -281,6 +308,9 @@ func (r *round) deleteInstance(ctx context.Context, inst cloudprovider.Instance)
 func (r *round) notify(eventType, reason, detail, msg string) {
 	tag := reason + "/" + detail
 	for _, pod := range r.demand {
+		if r.skip[pod.UID] {
+			continue
+		}
 		last := r.st.reasons[pod.UID]
 		if last == tag || (reason == ReasonWaitingForNode && last == ReasonProvisioning+"/") {
 			continue

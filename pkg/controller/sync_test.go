@@ -42,6 +42,7 @@ func TestCreateOnDemand(t *testing.T) {
 		NodeLabels:     map[string]string{"ipp": "true"},
 		NodeTaints:     f.cfg.Taints(),
 		IdempotencyKey: IdempotencyKey(n, "uid-p1", t0.UnixNano()/int64(testRegTimeout), 0),
+		NodeClass:      "default",
 	}}
 	diff(t, "instance specs", want, f.provider.specs)
 }

@@ -112,6 +112,18 @@ var (
 		Help:      "Instance creations that had to wait for their namespace's creation rate limit (--namespace-create-qps, --namespace-create-burst), counted once per creation.",
 	})
 
+	limitReached = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "limit_reached_total",
+		Help:      "Dedicated nodes whose instance creation was refused by a limit, by limit (max-instances, limits.instances, limits.instancesPerNamespace, maxNodesPerClass), counted once each time a node starts waiting.",
+	}, []string{"limit"})
+
+	limitWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "limit_waiting_nodes",
+		Help:      "Dedicated nodes whose Pods wait because a limit keeps their instance from being created.",
+	})
+
 	leader = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace,
 		Name:      "leader",
@@ -136,7 +148,7 @@ var ippCollectors = []prometheus.Collector{
 	admissionRequests, admissionDuration,
 	reconciles, reconcileDuration,
 	providerCalls, providerDuration, instances,
-	podBound, creationRateLimited, leader,
+	podBound, creationRateLimited, limitReached, limitWaiting, leader,
 	servingCertExpiry, certRotations,
 }
 
@@ -150,6 +162,9 @@ func init() {
 	// Pre-create the series that dashboards and alerts expect to find at zero.
 	for _, r := range []string{ResultSuccess, ResultRequeue, ResultError} {
 		reconciles.WithLabelValues(r)
+	}
+	for _, l := range limitNames {
+		limitReached.WithLabelValues(l)
 	}
 	leader.Set(0)
 }
@@ -260,6 +275,19 @@ func ObservePodBound(created, bound time.Time) {
 // limit.
 func IncCreationRateLimited() {
 	creationRateLimited.Inc()
+}
+
+// Limit names, the values of the limit label of ipp_limit_reached_total.
+var limitNames = []string{"max-instances", "limits.instances", "limits.instancesPerNamespace", "maxNodesPerClass"}
+
+// IncLimitReached counts one dedicated node that starts waiting for limit.
+func IncLimitReached(limit string) {
+	limitReached.WithLabelValues(limit).Inc()
+}
+
+// SetLimitWaiting records how many dedicated nodes a limit keeps waiting.
+func SetLimitWaiting(n int) {
+	limitWaiting.Set(float64(n))
 }
 
 // SetLeader records whether this replica leads the controller.

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/ipp-project/ipp/pkg/controller"
+	ippclientset "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
 	"github.com/ipp-project/ipp/pkg/leader"
@@ -39,6 +40,8 @@ type controllerOptions struct {
 	namespaceCreateBurst int
 	provider             providerOptions
 	leaderElection       leader.Config
+	// maxInstances is the global limit of instances (--max-instances), 0 for none.
+	maxInstances int
 }
 
 func newControllerOptions() *controllerOptions {
@@ -66,6 +69,7 @@ func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.retryMaxDelay, "retry-max-delay", o.retryMaxDelay, "Cap of the retry delay; errors that a retry cannot fix wait this long.")
 	fs.IntVar(&o.workers, "workers", o.workers, "Dedicated nodes reconciled in parallel.")
 	fs.Float64Var(&o.namespaceCreateQPS, "namespace-create-qps", o.namespaceCreateQPS, "Instances the Pods of one namespace may have IPP create per second, on average (a token bucket per namespace, charged once per new instance, replacements included). Creations beyond it wait, and their Pods get a CreationRateLimited Warning Event. 0 turns the limit off.")
+	fs.IntVar(&o.maxInstances, "max-instances", o.maxInstances, "Most IPP instances this cluster may have at once, of every NodeClass, counting those being created; above every NodeClass's own limits. A Pod whose instance would exceed it waits, with a LimitReached Warning Event. 0 means no limit.")
 	fs.IntVar(&o.namespaceCreateBurst, "namespace-create-burst", o.namespaceCreateBurst, "Instances the Pods of one namespace may have IPP create at once, before --namespace-create-qps applies. At least 1 when the limit is on.")
 	o.provider.addFlags(fs)
 
@@ -96,6 +100,9 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.retryBaseDelay > o.retryMaxDelay {
 		return fmt.Errorf("invalid --retry-base-delay %v: above --retry-max-delay %v", o.retryBaseDelay, o.retryMaxDelay)
+	}
+	if o.maxInstances < 0 {
+		return fmt.Errorf("invalid --max-instances %d: must not be negative (0 means no limit)", o.maxInstances)
 	}
 	if o.workers < 1 {
 		return fmt.Errorf("invalid --workers %d: must be at least 1", o.workers)
@@ -142,6 +149,10 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 	if err != nil {
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
+	ipp, err := ippclientset.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating the NodeClass client: %w", err)
+	}
 	provider, err := o.provider.build(ctx, cfg.ClusterName)
 	if err != nil {
 		return err
@@ -168,6 +179,8 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 
 		NamespaceCreateQPS:   o.namespaceCreateQPS,
 		NamespaceCreateBurst: o.namespaceCreateBurst,
+		MaxInstances:         o.maxInstances,
+		IPPClient:            ipp,
 	}
 	logger := klog.FromContext(ctx)
 	switch {

@@ -8,18 +8,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/ipp-project/ipp/deploy"
 	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 )
 
-// applyNodeClass installs the NodeClass CRD of deploy/ and creates an example NodeClass through
-// the generated client, so that `kubectl get nodeclasses` shows one. The controller does not
-// read NodeClasses yet: the API exists and validates, placement by NodeClass comes next.
+// applyNodeClass creates an example NodeClass through the generated client (start installed the
+// CRD), so that `kubectl get nodeclasses` shows one. Pods labelled ipp.io/node-class=metal get
+// its shape, idle TTL and limits; placement of a class on several nodes comes next.
 func (s *sandbox) applyNodeClass(ctx context.Context) error {
-	if _, err := s.cp.InstallCRD(ctx, deploy.NodeClassCRD); err != nil {
-		return err
-	}
 	client, err := ippclient.NewForConfig(s.cp.AdminConfig)
 	if err != nil {
 		return err
@@ -37,7 +33,7 @@ func (s *sandbox) applyNodeClass(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating the example NodeClass: %w", err)
 	}
-	s.printf("Applied NodeClass %s (machineType %s, isolation %s by default, maxNodesPerClass %d): validated by the API server; the controller does not use NodeClasses yet (kubectl get nodeclasses)",
+	s.printf("Applied NodeClass %s (machineType %s, isolation %s by default, maxNodesPerClass %d): validated by the API server; Pods labelled ipp.io/node-class=%[1]s get its shape and limits (kubectl get nodeclasses)",
 		created.Name, created.Spec.GCE.MachineType, created.Spec.Isolation, *created.Spec.MaxNodesPerClass)
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/cmd/ipp/app"
+	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
@@ -92,6 +93,10 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 
 	// ipp's leader-election Lease lives in its own namespace, which the webhook exempts.
 	if _, err := s.cp.CreateNamespace(ctx, "ipp-system"); err != nil {
+		return nil, err
+	}
+	// ipp's controller requires the NodeClass CRD of deploy/, as an installation has it.
+	if _, err := s.cp.InstallCRD(ctx, deploy.NodeClassCRD); err != nil {
 		return nil, err
 	}
 	s.progress = newProgress(s)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/controller"
+	ippclientset "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 )
 
 // Workers is how many dedicated nodes a controller of these tests reconciles at once, as
@@ -41,6 +42,13 @@ func (tn *Tenant) StartController(t testing.TB, provider cloudprovider.Provider,
 	opts.MintJoinTokens = true
 	// Tenants share the namespace; the journal keys its entries by cluster name.
 	opts.JournalNamespace = "kube-system"
+	ipp, err := ippclientset.NewForConfig(tn.cp.AdminConfig)
+	if err != nil {
+		cancel()
+		broadcaster.Shutdown()
+		t.Fatalf("Creating the NodeClass client: %v", err)
+	}
+	opts.IPPClient = ipp
 	m, err := controller.NewManager(tn.Client, provider, recorder, opts)
 	if err != nil {
 		cancel()

@@ -17,6 +17,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/framework"
 )
 
@@ -91,6 +92,11 @@ func Main(m *testing.M, cluster **framework.ControlPlane, before func() error) (
 	}()
 	t := cp.Timings
 	fmt.Fprintf(os.Stderr, "Control plane up in %v; log: %s\n", t.Total.Round(time.Millisecond), logFile)
+	// The controller requires the NodeClass CRD; it stays for the whole run.
+	if _, err := cp.UseCRD(ctx, deploy.NodeClassCRD); err != nil {
+		fmt.Fprintf(os.Stderr, "Installing the NodeClass CRD: %v\n", err)
+		return 1
+	}
 	if err := <-beforeErr; err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
