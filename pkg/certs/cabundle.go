@@ -43,7 +43,7 @@ func newWebhookKind[T any](kind, logKey, name string, client webhookClient[T], c
 			return nil, nil, err
 		}
 		update := func(ctx context.Context) error {
-			_, err := client.Update(ctx, cfg, metav1.UpdateOptions{})
+			_, err := client.Update(ctx, cfg, metav1.UpdateOptions{FieldManager: FieldManager})
 			return err
 		}
 		return clientConfigs(cfg), update, nil

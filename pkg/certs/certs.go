@@ -35,6 +35,10 @@ import (
 	"k8s.io/utils/clock"
 )
 
+// FieldManager names the webhook's TLS management in the managedFields of what it writes: its
+// Secrets and the caBundle of the webhook configurations.
+const FieldManager = "ipp-webhook-tls"
+
 // Defaults of Options.
 const (
 	DefaultNamespace       = "ipp-system"

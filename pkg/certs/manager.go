@@ -341,7 +341,7 @@ func (m *Manager) storeSecret(ctx context.Context, cur *corev1.Secret, name, com
 				metav1.SetMetaDataAnnotation(&secret.ObjectMeta, k, *v)
 			}
 		}
-		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 			return false, fmt.Errorf("creating Secret %s/%s: %w", m.opts.Namespace, name, err)
 		}
 		return true, nil
@@ -380,7 +380,7 @@ func (m *Manager) storeSecret(ctx context.Context, cur *corev1.Secret, name, com
 	if !changed {
 		return false, nil
 	}
-	if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+	if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
 		return false, fmt.Errorf("updating Secret %s/%s: %w", m.opts.Namespace, name, err)
 	}
 	return true, nil

@@ -180,28 +180,49 @@ type nodeState struct {
 	charge *rate.Reservation
 }
 
-// New returns a controller that watches pods and nodes, which must be narrowed as
-// NewInformerFactories does, and calls provider. It adds indexers and event handlers to the
+// newWithInformers returns a controller that watches pods and nodes, which must be narrowed as
+// newInformerFactories does, and calls provider. It adds indexers and event handlers to the
 // informers, so call it before starting them.
-func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes coreinformers.NodeInformer, provider cloudprovider.Provider, recorder record.EventRecorder, opts Options) (*Controller, error) {
-	if err := opts.Config.Validate(); err != nil {
-		return nil, err
-	}
-	if opts.Config.Mode != isolation.ModeDedicated {
-		return nil, fmt.Errorf("the controller runs only in --mode=%s, not %q: in %s mode Cluster Autoscaler creates the nodes", isolation.ModeDedicated, opts.Config.Mode, isolation.ModeAutoscaler)
-	}
+func newWithInformers(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes coreinformers.NodeInformer, provider cloudprovider.Provider, recorder record.EventRecorder, opts Options) (*Controller, error) {
 	if kube == nil || pods == nil || nodes == nil || provider == nil || recorder == nil {
 		return nil, errors.New("controller: kube client, informers, provider and recorder are required")
 	}
-	if opts.MintJoinTokens && opts.Issued == nil {
-		return nil, errors.New("controller: minting join tokens needs Issued, the CSR approver's record")
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	c, err := newController(kube, pods, nodes, provider, recorder, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.watchNodeClasses(opts.NodeClasses, opts.Namespaces); err != nil {
+		return nil, err
+	}
+	if err := c.watchPods(pods); err != nil {
+		return nil, err
+	}
+	if err := c.watchNodes(nodes); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// validate checks opts on their own, naming what is wrong.
+func (opts *Options) validate() error {
+	if err := opts.Config.Validate(); err != nil {
+		return err
+	}
+	if opts.Config.Mode != isolation.ModeDedicated {
+		return fmt.Errorf("the controller runs only in --mode=%s, not %q: in %s mode Cluster Autoscaler creates the nodes", isolation.ModeDedicated, opts.Config.Mode, isolation.ModeAutoscaler)
 	}
 	if opts.MintJoinTokens {
+		if opts.Issued == nil {
+			return errors.New("controller: minting join tokens needs Issued, the CSR approver's record")
+		}
 		if err := jointoken.ValidateCluster(opts.Config.ClusterName); err != nil {
-			return nil, fmt.Errorf("controller: %w", err)
+			return fmt.Errorf("controller: %w", err)
 		}
 		if errs := validation.IsDNS1123Label(opts.JournalNamespace); len(errs) > 0 {
-			return nil, fmt.Errorf("controller: invalid join token journal namespace %q: %s", opts.JournalNamespace, strings.Join(errs, "; "))
+			return fmt.Errorf("controller: invalid join token journal namespace %q: %s", opts.JournalNamespace, strings.Join(errs, "; "))
 		}
 	}
 	for _, d := range []struct {
@@ -213,12 +234,21 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 		{"retry max delay", opts.RetryMaxDelay},
 	} {
 		if d.v < 0 {
-			return nil, fmt.Errorf("invalid %s %v: must not be negative", d.name, d.v)
+			return fmt.Errorf("invalid %s %v: must not be negative", d.name, d.v)
 		}
 	}
-	if opts.MaxInstances < 0 {
-		return nil, fmt.Errorf("invalid max instances %d: must not be negative (0 means no limit)", opts.MaxInstances)
+	if base, maxDelay := orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay), orDefault(opts.RetryMaxDelay, DefaultRetryMaxDelay); base > maxDelay {
+		return fmt.Errorf("invalid retry base delay %v: above the max delay %v", base, maxDelay)
 	}
+	if opts.MaxInstances < 0 {
+		return fmt.Errorf("invalid max instances %d: must not be negative (0 means no limit)", opts.MaxInstances)
+	}
+	return nil
+}
+
+// newController builds a Controller from validated opts: defaults, the instance index, the
+// limits and the queues. It registers nothing with the informers.
+func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes coreinformers.NodeInformer, provider cloudprovider.Provider, recorder record.EventRecorder, opts Options) (*Controller, error) {
 	createLimiter, err := newCreationLimiter(opts.NamespaceCreateQPS, orDefaultInt(opts.NamespaceCreateBurst, DefaultNamespaceCreateBurst))
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
@@ -251,12 +281,8 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
-	base := orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay)
-	if base > c.retryMaxDelay {
-		return nil, fmt.Errorf("invalid retry base delay %v: above the max delay %v", base, c.retryMaxDelay)
-	}
 	c.limiter = workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, c.retryMaxDelay),
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay), c.retryMaxDelay),
 		// Overall: 10 reconciles per second after failures, bursts of 100.
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
 	)
@@ -267,20 +293,15 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 	c.statusQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](statusBatch, c.retryMaxDelay),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-nodeclass-status", Clock: c.clock})
-	if err := c.watchNodeClasses(opts.NodeClasses, opts.Namespaces); err != nil {
-		return nil, err
-	}
+	return c, nil
+}
 
+// watchPods adds the controller's Pod indexers and event handlers to pods.
+func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
 	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podNodeClassIndex: c.podNodeClassNames}); err != nil {
-		return nil, fmt.Errorf("adding Pod indexer: %w", err)
+		return fmt.Errorf("adding Pod indexer: %w", err)
 	}
-	if err := nodes.Informer().AddIndexers(cache.Indexers{
-		bindingIndex:    nodeBindingIndexFunc,
-		providerIDIndex: nodeProviderIDIndexFunc,
-	}); err != nil {
-		return nil, fmt.Errorf("adding Node indexers: %w", err)
-	}
-	if _, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueuePod,
 		UpdateFunc: func(old, cur any) {
 			o, n := c.asCachedPod(old), c.asCachedPod(cur)
@@ -302,10 +323,22 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 				c.enqueueStatus(pod.nodeClass)
 			}
 		},
-	}); err != nil {
-		return nil, fmt.Errorf("adding Pod event handler: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("adding Pod event handler: %w", err)
 	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	return nil
+}
+
+// watchNodes adds the controller's Node indexers and event handlers to nodes.
+func (c *Controller) watchNodes(nodes coreinformers.NodeInformer) error {
+	if err := nodes.Informer().AddIndexers(cache.Indexers{
+		bindingIndex:    nodeBindingIndexFunc,
+		providerIDIndex: nodeProviderIDIndexFunc,
+	}); err != nil {
+		return fmt.Errorf("adding Node indexers: %w", err)
+	}
+	_, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueNode,
 		UpdateFunc: func(old, cur any) {
 			if o, ok := old.(*corev1.Node); ok {
@@ -317,10 +350,11 @@ func New(kube kubernetes.Interface, pods coreinformers.PodInformer, nodes corein
 			c.enqueueNode(cur)
 		},
 		DeleteFunc: c.enqueueNode,
-	}); err != nil {
-		return nil, fmt.Errorf("adding Node event handler: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("adding Node event handler: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 func orDefaultInt(n, def int) int {

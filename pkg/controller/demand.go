@@ -73,11 +73,5 @@ func (c *Controller) demand(name string) ([]*cachedPod, error) {
 
 // isDemand reports whether pod needs the dedicated node name.
 func (c *Controller) isDemand(pod *cachedPod, name string) bool {
-	if pod.DeletionTimestamp != nil || pod.terminal() || c.cfg.Exempt(pod.Namespace) {
-		return false
-	}
-	if pod.class == "" || c.cfg.NodeName(pod.Namespace, pod.class) != name {
-		return false
-	}
-	return pod.pin == name
+	return pod.live(c.cfg) && c.cfg.NodeName(pod.Namespace, pod.class) == name && pod.pin == name
 }

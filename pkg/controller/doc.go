@@ -5,7 +5,7 @@
 //
 // # Shape
 //
-// It follows sample-controller: shared informers narrowed by label selector (NewInformerFactories),
+// It follows sample-controller: shared informers narrowed by label selector (newInformerFactories),
 // event handlers that only enqueue, a typed rate-limited workqueue keyed by dedicated node name (so
 // a burst of Pod events for one class becomes one reconcile), and workers that reconcile one name at
 // a time. The provider's List is polled every Options.ProviderResync into an in-memory index, which

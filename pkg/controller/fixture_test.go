@@ -27,6 +27,7 @@ import (
 	ippfake "github.com/ipp-project/ipp/pkg/generated/clientset/versioned/fake"
 	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jsonpatch"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -104,8 +105,8 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 // newController (re)builds the controller on the same cluster, cloud and clock, as a restart does.
 func (f *fixture) newController() {
 	f.t.Helper()
-	f.pods, f.nodes = NewInformerFactories(f.kube, f.cfg)
-	c, err := New(f.kube, f.pods.Core().V1().Pods(), f.nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
+	f.pods, f.nodes = newInformerFactories(f.kube, f.cfg)
+	c, err := newWithInformers(f.kube, f.pods.Core().V1().Pods(), f.nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
 		Config:         f.cfg,
 		IdleTTL:        testIdleTTL,
 		ProviderResync: testResync,
@@ -186,7 +187,7 @@ func (o Options) with(f *fixture) Options {
 	o.MaxInstances = f.maxInstances
 	if f.ipp != nil {
 		f.ncs = ippinformers.NewSharedInformerFactory(f.ipp, 0)
-		f.nss = NewNamespaceInformerFactory(f.kube)
+		f.nss = newNamespaceInformerFactory(f.kube)
 		o.IPPClient = f.ipp
 		o.NodeClasses = f.ncs.Ipp().V1alpha1().NodeClasses()
 		o.Namespaces = f.nss.Core().V1().Namespaces()
@@ -231,6 +232,7 @@ func (f *fixture) drainQueue() {
 func (f *fixture) actions() []string {
 	var out []string
 	for _, a := range f.kube.Actions() {
+		f.checkFieldManager(a)
 		switch a := a.(type) {
 		case core.PatchAction:
 			out = append(out, fmt.Sprintf("patch %s/%s %s %s", a.GetResource().Resource, a.GetName(), patchTypeName(a.GetPatchType()), a.GetPatch()))
@@ -246,6 +248,29 @@ func (f *fixture) actions() []string {
 	}
 	f.kube.ClearActions()
 	return out
+}
+
+// testFieldManager marks the writes a test makes itself, standing in for someone else.
+const testFieldManager = "test"
+
+// checkFieldManager fails the test when a write the controller made names no field manager
+// (issue 14: a FieldManager on every write, as sample-controller does).
+func (f *fixture) checkFieldManager(a core.Action) {
+	f.t.Helper()
+	var manager string
+	switch a := a.(type) {
+	case core.PatchActionImpl:
+		manager = a.PatchOptions.FieldManager
+	case core.CreateActionImpl:
+		manager = a.CreateOptions.FieldManager
+	case core.UpdateActionImpl:
+		manager = a.UpdateOptions.FieldManager
+	default:
+		return
+	}
+	if manager != FieldManager && manager != testFieldManager {
+		f.t.Errorf("%s %s/%s was sent with field manager %q, want %q", a.GetVerb(), a.GetResource().Resource, a.GetSubresource(), manager, FieldManager)
+	}
 }
 
 func patchTypeName(t types.PatchType) string {
@@ -395,8 +420,8 @@ func label(n *corev1.Node, kv ...string) *corev1.Node {
 func unix(t time.Time) string { return strconv.FormatInt(ceilUnix(t), 10) }
 
 // guarded renders the JSON patch that patchNode sends to node for ops, as f.actions shows it.
-func guarded(node *corev1.Node, ops ...jsonPatchOp) string {
-	all := []jsonPatchOp{
+func guarded(node *corev1.Node, ops ...jsonpatch.Operation) string {
+	all := []jsonpatch.Operation{
 		{Op: "test", Path: "/metadata/uid", Value: string(node.UID)},
 		{Op: "test", Path: "/spec/providerID", Value: node.Spec.ProviderID},
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jsonpatch"
 )
 
 // idle handles a bound Node with no demand. The idle clock is kept on the Node, in the label
@@ -78,10 +79,10 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 	marked := node
 	if node.Labels[isolation.ReapingLabel] == "" {
 		logger.Info("Reaping idle node", "nodeObject", klog.KObj(node), "idleSince", since, "instance", inst.ID)
-		ops := []jsonPatchOp{addLabelOp(isolation.ReapingLabel, strconv.FormatInt(ceilUnix(r.now), 10))}
+		ops := []jsonpatch.Operation{addLabelOp(isolation.ReapingLabel, strconv.FormatInt(ceilUnix(r.now), 10))}
 		if !node.Spec.Unschedulable {
 			ops = append(ops, addLabelOp(isolation.CordonedLabel, isolation.LabelValue),
-				jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: true})
+				jsonpatch.Add("/spec/unschedulable", true))
 		}
 		patched, err := r.c.patchNode(ctx, node, ops...)
 		if err != nil {
@@ -116,15 +117,15 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 
 // activeOps undoes the idle and reaping marks on a Node that has demand again, or returns nil if
 // there are none. It uncordons the Node only if the controller cordoned it.
-func activeOps(node *corev1.Node) []jsonPatchOp {
-	var ops []jsonPatchOp
+func activeOps(node *corev1.Node) []jsonpatch.Operation {
+	var ops []jsonpatch.Operation
 	for _, k := range []string{isolation.IdleSinceLabel, isolation.ReapingLabel, isolation.CordonedLabel} {
 		if _, ok := node.Labels[k]; ok {
-			ops = append(ops, jsonPatchOp{Op: "remove", Path: labelPath(k)})
+			ops = append(ops, jsonpatch.Remove(jsonpatch.LabelPath(k)))
 		}
 	}
 	if node.Labels[isolation.CordonedLabel] == isolation.LabelValue {
-		ops = append(ops, jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: false})
+		ops = append(ops, jsonpatch.Add("/spec/unschedulable", false))
 	}
 	return ops
 }

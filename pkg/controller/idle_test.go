@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jsonpatch"
 )
 
 // oldIdleAnnotation is where the idle clock used to be kept: an annotation, which the kubelet may
@@ -22,7 +23,7 @@ func (f *fixture) updateNode(name string, change func(*corev1.Node)) {
 	f.t.Helper()
 	node := f.getNode(name)
 	change(node)
-	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
 		f.t.Fatal(err)
 	}
 	f.kube.ClearActions()
@@ -86,7 +87,7 @@ func TestIdleClockIgnoresTheOldAnnotation(t *testing.T) {
 	f.addPod(f.pod("p1", "a", f.clock.Now()))
 	node = f.getNode(n)
 	f.mustSync(n)
-	diff(t, "kube actions with demand", []string{guarded(node, jsonPatchOp{Op: "remove", Path: labelPath(isolation.IdleSinceLabel)})}, f.actions())
+	diff(t, "kube actions with demand", []string{guarded(node, jsonpatch.Remove(jsonpatch.LabelPath(isolation.IdleSinceLabel)))}, f.actions())
 	diff(t, "annotations", map[string]string{oldIdleAnnotation: old}, f.getNode(n).Annotations)
 }
 

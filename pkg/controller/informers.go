@@ -16,7 +16,7 @@ import (
 	"github.com/ipp-project/ipp/pkg/nodeclass"
 )
 
-// NewInformerFactories returns the shared informer factories whose Pod and Node informers New
+// newInformerFactories returns the shared informer factories whose Pod and Node informers New
 // expects: Pods that carry cfg.PodLabel, and Nodes labelled cfg.NodeLabel=true. Narrowing them by
 // label keeps the controller's watch traffic proportional to IPP's share of the cluster, and the
 // cached objects are cut down to the fields the controller reads (see cachedPod and trimNode),
@@ -24,7 +24,7 @@ import (
 //
 // The factories are the controller's own: the Pod informer's store holds *cachedPod, not
 // *corev1.Pod, so its Lister must not be used, and other readers would see trimmed Nodes.
-func NewInformerFactories(client kubernetes.Interface, cfg isolation.Config) (pods, nodes informers.SharedInformerFactory) {
+func newInformerFactories(client kubernetes.Interface, cfg isolation.Config) (pods, nodes informers.SharedInformerFactory) {
 	podSelector := labels.NewSelector().Add(mustRequirement(cfg.PodLabel, selection.Exists, nil)).String()
 	nodeSelector := labels.SelectorFromSet(labels.Set{cfg.NodeLabel: isolation.LabelValue}).String()
 	pods = informers.NewSharedInformerFactoryWithOptions(client, 0,
@@ -36,10 +36,10 @@ func NewInformerFactories(client kubernetes.Interface, cfg isolation.Config) (po
 	return pods, nodes
 }
 
-// NewNamespaceInformerFactory returns the factory of the controller's Namespace informer, whose
+// newNamespaceInformerFactory returns the factory of the controller's Namespace informer, whose
 // NodeClasses' namespaceSelectors are matched against the namespaces' labels. Its cached
 // Namespaces keep only their name, UID and labels.
-func NewNamespaceInformerFactory(client kubernetes.Interface) informers.SharedInformerFactory {
+func newNamespaceInformerFactory(client kubernetes.Interface) informers.SharedInformerFactory {
 	return informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(func(obj any) (any, error) {
 		if ns, ok := obj.(*corev1.Namespace); ok {
 			return &corev1.Namespace{TypeMeta: ns.TypeMeta, ObjectMeta: trimMeta(ns.ObjectMeta)}, nil

@@ -29,8 +29,8 @@ import (
 // of approved CSRs.
 func (f *fixture) withTokens(issued map[string]string) {
 	f.t.Helper()
-	f.pods, f.nodes = NewInformerFactories(f.kube, f.cfg)
-	c, err := New(f.kube, f.pods.Core().V1().Pods(), f.nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
+	f.pods, f.nodes = newInformerFactories(f.kube, f.cfg)
+	c, err := newWithInformers(f.kube, f.pods.Core().V1().Pods(), f.nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
 		Config:           f.cfg,
 		IdleTTL:          testIdleTTL,
 		ProviderResync:   testResync,

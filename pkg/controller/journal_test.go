@@ -67,7 +67,7 @@ func TestJournal(t *testing.T) {
 	}
 	cm.Data["ipp.not-a-token"] = "x"
 	cm.Data["ipp.dddddd"] = "garbled"
-	if _, err := f.kube.CoreV1().ConfigMaps(testJournalNamespace).Update(f.ctx, cm, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.kube.CoreV1().ConfigMaps(testJournalNamespace).Update(f.ctx, cm, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ours.tokens(f.ctx)
@@ -140,8 +140,8 @@ func TestJournalCreateRace(t *testing.T) {
 func TestNewNeedsJournalNamespace(t *testing.T) {
 	f := newFixture(t)
 	for _, ns := range []string{"", "Not_A_Namespace"} {
-		pods, nodes := NewInformerFactories(f.kube, f.cfg)
-		_, err := New(f.kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
+		pods, nodes := newInformerFactories(f.kube, f.cfg)
+		_, err := newWithInformers(f.kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{
 			Config:           f.cfg,
 			MintJoinTokens:   true,
 			JournalNamespace: ns,

@@ -281,7 +281,7 @@ func TestNodeClassRefusals(t *testing.T) {
 	diff(t, "events", []string{"Warning " + ReasonNodeClassNotAdmitted, "Warning " + ReasonNodeClassNotFound}, f.events())
 
 	// The namespace is labelled: the NodeClass admits it now.
-	if _, err := f.kube.CoreV1().Namespaces().Update(f.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"tier": "gold"}}}, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.kube.CoreV1().Namespaces().Update(f.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"tier": "gold"}}}, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
 		t.Fatal(err)
 	}
 	f.mustSync(f.nodeName("b"))
@@ -438,10 +438,10 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 	ipp := ippfake.NewSimpleClientset(limited("small", 3))
 	provider := &slowProvider{Provider: fake.New(clk)}
 	cfg := isolation.DefaultConfig()
-	pods, nodes := NewInformerFactories(kube, cfg)
+	pods, nodes := newInformerFactories(kube, cfg)
 	ncs := ippinformers.NewSharedInformerFactory(ipp, 0)
-	nss := NewNamespaceInformerFactory(kube)
-	c, err := New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, record.NewFakeRecorder(10000), Options{
+	nss := newNamespaceInformerFactory(kube)
+	c, err := newWithInformers(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, record.NewFakeRecorder(10000), Options{
 		Config: cfg, IdleTTL: testIdleTTL, ProviderResync: testResync, Clock: clk,
 		MaxInstances: 5, IPPClient: ipp, NodeClasses: ncs.Ipp().V1alpha1().NodeClasses(), Namespaces: nss.Core().V1().Namespaces(),
 	})

@@ -35,7 +35,7 @@ type Manager struct {
 }
 
 // NewManager returns a Manager of a controller that calls provider with opts. Its informers are
-// its own (narrowed as NewInformerFactories does), NodeClasses and Namespaces included, made with
+// its own (narrowed as newInformerFactories does), NodeClasses and Namespaces included, made with
 // opts.IPPClient, which is required (a caller's NodeClasses or Namespaces is an error). With
 // opts.MintJoinTokens it also makes the CSR approver and sets opts.Issued to the approver's
 // record; a caller's Issued is an error then.
@@ -53,8 +53,8 @@ func NewManager(kube kubernetes.Interface, provider cloudprovider.Provider, reco
 		return nil, fmt.Errorf("controller: Issued is the approver's when the manager mints join tokens")
 	}
 	m := &Manager{ipp: opts.IPPClient}
-	pods, nodes := NewInformerFactories(kube, opts.Config)
-	namespaces := NewNamespaceInformerFactory(kube)
+	pods, nodes := newInformerFactories(kube, opts.Config)
+	namespaces := newNamespaceInformerFactory(kube)
 	m.factories = append(m.factories, pods, nodes, namespaces)
 	m.ippInf = ippinformers.NewSharedInformerFactory(opts.IPPClient, 0)
 	opts.NodeClasses = m.ippInf.Ipp().V1alpha1().NodeClasses()
@@ -64,7 +64,7 @@ func NewManager(kube kubernetes.Interface, provider cloudprovider.Provider, reco
 		// token belongs to, the controller asks whether a token's certificate was issued.
 		opts.Issued = func(id, nodeName string) bool { return m.approver.IssuedFor(id, nodeName) }
 	}
-	c, err := New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, recorder, opts)
+	c, err := newWithInformers(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, recorder, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,14 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jsonpatch"
 )
-
-// jsonPatchOp is one RFC 6902 operation.
-type jsonPatchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-}
 
 // bindNode writes the binding label onto node with a JSON patch that first tests the Node's UID
 // and providerID (patchNode), so the label can only land on the Node object whose providerID the
@@ -44,22 +37,22 @@ func (c *Controller) bindNode(ctx context.Context, node *corev1.Node, name strin
 // so that a write decided on one Node object never lands on another re-created under the same
 // name. It returns the patched Node, or nil if ops is empty or the Node is gone (which needs
 // nothing).
-func (c *Controller) patchNode(ctx context.Context, node *corev1.Node, ops ...jsonPatchOp) (*corev1.Node, error) {
+func (c *Controller) patchNode(ctx context.Context, node *corev1.Node, ops ...jsonpatch.Operation) (*corev1.Node, error) {
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	var guarded []jsonPatchOp
+	var guarded []jsonpatch.Operation
 	if node.UID != "" {
-		guarded = append(guarded, jsonPatchOp{Op: "test", Path: "/metadata/uid", Value: string(node.UID)})
+		guarded = append(guarded, jsonpatch.Test("/metadata/uid", string(node.UID)))
 	}
 	if node.Spec.ProviderID != "" {
-		guarded = append(guarded, jsonPatchOp{Op: "test", Path: "/spec/providerID", Value: node.Spec.ProviderID})
+		guarded = append(guarded, jsonpatch.Test("/spec/providerID", node.Spec.ProviderID))
 	}
-	patch, err := json.Marshal(append(guarded, ops...))
+	patch, err := jsonpatch.Patch(append(guarded, ops...)).Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("patching Node %s: %w", node.Name, err)
 	}
-	got, err := c.kube.CoreV1().Nodes().Patch(ctx, node.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	got, err := c.kube.CoreV1().Nodes().Patch(ctx, node.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -70,18 +63,8 @@ func (c *Controller) patchNode(ctx context.Context, node *corev1.Node, ops ...js
 }
 
 // addLabelOp sets the label key to value (an RFC 6902 add replaces a member that exists).
-func addLabelOp(key, value string) jsonPatchOp {
-	return jsonPatchOp{Op: "add", Path: labelPath(key), Value: value}
-}
-
-// labelPath is the JSON pointer of the label key.
-func labelPath(key string) string {
-	return "/metadata/labels/" + escapeJSONPointer(key)
-}
-
-// escapeJSONPointer escapes a map key for a JSON pointer (RFC 6901).
-func escapeJSONPointer(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+func addLabelOp(key, value string) jsonpatch.Operation {
+	return jsonpatch.Add(jsonpatch.LabelPath(key), value)
 }
 
 // mergePatchNode applies a JSON merge patch to the Node. A Node that is gone needs nothing.
@@ -93,7 +76,7 @@ func (c *Controller) mergePatchNode(ctx context.Context, name string, patch map[
 	if err != nil {
 		return fmt.Errorf("patching Node %s: %w", name, err)
 	}
-	_, err = c.kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{})
+	_, err = c.kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{FieldManager: FieldManager})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("patching Node %s: %w", name, err)
 	}
@@ -104,18 +87,9 @@ func labelsPatch(labels map[string]any) map[string]any {
 	return map[string]any{"metadata": map[string]any{"labels": labels}}
 }
 
-// deleteNode deletes the Node object, only if it is still the one the controller looked at. A
-// Node that is gone needs nothing.
+// deleteNode deletes the Node object, only if it is still the one the controller looked at.
 func (c *Controller) deleteNode(ctx context.Context, node *corev1.Node) error {
-	opts := metav1.DeleteOptions{}
-	if node.UID != "" {
-		uid := node.UID
-		opts.Preconditions = &metav1.Preconditions{UID: &uid}
-	}
-	if err := c.kube.CoreV1().Nodes().Delete(ctx, node.Name, opts); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting Node %s: %w", node.Name, err)
-	}
-	return nil
+	return DeleteNode(ctx, c.kube, node)
 }
 
 // boundPod asks the API server (not the cache) for a live Pod that needs the dedicated node name

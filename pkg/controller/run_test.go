@@ -32,8 +32,8 @@ func TestRun(t *testing.T) {
 	kube := k8sfake.NewClientset()
 	provider := fake.New(clk)
 	cfg := isolation.DefaultConfig()
-	pods, nodes := NewInformerFactories(kube, cfg)
-	c, err := New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, record.NewFakeRecorder(1000), Options{
+	pods, nodes := newInformerFactories(kube, cfg)
+	c, err := newWithInformers(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, record.NewFakeRecorder(1000), Options{
 		Config: cfg, IdleTTL: testIdleTTL, ProviderResync: testResync, Clock: clk,
 	})
 	if err != nil {
@@ -143,8 +143,8 @@ func TestSettledClusterCostsNoReconciles(t *testing.T) {
 	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.NewTime(t0)}}
 	kube := k8sfake.NewClientset(pod, node)
 
-	pods, nodes := NewInformerFactories(kube, cfg)
-	c, err := New(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, record.NewFakeRecorder(1000), Options{
+	pods, nodes := newInformerFactories(kube, cfg)
+	c, err := newWithInformers(kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), provider, record.NewFakeRecorder(1000), Options{
 		Config: cfg, IdleTTL: testIdleTTL, ProviderResync: testResync, Clock: clk,
 	})
 	if err != nil {

@@ -292,8 +292,8 @@ func (r *round) onHold() (time.Duration, bool) {
 
 // deleteInstance deletes inst through the provider; NotFound counts as done.
 func (r *round) deleteInstance(ctx context.Context, inst cloudprovider.Instance) error {
-	if err := r.c.provider.Delete(ctx, inst); err != nil && !cloudprovider.IsNotFound(err) {
-		return fmt.Errorf("deleting instance %s of node %s: %w", inst.ID, r.name, err)
+	if err := DeleteInstance(ctx, r.c.provider, inst); err != nil {
+		return err
 	}
 	r.c.instances.remove(inst, r.now)
 	r.st.createKey = ""

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/jsonpatch"
 )
 
 func diff(t *testing.T, what string, want, got any) {
@@ -376,7 +377,7 @@ func TestIdleClockSetAndCleared(t *testing.T) {
 	f.addPod(f.pod("p1", "a", f.clock.Now()))
 	node = f.getNode(n)
 	f.mustSync(n)
-	clear := guarded(node, jsonPatchOp{Op: "remove", Path: labelPath(isolation.IdleSinceLabel)})
+	clear := guarded(node, jsonpatch.Remove(jsonpatch.LabelPath(isolation.IdleSinceLabel)))
 	diff(t, "kube actions with demand", []string{clear}, f.actions())
 	if _, ok := f.getNode(n).Labels[isolation.IdleSinceLabel]; ok {
 		t.Error("idle clock still set")
@@ -419,7 +420,7 @@ func TestReapAfterTTL(t *testing.T) {
 	cordon := guarded(node,
 		addLabelOp(isolation.ReapingLabel, unix(f.clock.Now())),
 		addLabelOp(isolation.CordonedLabel, "true"),
-		jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: true})
+		jsonpatch.Add("/spec/unschedulable", true))
 	diff(t, "kube actions", []string{
 		cordon,
 		"list pods spec.nodeName=" + n,
@@ -479,12 +480,12 @@ func TestReapCancelledByBoundPod(t *testing.T) {
 	cordon := guarded(node,
 		addLabelOp(isolation.ReapingLabel, unix(f.clock.Now())),
 		addLabelOp(isolation.CordonedLabel, "true"),
-		jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: true})
+		jsonpatch.Add("/spec/unschedulable", true))
 	uncordon := guarded(node,
-		jsonPatchOp{Op: "remove", Path: labelPath(isolation.IdleSinceLabel)},
-		jsonPatchOp{Op: "remove", Path: labelPath(isolation.ReapingLabel)},
-		jsonPatchOp{Op: "remove", Path: labelPath(isolation.CordonedLabel)},
-		jsonPatchOp{Op: "add", Path: "/spec/unschedulable", Value: false})
+		jsonpatch.Remove(jsonpatch.LabelPath(isolation.IdleSinceLabel)),
+		jsonpatch.Remove(jsonpatch.LabelPath(isolation.ReapingLabel)),
+		jsonpatch.Remove(jsonpatch.LabelPath(isolation.CordonedLabel)),
+		jsonpatch.Add("/spec/unschedulable", false))
 	diff(t, "kube actions", []string{cordon, "list pods spec.nodeName=" + n, uncordon}, f.actions())
 	diff(t, "labels", bound(f.node(n, "", t0), n).Labels, f.getNode(n).Labels)
 	diff(t, "provider calls", []string(nil), f.calls())
@@ -502,7 +503,7 @@ func TestDemandDuringReapUncordons(t *testing.T) {
 	node := f.getNode(n)
 	node.Spec.Unschedulable = true
 	label(node, isolation.IdleSinceLabel, unix(t0), isolation.ReapingLabel, unix(t0), isolation.CordonedLabel, "true")
-	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
 		t.Fatal(err)
 	}
 	f.addPod(f.pod("p1", "a", f.clock.Now()))
@@ -524,7 +525,7 @@ func TestReapResumesAfterRestart(t *testing.T) {
 	node := f.getNode(n)
 	node.Spec.Unschedulable = true
 	label(node, isolation.IdleSinceLabel, unix(t0), isolation.ReapingLabel, unix(t0), isolation.CordonedLabel, "true")
-	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{}); err != nil {
+	if _, err := f.kube.CoreV1().Nodes().Update(f.ctx, node, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.provider.Provider.Delete(f.ctx, inst); err != nil {
@@ -690,8 +691,8 @@ func TestNewRejectsAutoscalerMode(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.cfg
 	cfg.Mode = isolation.ModeAutoscaler
-	pods, nodes := NewInformerFactories(f.kube, cfg)
-	if _, err := New(f.kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{Config: cfg}); err == nil {
+	pods, nodes := newInformerFactories(f.kube, cfg)
+	if _, err := newWithInformers(f.kube, pods.Core().V1().Pods(), nodes.Core().V1().Nodes(), f.provider, f.recorder, Options{Config: cfg}); err == nil {
 		t.Fatal("New accepted autoscaler mode")
 	}
 }

@@ -21,8 +21,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
+
+// cleanupFieldManager names `ipp cleanup` in the managedFields of the Nodes it cordons.
+const cleanupFieldManager = "ipp-cleanup"
 
 // errNeedYes is returned when cleanup found something to delete but was not told --yes.
 var errNeedYes = errors.New("nothing was deleted: pass --yes to delete the Nodes and instances listed above")
@@ -82,11 +86,16 @@ those workloads first (cleanup lists them), or the wait ends in a timeout that n
 	return cmd
 }
 
-// validate checks the flags that need no API, naming the bad one.
-func (o *cleanupOptions) validate() error {
+// config is the isolation configuration that the flags describe.
+func (o *cleanupOptions) config() isolation.Config {
 	cfg := isolation.DefaultConfig()
 	cfg.ClusterName, cfg.NodeLabel, cfg.PodLabel = o.clusterName, o.nodeLabel, o.podLabel
-	if err := cfg.Validate(); err != nil {
+	return cfg
+}
+
+// validate checks the flags that need no API, naming the bad one.
+func (o *cleanupOptions) validate() error {
+	if err := o.config().Validate(); err != nil {
 		return err
 	}
 	if o.timeout <= 0 {
@@ -188,9 +197,9 @@ func (o *cleanupOptions) find(ctx context.Context, client kubernetes.Interface, 
 		// Only a warning depends on it; the cleanup itself does not.
 		klog.FromContext(ctx).Info("Cannot list IPP Pods; not checking for Pods that would ask for their nodes again", "err", err)
 	} else {
+		cfg := o.config()
 		for _, p := range pods.Items {
-			if _, pinned := p.Spec.NodeSelector[isolation.BindingLabel]; pinned && p.DeletionTimestamp == nil &&
-				p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			if controller.IsLivePinned(cfg, &p) {
 				plan.pinned = append(plan.pinned, p)
 			}
 		}
@@ -299,15 +308,14 @@ func (o *cleanupOptions) delete(ctx context.Context, out io.Writer, client kuber
 			continue
 		}
 		if !n.Spec.Unschedulable {
-			_, err := client.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
+			_, err := client.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{FieldManager: cleanupFieldManager})
 			if err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("cordoning Node %s: %w", n.Name, err))
 				continue
 			}
 		}
-		err := client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("deleting Node %s: %w", n.Name, err))
+		if err := controller.DeleteNode(ctx, client, &n); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		fmt.Fprintf(out, "Deleted Node %s\n", n.Name)
@@ -316,8 +324,8 @@ func (o *cleanupOptions) delete(ctx context.Context, out io.Writer, client kuber
 		if i.State == cloudprovider.StateStopping {
 			continue
 		}
-		if err := provider.Delete(ctx, i); err != nil && !cloudprovider.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("deleting instance %s (node %s): %w", i.ID, i.NodeName, err))
+		if err := controller.DeleteInstance(ctx, provider, i); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		fmt.Fprintf(out, "Deleted instance %s (node %s)\n", i.ID, i.NodeName)

@@ -258,7 +258,7 @@ func TestCleanupErrors(t *testing.T) {
 			edit: func(_ *cleanupOptions, p *cpfake.Provider) {
 				p.FailNext("delete", cloudprovider.NewError(cloudprovider.KindInvalid, "delete", "403", errors.New("missing permission compute.instances.delete")))
 			},
-			wantErr: "deleting instance i-a (node ipp-a-1)",
+			wantErr: "deleting instance i-a of node ipp-a-1",
 		},
 	}
 	for _, tc := range tests {
