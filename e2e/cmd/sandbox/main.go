@@ -3,9 +3,12 @@
 // boot into Nodes through emulated kubelets, one plain worker node, and `ipp run` (the webhook
 // and the controller, with the real gce provider pointed at the emulator).
 //
-// It prints one line, export KUBECONFIG=<path>, as soon as the cluster answers, applies the seed's
-// two example Deployments (classes class0 and class1), and then reports nodes appearing, Pods
-// landing and nodes being reaped, until Ctrl-C.
+// It prints one line, export KUBECONFIG=<path>, as soon as the cluster answers, applies the
+// examples (examples.yaml: NodeClasses default and metal, namespace tenant-a that may use metal,
+// and two example Deployments, class0 on default and class1 on metal), shows the webhook denying
+// NodeClass metal to namespace default, and then reports instances created with their NodeClass
+// and machine type, nodes appearing, Pods landing, the NodeClasses' status and nodes being reaped,
+// until Ctrl-C.
 //
 //	cd e2e && go run ./cmd/sandbox [--boot-delay=5s] [--idle-ttl=1m]
 package main
@@ -26,9 +29,9 @@ func main() {
 	// A flag set of its own: packages of the control plane register flags on the global one.
 	fs := flag.NewFlagSet("sandbox", flag.ExitOnError)
 	fs.DurationVar(&o.bootDelay, "boot-delay", 5*time.Second, "How long an emulated instance takes from creation until its kubelet registers the Node.")
-	fs.DurationVar(&o.idleTTL, "idle-ttl", time.Minute, "How long a dedicated node may have no Pod of its class before ipp deletes it (ipp's --idle-ttl).")
+	fs.DurationVar(&o.idleTTL, "idle-ttl", time.Minute, "How long a dedicated node may have no Pod of its class before ipp deletes it (ipp's --idle-ttl), unless its NodeClass sets idleTTL (the example NodeClass metal sets 10m).")
 	fs.IntVar(&o.workers, "workers", 1, "Plain worker nodes (no IPP taint), for Pods without a class.")
-	fs.BoolVar(&o.examples, "examples", true, "Apply the two example Deployments (classes class0 and class1) in namespace default.")
+	fs.BoolVar(&o.examples, "examples", true, "Apply the examples: NodeClasses default and metal, namespace tenant-a, and two example Deployments (class0 in namespace default on NodeClass default, class1 in tenant-a on NodeClass metal).")
 	fs.BoolVar(&o.exitWhenRunning, "exit-when-running", false, "Exit once the examples' Pods run, after printing how long each took (for measurements).")
 	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log, kept on exit. Empty makes a temporary one, removed on a clean exit.")
 	fs.IntVar(&o.verbosity, "v", 2, "Verbosity of the log file (klog -v).")
@@ -69,15 +72,23 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		}
 	}()
 	if o.examples {
-		if err := s.applyNodeClass(ctx); err != nil {
-			return err
-		}
 		if err := s.applyExamples(ctx); err != nil {
 			return err
 		}
 	}
 	if o.exitWhenRunning {
 		return s.waitExamplesRunning(ctx)
+	}
+	if o.examples {
+		// The same report as with --exit-when-running, then the sandbox keeps running.
+		settled := make(chan struct{})
+		defer func() { <-settled }()
+		go func() {
+			defer close(settled)
+			if err := s.waitExamplesRunning(ctx); err != nil && ctx.Err() == nil {
+				s.printf("The examples did not settle: %v", err)
+			}
+		}()
 	}
 	<-ctx.Done()
 	s.ippStopping = true

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -13,13 +14,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
+	"github.com/ipp-project/ipp/e2e/gceemu"
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
+	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
+	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
+	gceprovider "github.com/ipp-project/ipp/providers/gce"
 )
 
 // progress prints what a user wants to see happen: Nodes registering, being bound, cordoned and
@@ -27,9 +34,13 @@ import (
 // join tokens ipp mints and the kubelet CSRs it approves or denies.
 type progress struct {
 	s      *sandbox
+	ctx    context.Context
 	cancel context.CancelFunc
 	pods   informers.SharedInformerFactory
 	tokens informers.SharedInformerFactory
+	ncs    ippinformers.SharedInformerFactory
+	// instancesDone is closed when watchInstances's loop ends.
+	instancesDone chan struct{}
 
 	mu       sync.Mutex
 	seen     map[string]time.Time     // pod key -> when it was first seen (or created)
@@ -41,9 +52,11 @@ func newProgress(s *sandbox) *progress {
 	return &progress{s: s, seen: map[string]time.Time{}, running: map[string]time.Duration{}, reported: map[string]string{}}
 }
 
-func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
+func (p *progress) start(ctx context.Context, c kubernetes.Interface, ipp ippclient.Interface) error {
 	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.ctx = ctx
 	p.pods = informers.NewSharedInformerFactory(c, 0)
+	p.ncs = ippinformers.NewSharedInformerFactory(ipp, 0)
 	p.tokens = informers.NewSharedInformerFactoryWithOptions(c, 0, informers.WithNamespace(metav1.NamespaceSystem),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = jointoken.LabelManagedBy + "=true" }))
 	handlers := []struct {
@@ -79,6 +92,10 @@ func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
 				}
 			},
 		}},
+		{p.ncs.Ipp().V1alpha1().NodeClasses().Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { p.nodeClass(obj.(*ippv1alpha1.NodeClass)) },
+			UpdateFunc: func(_, obj any) { p.nodeClass(obj.(*ippv1alpha1.NodeClass)) },
+		}},
 		{p.pods.Certificates().V1().CertificateSigningRequests().Informer(), cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { p.csr(obj.(*certificatesv1.CertificateSigningRequest)) },
 			UpdateFunc: func(_, obj any) { p.csr(obj.(*certificatesv1.CertificateSigningRequest)) },
@@ -91,8 +108,10 @@ func (p *progress) start(ctx context.Context, c kubernetes.Interface) error {
 	}
 	p.pods.Start(ctx.Done())
 	p.tokens.Start(ctx.Done())
+	p.ncs.Start(ctx.Done())
 	p.pods.WaitForCacheSync(ctx.Done())
 	p.tokens.WaitForCacheSync(ctx.Done())
+	p.ncs.WaitForCacheSync(ctx.Done())
 	return nil
 }
 
@@ -101,7 +120,58 @@ func (p *progress) stop() {
 		p.cancel()
 		p.pods.Shutdown()
 		p.tokens.Shutdown()
+		p.ncs.Shutdown()
+		if p.instancesDone != nil {
+			<-p.instancesDone
+		}
 	}
+}
+
+// watchInstances reports, until stop, each instance the Compute emulator holds as it appears and
+// goes away: its zone, the NodeClass ipp recorded on it and the machine type the emulator received.
+// The emulator has no watch, so it is read every 100ms.
+func (p *progress) watchInstances(gce *gceemu.Server) {
+	p.instancesDone = make(chan struct{})
+	go func() {
+		defer close(p.instancesDone)
+		seen := map[string]bool{}
+		wait.UntilWithContext(p.ctx, func(context.Context) {
+			now := map[string]bool{}
+			for _, inst := range gce.Instances() {
+				now[inst.Name] = true
+				nc := inst.Metadata[gceprovider.MetadataNodeClass]
+				if nc == "" {
+					nc = "(none recorded)"
+				}
+				mt := path.Base(inst.MachineType)
+				if inst.MachineType == "" {
+					mt = "(from instance template " + inst.SourceInstanceTemplate + ")"
+				}
+				p.report("instance/"+inst.Name, "created", "Instance %s created in zone %s for NodeClass %s: machine type %s (as the Compute emulator received it)", inst.Name, inst.Zone, nc, mt)
+			}
+			for name := range seen {
+				if !now[name] {
+					p.report("instance/"+name, "deleted", "Instance %s deleted from the Compute emulator", name)
+				}
+			}
+			seen = now
+		}, 100*time.Millisecond)
+	}()
+}
+
+// nodeClass reports a NodeClass's status as it changes: the counts and conditions of
+// `kubectl get nodeclasses`.
+func (p *progress) nodeClass(nc *ippv1alpha1.NodeClass) {
+	state := fmt.Sprintf("nodes %d, classes %d, pods %d, Ready %s, LimitReached %s", nc.Status.Nodes, nc.Status.Classes, nc.Status.Pods,
+		orNone(conditionStatus(nc, ippv1alpha1.ConditionReady)), orNone(conditionStatus(nc, ippv1alpha1.ConditionLimitReached)))
+	p.report("nodeclass/"+nc.Name, state, "NodeClass %s status: %s", nc.Name, state)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(not yet)"
+	}
+	return s
 }
 
 func tombstone(obj any) any {

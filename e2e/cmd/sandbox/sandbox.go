@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,12 +13,8 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/cmd/ipp/app"
@@ -28,6 +22,7 @@ import (
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
+	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
@@ -52,6 +47,11 @@ type sandbox struct {
 	ippStopping bool
 	examples    []string // app labels of the example Deployments
 	replicas    int      // the example Deployments' replicas, in all
+	// nodeClasses are the example NodeClasses applied; expectPods counts the example Pods of each.
+	nodeClasses []string
+	expectPods  map[string]int
+	// ipp is a client of the NodeClass API.
+	ipp ippclient.Interface
 }
 
 // start brings everything up and prints the export line once the cluster answers. On error,
@@ -99,8 +99,11 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 	if _, err := s.cp.InstallCRD(ctx, deploy.NodeClassCRD); err != nil {
 		return nil, err
 	}
+	if s.ipp, err = ippclient.NewForConfig(s.cp.AdminConfig); err != nil {
+		return nil, err
+	}
 	s.progress = newProgress(s)
-	if err := s.progress.start(ctx, s.cp.Client); err != nil {
+	if err := s.progress.start(ctx, s.cp.Client, s.ipp); err != nil {
 		return nil, err
 	}
 
@@ -123,6 +126,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		return nil, fmt.Errorf("starting the Compute emulator: %w", err)
 	}
 	s.printf("Compute emulator at %s (project %s, zone %s), boot delay %v", s.gce.URL(), s.gce.Project(), s.gce.Zones()[0], o.bootDelay)
+	s.progress.watchInstances(s.gce)
 
 	listen, err := freeAddress()
 	if err != nil {
@@ -193,29 +197,8 @@ func freeAddress() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// applyExamples creates the example Deployments in namespace default.
-func (s *sandbox) applyExamples(ctx context.Context) error {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(examplesYAML), 4096)
-	for {
-		var d appsv1.Deployment
-		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("decoding the examples: %w", err)
-		}
-		_, err := s.cp.Client.AppsV1().Deployments(metav1.NamespaceDefault).Create(ctx, &d, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating example Deployment %s: %w", d.Name, err)
-		}
-		s.examples = append(s.examples, d.Spec.Selector.MatchLabels["app"])
-		s.replicas += int(*d.Spec.Replicas)
-		s.printf("Applied Deployment default/%s (%s=%s, %d replicas)", d.Name, isolation.DefaultPodLabel,
-			d.Spec.Template.Labels[isolation.DefaultPodLabel], *d.Spec.Replicas)
-	}
-}
-
 // waitExamplesRunning waits until every example Pod runs and prints the time each took from its
-// creation to Running.
+// creation to Running, then waits for the NodeClasses' status to count them and prints it.
 func (s *sandbox) waitExamplesRunning(ctx context.Context) error {
 	var took []time.Duration
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -233,7 +216,7 @@ func (s *sandbox) waitExamplesRunning(ctx context.Context) error {
 	}
 	s.printf("All %d example Pods run; creation to Running: min %v, median %v, max %v (%s)", len(took),
 		took[0].Round(10*time.Millisecond), took[len(took)/2].Round(10*time.Millisecond), took[len(took)-1].Round(10*time.Millisecond), strings.Join(parts, " "))
-	return nil
+	return s.waitNodeClassesSettled(ctx)
 }
 
 // printf prints one progress line, stamped with the time since the sandbox started.
