@@ -312,15 +312,16 @@ func (c *Cloud) ListsSince(since time.Time) int {
 	return n
 }
 
-// CreateAttempts returns when each provider Create that began after since reached the cloud:
-// on GCE each instances.insert, on EC2 the first try of each DescribeInstances call (the ec2
-// provider's Create starts with one; the SDK's own retries of it share its invocation id).
-// On EC2 a List is a DescribeInstances call too, so callers keep Lists out of the window.
+// CreateAttempts returns when each provider Create that began after since reached the cloud: on
+// GCE each instances.aggregatedList (the gce provider's Create starts by looking for the instance
+// in every zone), on EC2 the first try of each DescribeInstances call (the ec2 provider's Create
+// starts with one; the SDK's own retries of it share its invocation id). On both a List is the
+// same call, so callers keep Lists out of the window.
 func (c *Cloud) CreateAttempts(since time.Time) []time.Time {
 	var out []time.Time
 	if c.gce != nil {
 		for _, call := range c.gce.Calls() {
-			if call.Op == "instances.insert" && !call.Time.Before(since) {
+			if call.Op == "instances.aggregatedList" && !call.Time.Before(since) {
 				out = append(out, call.Time)
 			}
 		}
