@@ -904,3 +904,28 @@ func TestSecondNodeOfOneInstanceIsNotBound(t *testing.T) {
 	}
 	diff(t, "events", []string{"Warning UntrustedNode"}, f.events())
 }
+
+func TestGatedPodCreatesNothing(t *testing.T) {
+	// A Pod held by another scheduling gate could not run on the node: it creates no instance and
+	// is told why, once; when its gates are removed, its node is created.
+	f := newFixture(t)
+	n := f.nodeName("a")
+	p := f.pod("p1", "a", t0)
+	p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+	p = f.addPod(p)
+	f.list()
+	f.refresh()
+
+	f.mustSync(n)
+	f.mustSync(n)
+	diff(t, "provider calls while gated", []string(nil), f.calls())
+	diff(t, "events while gated", []string{"Normal SchedulingGated"}, f.events())
+
+	p.Spec.SchedulingGates = nil
+	if _, err := f.kube.CoreV1().Pods(p.Namespace).Update(f.ctx, p, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh()
+	f.mustSync(n)
+	diff(t, "provider calls once ungated", []string{"create " + n}, f.calls())
+}
