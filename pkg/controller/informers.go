@@ -93,6 +93,9 @@ type podFields struct {
 	pin      string
 	nodeName string
 	phase    corev1.PodPhase
+	// gate is the Pod's first scheduling gate, "" when it has none: the scheduler holds the Pod
+	// until every gate is removed.
+	gate string
 }
 
 func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
@@ -112,8 +115,17 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 			pin:       p.Spec.NodeSelector[isolation.BindingLabel],
 			nodeName:  p.Spec.NodeName,
 			phase:     p.Status.Phase,
+			gate:      firstGate(p),
 		},
 	}
+}
+
+// firstGate returns the name of the Pod's first scheduling gate, or "".
+func firstGate(p *corev1.Pod) string {
+	if len(p.Spec.SchedulingGates) == 0 {
+		return ""
+	}
+	return p.Spec.SchedulingGates[0].Name
 }
 
 // terminal reports whether the Pod has finished: it needs no node any more.

@@ -134,8 +134,13 @@ func (r *round) screen(want string) (*cachedPod, *ippv1alpha1.NodeClass) {
 	var chosen *ippv1alpha1.NodeClass
 	for _, pod := range r.demand {
 		nc, err := r.c.nodeClass(pod.nodeClass)
-		var reason, msg string
+		reason, msg, eventType := "", "", corev1.EventTypeWarning
 		switch {
+		case pod.gate != "":
+			eventType = corev1.EventTypeNormal
+			// The scheduler would not place it on the node anyway.
+			reason = ReasonSchedulingGated
+			msg = fmt.Sprintf("The Pod is held by scheduling gate %s; it creates no instance for dedicated node %s until its gates are removed", pod.gate, r.name)
 		case err != nil:
 			reason = ReasonNodeClassNotFound
 			msg = fmt.Sprintf("NodeClass %s does not exist (%v); the Pod creates no instance for dedicated node %s until it does", pod.nodeClass, err, r.name)
@@ -157,9 +162,9 @@ func (r *round) screen(want string) (*cachedPod, *ippv1alpha1.NodeClass) {
 			r.skip = map[types.UID]bool{}
 		}
 		r.skip[pod.UID] = true
-		if tag := reason + "/" + pod.nodeClass; r.st.reasons[pod.UID] != tag {
+		if tag := reason + "/" + pod.nodeClass + "/" + pod.gate; r.st.reasons[pod.UID] != tag {
 			r.st.reasons[pod.UID] = tag
-			r.c.recorder.Event(pod.ref(), corev1.EventTypeWarning, reason, msg)
+			r.c.recorder.Event(pod.ref(), eventType, reason, msg)
 		}
 	}
 	return oldest, chosen

@@ -37,6 +37,9 @@ const (
 	// instance from being created; the message names the limit, its value and the NodeClass.
 	// The Pod waits until an instance goes or the limit is raised.
 	ReasonLimitReached = "LimitReached"
+	// ReasonSchedulingGated (Pod, Normal): the Pod is held by a scheduling gate, so it creates no
+	// instance until its gates are removed; the message names the gate.
+	ReasonSchedulingGated = "SchedulingGated"
 	// ReasonNodeClassNotFound (Pod, Warning): the Pod asks for a NodeClass that does not exist
 	// (it was admitted while the webhook was off, or the NodeClass was deleted). It creates
 	// nothing until the NodeClass exists.

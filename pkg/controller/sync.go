@@ -154,18 +154,40 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 // pick chooses the instance that serves the dedicated node: the one whose Node has registered
 // (returned as trusted: its providerID is the instance's and its name fits), else the oldest, with
 // no trusted Node. Any other live instance is a duplicate.
+//
+// When two Nodes claim one instance (the same providerID, possible where Node names are not
+// pinned), the one bound first keeps the binding: a Node that already carries this node's binding
+// label wins, then the one that registered first. Names do not decide, so a second Node cannot
+// take the binding by choosing a name that sorts first.
 func (r *round) pick(liveInsts []cloudprovider.Instance) (keep *cloudprovider.Instance, trusted *corev1.Node) {
 	for _, node := range r.nodes {
 		for i := range liveInsts {
-			if node.Spec.ProviderID != "" && node.Spec.ProviderID == liveInsts[i].ProviderID && r.nameFits(node) {
-				return &liveInsts[i], node
+			if node.Spec.ProviderID == "" || node.Spec.ProviderID != liveInsts[i].ProviderID || !r.nameFits(node) {
+				continue
+			}
+			if trusted == nil || boundFirst(node, trusted, r.name) {
+				keep, trusted = &liveInsts[i], node
 			}
 		}
 	}
-	if len(liveInsts) == 0 {
-		return nil, nil
+	if trusted != nil || len(liveInsts) == 0 {
+		return keep, trusted
 	}
 	return &liveInsts[0], nil
+}
+
+// boundFirst reports whether Node a has a better claim than Node b to the dedicated node name: it
+// carries the binding label and b does not, or neither or both do and a registered first (by
+// creation time, then UID).
+func boundFirst(a, b *corev1.Node, name string) bool {
+	ab, bb := a.Labels[isolation.BindingLabel] == name, b.Labels[isolation.BindingLabel] == name
+	if ab != bb {
+		return ab
+	}
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.UID < b.UID
 }
 
 // nameFits reports whether node's name may serve the dedicated node: with the node-name pin,
@@ -216,7 +238,7 @@ func (r *round) distrust(ctx context.Context, keep *cloudprovider.Instance, trus
 			if err := r.c.mergePatchNode(ctx, node.Name, labelsPatch(map[string]any{isolation.BindingLabel: nil})); err != nil {
 				return 0, err
 			}
-			r.warnUntrusted(node, keep, true)
+			r.warnUntrusted(node, keep, trusted, true)
 			continue
 		}
 		if pid == "" && keep != nil {
@@ -228,7 +250,7 @@ func (r *round) distrust(ctx context.Context, keep *cloudprovider.Instance, trus
 			after = earliest(after, r.c.providerResync)
 			continue
 		}
-		r.warnUntrusted(node, keep, false)
+		r.warnUntrusted(node, keep, trusted, false)
 	}
 	return after, nil
 }
@@ -263,7 +285,7 @@ func (r *round) mayBeRecreated(inst cloudprovider.Instance) bool {
 	return inst.ID == r.name && r.st.createKey != "" && r.c.instances.deletedByController(inst.ID)
 }
 
-func (r *round) warnUntrusted(node *corev1.Node, keep *cloudprovider.Instance, removed bool) {
+func (r *round) warnUntrusted(node *corev1.Node, keep *cloudprovider.Instance, trusted *corev1.Node, removed bool) {
 	key := string(node.UID) + "/" + node.Spec.ProviderID
 	if r.st.warned[key] && !removed {
 		return
@@ -274,6 +296,9 @@ func (r *round) warnUntrusted(node *corev1.Node, keep *cloudprovider.Instance, r
 		want = fmt.Sprintf("%q", keep.ProviderID)
 	}
 	msg := fmt.Sprintf("Node %s claims dedicated node %s but its providerID %q is not that of the instance IPP created for it (%s); it is not bound", node.Name, r.name, node.Spec.ProviderID, want)
+	if keep != nil && node.Spec.ProviderID == keep.ProviderID && trusted != nil {
+		msg = fmt.Sprintf("Node %s claims instance %s of dedicated node %s (providerID %q), which Node %s registered for and holds; a second Node of one instance is never bound", node.Name, keep.ID, r.name, keep.ProviderID, trusted.Name)
+	}
 	if removed {
 		msg += "; its binding label was removed"
 	}
@@ -334,16 +359,20 @@ func (r *round) prune() {
 }
 
 // nodesFor returns every Node that is or claims to be the dedicated node name, sorted by name:
-// the Node of that name, Nodes whose binding label names it, and, without the node-name pin,
-// Nodes whose providerID is one of its instances'.
+// with the node-name pin, the Node of that name; Nodes whose binding label names it; and, without
+// the pin, Nodes whose providerID is one of its instances'.
 func (c *Controller) nodesFor(name string, insts []cloudprovider.Instance) ([]*corev1.Node, error) {
 	seen := map[string]*corev1.Node{}
-	node, err := c.nodes.Get(name)
-	switch {
-	case err == nil:
-		seen[node.Name] = node
-	case !apierrors.IsNotFound(err):
-		return nil, err
+	// Without the node-name pin a Node's name claims nothing: Pods are not pinned by it, and a
+	// Node registered under any name is found by its binding label or its instance's providerID.
+	if c.cfg.PinNodeName {
+		node, err := c.nodes.Get(name)
+		switch {
+		case err == nil:
+			seen[node.Name] = node
+		case !apierrors.IsNotFound(err):
+			return nil, err
+		}
 	}
 	add := func(index, value string) error {
 		objs, err := c.nodeIndexer.ByIndex(index, value)

@@ -871,3 +871,61 @@ func TestLateNodeOfDeletedInstanceIsDeleted(t *testing.T) {
 	f.mustSync(n)
 	diff(t, "kube actions", []string{"delete nodes/" + n}, f.actions())
 }
+
+func TestSecondNodeOfOneInstanceIsNotBound(t *testing.T) {
+	// Two Nodes claim one instance (the same providerID) where Node names are not pinned: the one
+	// bound first keeps the binding, whatever the names' order; the other is never bound and is
+	// warned about.
+	f := newFixture(t)
+	f.cfg.PinNodeName = false
+	f.newController()
+	n := f.nodeName("a")
+	f.addPod(f.pod("p1", "a", t0))
+	f.list()
+	f.mustSync(n)
+	inst := f.liveInstances()[0]
+	first := "ip-10-0-0-2.ec2.internal"
+	f.addNode(f.node(first, inst.ProviderID, t0))
+	f.mustSync(n)
+	diff(t, "binding label of the first Node", n, f.getNode(first).Labels[isolation.BindingLabel])
+	f.events()
+	f.actions()
+
+	second := "ip-10-0-0-1.ec2.internal" // sorts before the first
+	f.addNode(f.node(second, inst.ProviderID, t0))
+	f.clock.Step(3 * time.Second)
+	f.list()
+	f.mustSync(n)
+	f.mustSync(second)
+
+	diff(t, "binding label of the first Node afterwards", n, f.getNode(first).Labels[isolation.BindingLabel])
+	if v, ok := f.getNode(second).Labels[isolation.BindingLabel]; ok {
+		t.Errorf("the second Node of one instance was bound (%q)", v)
+	}
+	diff(t, "events", []string{"Warning UntrustedNode"}, f.events())
+}
+
+func TestGatedPodCreatesNothing(t *testing.T) {
+	// A Pod held by another scheduling gate could not run on the node: it creates no instance and
+	// is told why, once; when its gates are removed, its node is created.
+	f := newFixture(t)
+	n := f.nodeName("a")
+	p := f.pod("p1", "a", t0)
+	p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+	p = f.addPod(p)
+	f.list()
+	f.refresh()
+
+	f.mustSync(n)
+	f.mustSync(n)
+	diff(t, "provider calls while gated", []string(nil), f.calls())
+	diff(t, "events while gated", []string{"Normal SchedulingGated"}, f.events())
+
+	p.Spec.SchedulingGates = nil
+	if _, err := f.kube.CoreV1().Pods(p.Namespace).Update(f.ctx, p, metav1.UpdateOptions{FieldManager: testFieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh()
+	f.mustSync(n)
+	diff(t, "provider calls once ungated", []string{"create " + n}, f.calls())
+}
