@@ -104,15 +104,13 @@ func (x *Index) Place(node string, r Requests) bool {
 	if !ok {
 		return false
 	}
-	for _, a := range r {
-		s.placed[a.Name] += a.Value
-	}
-	s.placedPods++
+	s.add(r)
 	return true
 }
 
 // Unplace takes away the requests of a Pod that Place added, when the Pod is deleted or
-// terminates. It returns false, and changes nothing, when the node is not in the Index.
+// terminates; taking away a Pod that was not added is the caller's error, and leaves the sums
+// too low. It returns false, and changes nothing, when the node is not in the Index.
 func (x *Index) Unplace(node string, r Requests) bool {
 	s, ok := x.nodes[node]
 	if !ok {
@@ -133,9 +131,9 @@ func (x *Index) Unplace(node string, r Requests) bool {
 // first name, so that the choice is deterministic. Choose does not Place the Pod: the caller
 // does, once its PATCH is accepted.
 //
-// When no node has room, Choose tells NoRoom from TooLarge: TooLarge when the Pod would not fit
-// even on an empty candidate node (one of the NodeClass, whatever its readiness), or when the
-// NodeClass has no node here at all it is NoRoom.
+// When no node has room, the outcome is TooLarge if the Pod would not fit on any node of the
+// NodeClass even were it empty (Ready or not), and NoRoom otherwise, also when the NodeClass has
+// no node in the Index.
 func (x *Index) Choose(nodeClass string, r Requests) (string, Outcome) {
 	var best *nodeState
 	bestScore := math.Inf(-1)
