@@ -52,3 +52,11 @@ func Escape(token string) string {
 func LabelPath(key string) string {
 	return "/metadata/labels/" + Escape(key)
 }
+
+// TestAbsent returns a "test" operation that passes only when nothing (or null) is at path, as
+// the JSON Patch library of the API server (gopkg.in/evanphx/json-patch.v4) applies a test for the
+// value null. The parent of path must exist. Put it before an "add" of a whole object, which would
+// otherwise replace one that a concurrent writer set.
+func TestAbsent(path string) Operation {
+	return Operation{Op: "test", Path: path, Value: json.RawMessage("null")}
+}

@@ -60,3 +60,32 @@ func TestApply(t *testing.T) {
 		t.Errorf("empty Patch marshals to %q, %v; want nil", b, err)
 	}
 }
+
+// TestTestAbsent checks the null test against the library the API server uses: it passes on a
+// missing member and fails on a present one, whatever its value.
+func TestTestAbsent(t *testing.T) {
+	raw, err := Patch{TestAbsent("/spec/affinity")}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[{"op":"test","path":"/spec/affinity","value":null}]`; string(raw) != want {
+		t.Errorf("TestAbsent marshals to %s, want %s", raw, want)
+	}
+	p, err := jsonpatchlib.DecodePatch(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for doc, wantOK := range map[string]bool{
+		`{"spec":{}}`:                     true,
+		`{"spec":{"affinity":{}}}`:        false,
+		`{"spec":{"affinity":{"a":"b"}}}`: false,
+		`{"spec":{"affinity":"x"}}`:       false,
+		`{"spec":{"affinity":[]}}`:        false,
+		`{"metadata":{}}`:                 false, // the parent is missing
+	} {
+		_, err := p.Apply([]byte(doc))
+		if (err == nil) != wantOK {
+			t.Errorf("TestAbsent on %s: err = %v, want success %v", doc, err, wantOK)
+		}
+	}
+}
