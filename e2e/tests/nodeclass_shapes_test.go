@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"path"
 	"strings"
 	"testing"
@@ -164,7 +165,11 @@ func TestNodeClassShapes(t *testing.T) {
 		emu.waitLists(t, o0.CreatedAt, 2)
 		createPod(t, ns, pod("o1", classOf(cfg, "o1"), ofNodeClass(one.Name)))
 		var msg string
+		o1 := cfg.NodeName(ns, "o1")
 		err = waitFor(ctx, ippTimeout, func(ctx context.Context) (bool, error) {
+			if inst, ok := ipp.Cloud.Instance(o1); ok {
+				return false, fmt.Errorf("o1 got instance %s beyond shapes-one's limit of 1: the instances of shapes-one were not counted", inst.ID)
+			}
 			msg = limitEvent(t, ns, "o1")
 			return msg != "", nil
 		})
@@ -176,7 +181,7 @@ func TestNodeClassShapes(t *testing.T) {
 		}
 		// Still waiting after two more resyncs.
 		emu.waitLists(t, time.Now(), 2)
-		if inst, ok := ipp.Cloud.Instance(cfg.NodeName(ns, "o1")); ok {
+		if inst, ok := ipp.Cloud.Instance(o1); ok {
 			t.Errorf("o1 got instance %s beyond shapes-one's limit of 1", inst.ID)
 		}
 		p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, "o1", metav1.GetOptions{})
