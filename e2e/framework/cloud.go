@@ -131,7 +131,9 @@ type CloudOptions struct {
 }
 
 // StartCloud starts the emulator of the provider named by provider (GCE or EC2) and makes IPP's
-// real provider for it.
+// real provider for it. Each emulator has two zones (EC2: two subnets, in two availability
+// zones); the provider is configured with the first alone, so an instance lands in the second
+// only when its NodeClass names it (GCECloud.Server.Zones, EC2Cloud.Subnets).
 func StartCloud(ctx context.Context, provider string, opts CloudOptions) (Cloud, error) {
 	switch provider {
 	case GCE:
