@@ -131,7 +131,9 @@ type CloudOptions struct {
 }
 
 // StartCloud starts the emulator of the provider named by provider (GCE or EC2) and makes IPP's
-// real provider for it.
+// real provider for it. Each emulator has two zones (EC2: two subnets, in two availability
+// zones); the provider is configured with the first alone, so an instance lands in the second
+// only when its NodeClass names it (GCECloud.Server.Zones, EC2Cloud.Subnets).
 func StartCloud(ctx context.Context, provider string, opts CloudOptions) (Cloud, error) {
 	switch provider {
 	case GCE:
@@ -161,8 +163,12 @@ type GCECloud struct {
 
 var _ Cloud = (*GCECloud)(nil)
 
+// gceZones are the zones of the emulated GCE region. The provider's zone, where every instance
+// whose NodeClass names no zones goes, is the first; NodeClasses may name the second.
+var gceZones = []string{gceemu.DefaultZone, "us-central1-b"}
+
 func startGCE(ctx context.Context, opts CloudOptions) (*GCECloud, error) {
-	srv := gceemu.New(gceemu.Options{BootDelay: opts.BootDelay, Booter: opts.Booter})
+	srv := gceemu.New(gceemu.Options{BootDelay: opts.BootDelay, Booter: opts.Booter, Zones: gceZones})
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("starting the Compute emulator: %w", err)
 	}
@@ -273,14 +279,18 @@ var _ Cloud = (*EC2Cloud)(nil)
 // count up from i-00000000000000001.
 const foreignInstanceID = "i-0badc0ffee0dd0001"
 
-// ec2Subnet is the one subnet of the emulated EC2 region, in ec2AZ.
+// The subnets of the emulated EC2 region. ec2Subnet, in ec2AZ, is the provider's: every instance
+// whose NodeClass names no subnets goes there. NodeClasses may also name ec2Subnet2, in ec2AZ2.
+// The emulator sorts subnets by id and uses the first for a launch without one: ec2Subnet.
 const (
-	ec2Subnet = "subnet-0e2e00000000000a1"
-	ec2AZ     = ec2emu.DefaultRegion + "a"
+	ec2Subnet  = "subnet-0e2e00000000000a1"
+	ec2AZ      = ec2emu.DefaultRegion + "a"
+	ec2Subnet2 = "subnet-0e2e00000000000b2"
+	ec2AZ2     = ec2emu.DefaultRegion + "b"
 )
 
 func startEC2(ctx context.Context, opts CloudOptions) (*EC2Cloud, error) {
-	srv := ec2emu.New(ec2emu.Options{BootDelay: opts.BootDelay, Booter: opts.Booter, Subnets: map[string]string{ec2Subnet: ec2AZ}})
+	srv := ec2emu.New(ec2emu.Options{BootDelay: opts.BootDelay, Booter: opts.Booter, Subnets: map[string]string{ec2Subnet: ec2AZ, ec2Subnet2: ec2AZ2}})
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("starting the EC2 emulator: %w", err)
 	}
@@ -288,8 +298,10 @@ func startEC2(ctx context.Context, opts CloudOptions) (*EC2Cloud, error) {
 		ClusterName: opts.ClusterName,
 		Region:      srv.Region(),
 		ImageID:     ec2emu.ImageID,
-		SubnetIDs:   srv.SubnetIDs(),
-		Endpoint:    srv.URL(),
+		// Only the first subnet: a launch that finds no capacity there fails, as before the
+		// second subnet existed, unless its NodeClass names more.
+		SubnetIDs: []string{ec2Subnet},
+		Endpoint:  srv.URL(),
 		// The emulator checks only that requests are signed.
 		Credentials:         credentials.NewStaticCredentialsProvider("AKIDEC2EMULATOR", "ec2-emulator-secret", ""),
 		Join:                opts.Join,
@@ -357,9 +369,9 @@ func (c *EC2Cloud) Instances() []CloudInstance {
 	return out
 }
 
-// ForeignProviderID implements Cloud: aws:///<az>/<id> in the availability zone of the one
-// subnet, where the provider launches every instance, with an instance id the emulator never
-// gives out.
+// ForeignProviderID implements Cloud: aws:///<az>/<id> in the availability zone of the
+// provider's subnet, where the provider launches every instance whose NodeClass names no
+// subnets, with an instance id the emulator never gives out.
 func (c *EC2Cloud) ForeignProviderID(string) string {
 	return ec2.ProviderID(ec2AZ, foreignInstanceID)
 }
@@ -367,8 +379,23 @@ func (c *EC2Cloud) ForeignProviderID(string) string {
 // SetFaults implements Cloud.
 func (c *EC2Cloud) SetFaults(f cloudemu.Faults) { c.Server.SetFaults(f) }
 
-// IPPFlags implements Cloud.
-func (c *EC2Cloud) IPPFlags() []string { return c.Server.IPPFlags() }
+// IPPFlags implements Cloud, with the provider's one subnet (the emulator's own flags name every
+// subnet).
+func (c *EC2Cloud) IPPFlags() []string {
+	flags := c.Server.IPPFlags()
+	for i, f := range flags {
+		if strings.HasPrefix(f, "--ec2-subnet-ids=") {
+			flags[i] = "--ec2-subnet-ids=" + ec2Subnet
+		}
+	}
+	return flags
+}
+
+// Subnets returns the ids of the emulated region's subnets and their availability zones, the
+// provider's subnet first.
+func (c *EC2Cloud) Subnets() (ids, zones []string) {
+	return []string{ec2Subnet, ec2Subnet2}, []string{ec2AZ, ec2AZ2}
+}
 
 // Env implements Cloud: static credentials for the SDK's default chain.
 func (c *EC2Cloud) Env() []string { return ec2emu.Env() }
