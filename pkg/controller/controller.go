@@ -151,6 +151,10 @@ type Controller struct {
 
 	mu    sync.Mutex
 	state map[string]*nodeState
+	// rejected holds, by NodeClass, the last creation the cloud refused as invalid (a machine
+	// type that does not exist, a missing permission), until a creation of that NodeClass
+	// succeeds; the NodeClass's Ready condition says so. Guarded by mu.
+	rejected map[string]error
 }
 
 // nodeState is what the controller remembers about one dedicated node between reconciles. None
@@ -277,6 +281,7 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 		instances:      newInstanceIndex(),
 		listNow:        make(chan struct{}, 1),
 		state:          map[string]*nodeState{},
+		rejected:       map[string]error{},
 	}
 	if c.clock == nil {
 		c.clock = clock.RealClock{}

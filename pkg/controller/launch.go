@@ -90,6 +90,9 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 			r.newKey()
 		}
 		kind := cloudprovider.KindOf(err)
+		if kind == cloudprovider.KindInvalid {
+			r.c.setRejected(nc.Name, err)
+		}
 		r.notify(corev1.EventTypeWarning, ReasonProvisioningFailed, string(kind),
 			fmt.Sprintf("Creating instance for dedicated node %s failed (%s): %v", r.name, orUnknown(kind), err))
 		return 0, fmt.Errorf("creating instance for node %s: %w", r.name, err)
@@ -118,6 +121,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	}
 	r.st.charge = nil          // spent
 	r.c.ledger.created(r.name) // counted in the index from now on
+	r.c.setRejected(nc.Name, nil)
 	logger.Info("Created instance", "instance", got.ID, "providerID", got.ProviderID, "class", class, "namespace", namespace, "nodeClass", nc.Name, "joinTokenID", got.JoinTokenID, "waitingPods", len(r.demand))
 	r.notify(corev1.EventTypeNormal, ReasonProvisioning, "",
 		fmt.Sprintf("Creating instance %s for dedicated node %s", got.ID, r.name))

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -499,5 +500,48 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 	}
 	if n := provider.CallCount("create"); n != 5 {
 		t.Errorf("creates = %d, want 5", n)
+	}
+}
+
+func TestNodeClassNotReadyWhileCreationsAreRejected(t *testing.T) {
+	// The cloud refuses a NodeClass's creation as invalid (a machine type that does not exist):
+	// retrying cannot help, so its Ready condition turns False, saying why, until an instance of it
+	// is created.
+	f := newFixture(t)
+	f.withNodeClasses(limited("small", 5))
+	a := f.nodeName("a")
+	f.addPod(f.ncPod("pa", "a", "small", t0))
+	f.list()
+	f.provider.FailNext("create", cloudprovider.NewError(cloudprovider.KindInvalid, "create", "invalid", errors.New("machine type n9-huge does not exist")))
+	if _, err := f.sync(a); err == nil {
+		t.Fatal("sync succeeded though the creation was refused")
+	}
+	ready := func() metav1.Condition {
+		t.Helper()
+		f.refresh()
+		if err := f.c.syncStatus(f.ctx, "small"); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := f.ipp.IppV1alpha1().NodeClasses().Get(f.ctx, "small", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range nc.Status.Conditions {
+			if c.Type == ippv1alpha1.ConditionReady {
+				return c
+			}
+		}
+		t.Fatal("no Ready condition")
+		return metav1.Condition{}
+	}
+	if c := ready(); c.Status != metav1.ConditionFalse || c.Reason != "CreationRejected" || !strings.Contains(c.Message, "n9-huge") {
+		t.Errorf("Ready after a refused creation = %+v, want False, CreationRejected, naming the error", c)
+	}
+
+	f.c.forgetState(a, f.clock.Now()) // past the back-off
+	f.mustSync(a)
+	diff(t, "creations", 1, len(f.liveInstances()))
+	if c := ready(); c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready after an instance was created = %+v, want True", c)
 	}
 }

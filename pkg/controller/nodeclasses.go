@@ -56,6 +56,7 @@ const (
 // Condition reasons of the NodeClass status.
 const (
 	conditionReasonServing     = "Serving"
+	conditionReasonRejected    = "CreationRejected"
 	conditionReasonLimit       = "LimitReached"
 	conditionReasonWithinLimit = "WithinLimits"
 )
@@ -254,6 +255,10 @@ func (c *Controller) nodeClassStatus(nc *ippv1alpha1.NodeClass) ippv1alpha1.Node
 		Message:            fmt.Sprintf("The controller creates instances of this NodeClass on %s%s", c.provider.Name(), c.shapeNote(nc)),
 		ObservedGeneration: nc.Generation, LastTransitionTime: now,
 	}
+	if err := c.rejectedErr(nc.Name); err != nil {
+		ready.Status, ready.Reason = metav1.ConditionFalse, conditionReasonRejected
+		ready.Message = fmt.Sprintf("%s refused the last creation of an instance of this NodeClass as invalid, which retrying cannot fix: %v. Fix the NodeClass's shape (or the --%s-* flags it falls back to); Ready turns True with the next instance created", c.provider.Name(), err, c.provider.Name())
+	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 	limit := metav1.Condition{
 		Type: ippv1alpha1.ConditionLimitReached, Status: metav1.ConditionFalse, Reason: conditionReasonWithinLimit,
@@ -302,4 +307,27 @@ func (c *Controller) syncStatus(ctx context.Context, name string) error {
 	}
 	klog.FromContext(ctx).V(4).Info("Updated NodeClass status", "nodeClass", name, "nodes", st.Nodes, "classes", st.Classes, "pods", st.Pods)
 	return nil
+}
+
+// setRejected records err, an invalid-request error of the cloud, as the last creation of
+// NodeClass name; nil clears it. A change enqueues the NodeClass's status.
+func (c *Controller) setRejected(name string, err error) {
+	c.mu.Lock()
+	_, had := c.rejected[name]
+	if err == nil {
+		delete(c.rejected, name)
+	} else {
+		c.rejected[name] = err
+	}
+	c.mu.Unlock()
+	if had || err != nil {
+		c.enqueueStatus(name)
+	}
+}
+
+// rejectedErr returns the cloud's refusal of the last creation of NodeClass name, or nil.
+func (c *Controller) rejectedErr(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rejected[name]
 }
