@@ -33,10 +33,24 @@ const (
 	// DefaultClusterName is the cluster name used when none is given.
 	DefaultClusterName = "ipp"
 
-	// BindingLabel binds a node to a class. Its value is the dedicated node name. Only the
-	// controller writes it: the NodeRestriction admission plugin refuses kubelets that try to set
-	// labels under node-restriction.kubernetes.io/ on their own Node.
+	// BindingLabel binds a node to the controller's record of it. Its value is the node's name
+	// as the controller created it (with --placement=admission, the class's dedicated node name,
+	// which Pods select). Only the controller writes it: the NodeRestriction admission plugin
+	// refuses kubelets that try to set labels under node-restriction.kubernetes.io/ on their own
+	// Node.
 	BindingLabel = "node-restriction.kubernetes.io/ipp-node"
+	// ClassLabel binds a node to its class: its value is the class key (ClassKey). With
+	// --placement=controller every IPP Pod selects it from admission on, so a Pod can run only on
+	// a node the controller bound to its class. Only the controller writes it.
+	ClassLabel = "node-restriction.kubernetes.io/ipp-class"
+	// NamespaceLabel and ClassNameLabel record on a node the namespace (empty in cluster scope)
+	// and class it was bound to, so that every Pod placed there is compared with them, not only
+	// with the key. Only the controller writes them.
+	NamespaceLabel = "node-restriction.kubernetes.io/ipp-namespace"
+	ClassNameLabel = "node-restriction.kubernetes.io/ipp-class-name"
+	// NodeClassNodeLabel records on a node the NodeClass its instance was created for. Only the
+	// controller writes it.
+	NodeClassNodeLabel = "node-restriction.kubernetes.io/ipp-node-class"
 
 	// IdleSinceLabel is the idle clock of a bound node: when the controller first saw it with no
 	// Pod of its class, in UTC Unix seconds rounded up (so the clock never ends early). It is
@@ -76,6 +90,22 @@ const (
 // Modes lists the valid modes, in the order help text shows them.
 var Modes = []string{string(ModeDedicated), string(ModeAutoscaler)}
 
+// Placement says who chooses the node of an IPP Pod in dedicated mode.
+type Placement string
+
+const (
+	// PlacementAdmission: the webhook pins every Pod of a class to the class's one dedicated node
+	// name (BindingLabel and matchFields metadata.name); the controller creates that node.
+	PlacementAdmission Placement = "admission"
+	// PlacementController: the webhook pins every Pod to its class key (ClassLabel) and holds
+	// it with the scheduling gate ipp.io/placement; the controller places it on a node of its
+	// class with room, creating nodes as needed, and lifts the gate.
+	PlacementController Placement = "controller"
+)
+
+// Placements lists the valid placements.
+var Placements = []string{string(PlacementAdmission), string(PlacementController)}
+
 // Scope says which Pods share a class.
 type Scope string
 
@@ -99,6 +129,8 @@ type Config struct {
 	NodeTaint   string
 	ClassScope  Scope
 	ClusterName string
+	// Placement says who chooses an IPP Pod's node in dedicated mode.
+	Placement Placement
 	// PinNodeName adds the matchFields metadata.name term to the pin. Without it the pin is the
 	// binding-label nodeSelector alone, which the scheduler cannot narrow to one node.
 	PinNodeName bool
@@ -115,6 +147,7 @@ func DefaultConfig() Config {
 		NodeTaint:        DefaultNodeTaint,
 		ClassScope:       ScopeNamespace,
 		ClusterName:      DefaultClusterName,
+		Placement:        PlacementAdmission,
 		PinNodeName:      true,
 		ExemptNamespaces: sets.New("kube-system", "ipp-system"),
 	}
@@ -126,6 +159,11 @@ func (c Config) Validate() error {
 	case ModeDedicated, ModeAutoscaler:
 	default:
 		return fmt.Errorf("invalid --mode %q: must be one of %s", c.Mode, strings.Join(Modes, ", "))
+	}
+	switch c.Placement {
+	case PlacementAdmission, PlacementController:
+	default:
+		return fmt.Errorf("invalid --placement %q: must be one of %s", c.Placement, strings.Join(Placements, ", "))
 	}
 	switch c.ClassScope {
 	case ScopeNamespace, ScopeCluster:
@@ -172,6 +210,20 @@ func (c Config) NodeName(namespace, class string) string {
 	return NodeName(c.ClusterName, c.ClassScope, namespace, class)
 }
 
+// ClassKey returns the class key of class in namespace under this configuration.
+func (c Config) ClassKey(namespace, class string) string {
+	return ClassKey(c.ClusterName, c.ClassScope, namespace, class)
+}
+
+// ScopedNamespace returns the namespace part of a class's identity: namespace in namespace
+// scope, "" in cluster scope.
+func (c Config) ScopedNamespace(namespace string) string {
+	if c.ClassScope != ScopeNamespace {
+		return ""
+	}
+	return namespace
+}
+
 // Tolerations returns the tolerations that an IPP Pod needs: the IPP taint with both effects.
 func (c Config) Tolerations() []corev1.Toleration {
 	return []corev1.Toleration{
@@ -216,6 +268,44 @@ func NodeName(cluster string, scope Scope, namespace, class string) string {
 	// NUL cannot occur in any of the inputs, so the encoding is unambiguous.
 	sum := sha256.Sum256([]byte("ipp/v1\x00" + cluster + "\x00" + namespace + "\x00" + class))
 	return nodeNamePrefix + slug(class) + "-" + hex.EncodeToString(sum[:])[:hashLen]
+}
+
+const (
+	// classKeyHashLen hex characters of SHA-256: 128 bits, so that no one can search for a class
+	// name whose key equals another class's.
+	classKeyHashLen = 32
+	maxKeySlugLen   = validation.LabelValueMaxLength - 1 - classKeyHashLen
+	// instanceSuffixLen random hex characters make an instance name unique: 64 bits.
+	instanceSuffixLen = 16
+	maxInstSlugLen    = validation.DNS1123LabelMaxLength - len(nodeNamePrefix) - 1 - instanceSuffixLen
+)
+
+// ClassKey returns the key of a class, the value of ClassLabel on its nodes and of the nodeSelector
+// its Pods get: "<slug>-<32 hex>", where the slug is a readable form of the class and the hex is
+// 128 bits of SHA-256 of (cluster, namespace, class), so a search for a colliding class name costs
+// about 2^64 hashes even for a partial (birthday) match. It is always a valid label value. In
+// cluster scope the namespace is ignored. TestClassKeyGolden pins the mapping.
+func ClassKey(cluster string, scope Scope, namespace, class string) string {
+	if scope != ScopeNamespace {
+		namespace = ""
+	}
+	sum := sha256.Sum256([]byte("ipp-class/v2\x00" + cluster + "\x00" + namespace + "\x00" + class))
+	sl := slug(class)
+	if len(sl) > maxKeySlugLen {
+		sl = strings.TrimRight(sl[:maxKeySlugLen], "-")
+	}
+	return sl + "-" + hex.EncodeToString(sum[:])[:classKeyHashLen]
+}
+
+// InstanceName returns the name of a new instance of class, and of its Node: "ipp-<slug>-<16 hex>"
+// with 64 random bits, so that names are unique per instance and never come back. random must
+// hold at least 8 bytes (from crypto/rand).
+func InstanceName(class string, random []byte) string {
+	sl := slug(class)
+	if len(sl) > maxInstSlugLen {
+		sl = strings.TrimRight(sl[:maxInstSlugLen], "-")
+	}
+	return nodeNamePrefix + sl + "-" + hex.EncodeToString(random[:instanceSuffixLen/2])
 }
 
 // slug lower-cases s, turns every run of characters outside [a-z0-9] into one '-', trims '-' from

@@ -101,3 +101,49 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestClassKeyGolden pins the class key: changing it would unbind every class from its nodes on
+// upgrade.
+func TestClassKeyGolden(t *testing.T) {
+	for _, tt := range []struct {
+		scope            Scope
+		namespace, class string
+	}{
+		{ScopeNamespace, "default", "class0"},
+		{ScopeNamespace, "team-a", "class0"},
+		{ScopeCluster, "team-a", "class0"},
+		{ScopeNamespace, "default", strings.Repeat("a", 63)},
+		{ScopeNamespace, "default", "---"},
+	} {
+		got := ClassKey("ipp", tt.scope, tt.namespace, tt.class)
+		if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
+			t.Errorf("ClassKey(%q, %q) = %q, not a label value: %v", tt.namespace, tt.class, got, errs)
+		}
+		hexPart := got[strings.LastIndexByte(got, '-')+1:]
+		if len(hexPart) < 32 {
+			t.Errorf("ClassKey(%q, %q) = %q holds %d bits of hash, want at least 128", tt.namespace, tt.class, got, 4*len(hexPart))
+		}
+	}
+	if got, want := ClassKey("ipp", ScopeNamespace, "default", "class0"), "class0-85be5d4217f9e2d35e2a617d7a845831"; got != want {
+		t.Errorf("ClassKey golden = %q, want %q", got, want)
+	}
+	if a, b := ClassKey("ipp", ScopeNamespace, "a", "x"), ClassKey("ipp", ScopeNamespace, "b", "x"); a == b {
+		t.Errorf("two namespaces share the class key %q", a)
+	}
+	if a, b := ClassKey("ipp", ScopeCluster, "a", "x"), ClassKey("ipp", ScopeCluster, "b", "x"); a != b {
+		t.Errorf("cluster scope: %q != %q", a, b)
+	}
+}
+
+func TestInstanceName(t *testing.T) {
+	r := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	for _, class := range []string{"a", strings.Repeat("x", 63), "My.Class", "---"} {
+		got := InstanceName(class, r)
+		if errs := validation.IsDNS1123Label(got); len(errs) > 0 {
+			t.Errorf("InstanceName(%q) = %q: %v", class, got, errs)
+		}
+		if !strings.HasSuffix(got, "-0102030405060708") {
+			t.Errorf("InstanceName(%q) = %q, want the random suffix", class, got)
+		}
+	}
+}

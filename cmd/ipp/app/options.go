@@ -13,6 +13,7 @@ import (
 type isolationOptions struct {
 	mode             string
 	classScope       string
+	placement        string
 	exemptNamespaces []string
 	cfg              isolation.Config
 }
@@ -22,6 +23,7 @@ func newIsolationOptions() *isolationOptions {
 	return &isolationOptions{
 		mode:             string(cfg.Mode),
 		classScope:       string(cfg.ClassScope),
+		placement:        string(cfg.Placement),
 		exemptNamespaces: sets.List(cfg.ExemptNamespaces),
 		cfg:              cfg,
 	}
@@ -34,6 +36,7 @@ func (o *isolationOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.cfg.NodeTaint, "node-taint", o.cfg.NodeTaint, "Key of the taint (value \"true\", effects NoSchedule and NoExecute) on every IPP node.")
 	fs.StringVar(&o.classScope, "class-scope", o.classScope, "Which Pods share a class: "+strings.Join(isolation.Scopes, " or ")+". namespace gives the same class name in two namespaces two nodes.")
 	fs.StringVar(&o.cfg.ClusterName, "cluster-name", o.cfg.ClusterName, "Name of this cluster. It is part of every dedicated node name and of the instances' ownership tags, so two clusters in one cloud project never collide.")
+	fs.StringVar(&o.placement, "placement", o.placement, "Who chooses an IPP Pod's node in dedicated mode: "+strings.Join(isolation.Placements, " or ")+". admission pins each class to one dedicated node named at admission; controller pins each Pod to its class key and a scheduling gate, and the controller places it on a node of its class with room, so a class grows past one node. Webhook and controller must agree.")
 	fs.BoolVar(&o.cfg.PinNodeName, "pin-node-name", o.cfg.PinNodeName, "Pin IPP Pods by node name (matchFields metadata.name) as well as by the binding label, so the scheduler checks one node per Pod. Set to false only where node names cannot be chosen (EKS).")
 	fs.StringSliceVar(&o.exemptNamespaces, "exempt-namespaces", o.exemptNamespaces, "Namespaces whose Pods the webhook neither mutates nor checks (cluster DaemonSets belong here). Must match the webhook configurations' namespaceSelector.")
 }
@@ -42,6 +45,7 @@ func (o *isolationOptions) addFlags(fs *pflag.FlagSet) {
 func (o *isolationOptions) complete() (isolation.Config, error) {
 	o.cfg.Mode = isolation.Mode(o.mode)
 	o.cfg.ClassScope = isolation.Scope(o.classScope)
+	o.cfg.Placement = isolation.Placement(o.placement)
 	o.cfg.ExemptNamespaces = sets.New[string]()
 	for _, ns := range o.exemptNamespaces {
 		if ns = strings.TrimSpace(ns); ns != "" {
