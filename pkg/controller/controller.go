@@ -99,6 +99,9 @@ type Options struct {
 	// object exists: every Pod gets the built-in default (nodeclass.Builtin), and no status is
 	// written.
 	NodeClasses ippinformers.NodeClassInformer
+	// PlacementWorkers is how many classes' gated Pods are placed at once (--placement=
+	// controller). Zero means DefaultPlacementWorkers.
+	PlacementWorkers int
 	// Namespaces is the informer whose labels the NodeClasses' namespaceSelectors are matched
 	// against. Nil admits every namespace.
 	Namespaces coreinformers.NamespaceInformer
@@ -142,9 +145,12 @@ type Controller struct {
 	nodeIndexer cache.Indexer
 	nodesSynced cache.InformerSynced
 
-	limiter   workqueue.TypedRateLimiter[string]
-	queue     workqueue.TypedRateLimitingInterface[string]
-	instances *instanceIndex
+	limiter workqueue.TypedRateLimiter[string]
+	queue   workqueue.TypedRateLimitingInterface[string]
+	// placeQueue holds the class keys whose gated Pods may be placed.
+	placeQueue       workqueue.TypedRateLimitingInterface[string]
+	placementWorkers int
+	instances        *instanceIndex
 
 	// listNow asks pollInstances for a List now (RequestList); it holds at most one request.
 	listNow chan struct{}
@@ -155,6 +161,13 @@ type Controller struct {
 	// type that does not exist, a missing permission), until a creation of that NodeClass
 	// succeeds; the NodeClass's Ready condition says so. Guarded by mu.
 	rejected map[string]error
+	// plans holds, by class key, the nodes planned or created for the class whose Node is not
+	// bound yet, with their NodeClass. Guarded by mu.
+	plans map[string]map[string]string
+	// shapes holds the allocatable of a node seen of each NodeClass. Guarded by mu.
+	shapes map[string]corev1.ResourceList
+	// podReasons is the last placement Event told to each waiting Pod. Guarded by mu.
+	podReasons map[types.UID]string
 }
 
 // nodeState is what the controller remembers about one dedicated node between reconciles. None
@@ -182,6 +195,9 @@ type nodeState struct {
 	// reuse it, a creation that is done clears it, and it is given back if demand goes before
 	// the creation is made.
 	charge *rate.Reservation
+	// plan is the class of a node of controller placement; nil for a dedicated node of
+	// admission placement. Guarded by Controller.mu.
+	plan *classPlan
 }
 
 // newWithInformers returns a controller that watches pods and nodes, which must be narrowed as
@@ -258,30 +274,34 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	c := &Controller{
-		createLimiter:  createLimiter,
-		ledger:         newLedger(opts.MaxInstances, !opts.MintJoinTokens),
-		ipp:            opts.IPPClient,
-		kube:           kube,
-		provider:       provider,
-		recorder:       recorder,
-		cfg:            opts.Config,
-		mintTokens:     opts.MintJoinTokens,
-		issued:         opts.Issued,
-		journal:        journal{kube: kube, namespace: opts.JournalNamespace, cluster: opts.Config.ClusterName},
-		clock:          opts.Clock,
-		idleTTL:        orDefault(opts.IdleTTL, DefaultIdleTTL),
-		regTimeout:     orDefault(opts.RegistrationTimeout, orDefault(provider.RegistrationTimeout(), DefaultRegistrationTimeout)),
-		providerResync: orDefault(opts.ProviderResync, DefaultProviderResync),
-		retryMaxDelay:  orDefault(opts.RetryMaxDelay, DefaultRetryMaxDelay),
-		podIndexer:     pods.Informer().GetIndexer(),
-		podsSynced:     pods.Informer().HasSynced,
-		nodes:          nodes.Lister(),
-		nodeIndexer:    nodes.Informer().GetIndexer(),
-		nodesSynced:    nodes.Informer().HasSynced,
-		instances:      newInstanceIndex(),
-		listNow:        make(chan struct{}, 1),
-		state:          map[string]*nodeState{},
-		rejected:       map[string]error{},
+		createLimiter:    createLimiter,
+		ledger:           newLedger(opts.MaxInstances, !opts.MintJoinTokens),
+		ipp:              opts.IPPClient,
+		kube:             kube,
+		provider:         provider,
+		recorder:         recorder,
+		cfg:              opts.Config,
+		mintTokens:       opts.MintJoinTokens,
+		issued:           opts.Issued,
+		journal:          journal{kube: kube, namespace: opts.JournalNamespace, cluster: opts.Config.ClusterName},
+		clock:            opts.Clock,
+		idleTTL:          orDefault(opts.IdleTTL, DefaultIdleTTL),
+		regTimeout:       orDefault(opts.RegistrationTimeout, orDefault(provider.RegistrationTimeout(), DefaultRegistrationTimeout)),
+		providerResync:   orDefault(opts.ProviderResync, DefaultProviderResync),
+		retryMaxDelay:    orDefault(opts.RetryMaxDelay, DefaultRetryMaxDelay),
+		podIndexer:       pods.Informer().GetIndexer(),
+		podsSynced:       pods.Informer().HasSynced,
+		nodes:            nodes.Lister(),
+		nodeIndexer:      nodes.Informer().GetIndexer(),
+		nodesSynced:      nodes.Informer().HasSynced,
+		instances:        newInstanceIndex(),
+		listNow:          make(chan struct{}, 1),
+		state:            map[string]*nodeState{},
+		rejected:         map[string]error{},
+		plans:            map[string]map[string]string{},
+		shapes:           map[string]corev1.ResourceList{},
+		podReasons:       map[types.UID]string{},
+		placementWorkers: orDefaultInt(opts.PlacementWorkers, DefaultPlacementWorkers),
 	}
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
@@ -295,6 +315,9 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 		Name:  "ipp-controller",
 		Clock: c.clock,
 	})
+	c.placeQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay), c.retryMaxDelay),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-placement", Clock: c.clock})
 	c.statusQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](statusBatch, c.retryMaxDelay),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-nodeclass-status", Clock: c.clock})
@@ -303,7 +326,7 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 
 // watchPods adds the controller's Pod indexers and event handlers to pods.
 func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
-	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podNodeClassIndex: c.podNodeClassNames}); err != nil {
+	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podNodeClassIndex: c.podNodeClassNames, podPlacingIndex: c.podPlacingKeys}); err != nil {
 		return fmt.Errorf("adding Pod indexer: %w", err)
 	}
 	_, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -326,6 +349,7 @@ func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
 			c.enqueuePod(obj)
 			if pod := c.asCachedPod(obj); pod != nil {
 				c.enqueueStatus(pod.nodeClass)
+				c.forgetPod(pod.UID)
 			}
 		},
 	})
@@ -340,6 +364,7 @@ func (c *Controller) watchNodes(nodes coreinformers.NodeInformer) error {
 	if err := nodes.Informer().AddIndexers(cache.Indexers{
 		bindingIndex:    nodeBindingIndexFunc,
 		providerIDIndex: nodeProviderIDIndexFunc,
+		classIndex:      nodeClassIndexFunc,
 	}); err != nil {
 		return fmt.Errorf("adding Node indexers: %w", err)
 	}
@@ -389,6 +414,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	var wg sync.WaitGroup
 	defer func() {
 		c.queue.ShutDown()
+		c.placeQueue.ShutDown()
 		c.statusQueue.ShutDown()
 		wg.Wait()
 		logger.Info("Stopped IPP controller")
@@ -423,6 +449,13 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go func() {
 			defer wg.Done()
 			c.runWorker(ctx)
+		}()
+	}
+	for range c.placementWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runPlacementWorker(ctx)
 		}()
 	}
 	if c.ipp != nil && c.nodeClasses != nil {
@@ -609,6 +642,9 @@ func (c *Controller) forgetState(name string, now time.Time) {
 	st := c.state[name]
 	delete(c.state, name)
 	c.mu.Unlock()
+	if st != nil && st.plan != nil {
+		c.dropPlan(name, st.plan.key)
+	}
 	if st != nil && st.charge != nil {
 		st.charge.CancelAt(now)
 	}
@@ -631,10 +667,23 @@ func (c *Controller) held(name string, now time.Time) bool {
 	return ok && now.Before(st.holdUntil)
 }
 
-// enqueuePod enqueues the dedicated node of a Pod's class.
+// enqueuePod enqueues the node a Pod needs (podNodeNames), and its class for placement: a Pod
+// that waits, or one whose going frees room.
 func (c *Controller) enqueuePod(obj any) {
-	if pod := c.asCachedPod(obj); pod != nil && pod.class != "" {
+	pod := c.asCachedPod(obj)
+	if pod == nil || pod.class == "" {
+		return
+	}
+	switch name := pod.node(c.cfg); {
+	case name != "":
+		c.queue.Add(name)
+	case !pod.placing:
+		// Neither pinned nor waiting for placement (admitted while the webhook was off, say):
+		// its class's dedicated node is looked at, which it does not make demand for.
 		c.queue.Add(c.cfg.NodeName(pod.Namespace, pod.class))
+	}
+	if pod.pin == "" {
+		c.enqueueClass(pod.classKey)
 	}
 }
 
@@ -664,6 +713,7 @@ func (c *Controller) enqueueNode(obj any) {
 		return
 	}
 	c.queue.Add(node.Name)
+	c.enqueueClass(node.Labels[isolation.ClassLabel])
 	if v := node.Labels[isolation.BindingLabel]; v != "" && v != node.Name {
 		c.queue.Add(v)
 	}

@@ -10,21 +10,63 @@ import (
 
 // Index names.
 const (
-	// podNodeIndex indexes IPP Pods by the dedicated node name of their class.
+	// podNodeIndex indexes IPP Pods by the node they need: with a legacy pin (admission
+	// placement), the dedicated node name of their class; else the node the controller placed
+	// them on, or that they are bound to.
 	podNodeIndex = "ipp.io/dedicated-node"
+	// podPlacingIndex indexes the IPP Pods that carry the placement gate by their class key.
+	podPlacingIndex = "ipp.io/placing"
+	// classIndex indexes Nodes by the value of their class label.
+	classIndex = "ipp.io/class"
 	// bindingIndex indexes Nodes by the value of their binding label.
 	bindingIndex = "ipp.io/binding"
 	// providerIDIndex indexes Nodes by spec.providerID.
 	providerIDIndex = "ipp.io/provider-id"
 )
 
-// podNodeNames is the Pod indexer: the dedicated node name of the Pod's class.
+// podNodeNames is the Pod indexer podNodeIndex.
 func (c *Controller) podNodeNames(obj any) ([]string, error) {
 	pod := c.asCachedPod(obj)
 	if pod == nil || pod.class == "" {
 		return nil, nil
 	}
-	return []string{c.cfg.NodeName(pod.Namespace, pod.class)}, nil
+	if name := pod.node(c.cfg); name != "" {
+		return []string{name}, nil
+	}
+	return nil, nil
+}
+
+// node returns the node the Pod needs: with a legacy pin (the BindingLabel nodeSelector that
+// admission placement gives), its class's dedicated node name; else the node it is bound to or
+// placed on; "" for a Pod not placed yet.
+func (p *cachedPod) node(cfg isolation.Config) string {
+	switch {
+	case p.pin != "":
+		return cfg.NodeName(p.Namespace, p.class)
+	case p.nodeName != "":
+		return p.nodeName
+	}
+	return p.placedOn
+}
+
+// podPlacingKeys is the Pod indexer podPlacingIndex.
+func (c *Controller) podPlacingKeys(obj any) ([]string, error) {
+	pod := c.asCachedPod(obj)
+	if pod == nil || !pod.placing || pod.classKey == "" {
+		return nil, nil
+	}
+	return []string{pod.classKey}, nil
+}
+
+func nodeClassIndexFunc(obj any) ([]string, error) {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return nil, nil
+	}
+	if v := node.Labels[isolation.ClassLabel]; v != "" {
+		return []string{v}, nil
+	}
+	return nil, nil
 }
 
 func nodeBindingIndexFunc(obj any) ([]string, error) {
@@ -71,7 +113,14 @@ func (c *Controller) demand(name string) ([]*cachedPod, error) {
 	return pods, nil
 }
 
-// isDemand reports whether pod needs the dedicated node name.
+// isDemand reports whether pod needs the node name: pinned to it at admission (a legacy pin),
+// or placed on it by the controller, or bound to it.
 func (c *Controller) isDemand(pod *cachedPod, name string) bool {
-	return pod.live(c.cfg) && c.cfg.NodeName(pod.Namespace, pod.class) == name && pod.pin == name
+	if !pod.live(c.cfg) {
+		return false
+	}
+	if pod.pin != "" {
+		return c.cfg.NodeName(pod.Namespace, pod.class) == name && pod.pin == name
+	}
+	return pod.node(c.cfg) == name
 }

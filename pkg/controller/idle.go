@@ -91,12 +91,22 @@ func (r *round) reap(ctx context.Context, node *corev1.Node, inst cloudprovider.
 		if patched != nil {
 			marked = patched
 		}
+		if r.plan != nil {
+			// Controller placement: a placement decided before the mark reached the placement
+			// workers may still land; look again once it would have.
+			return reapGrace, nil
+		}
 	}
 	// The informers may lag: ask the API server whether the scheduler bound a Pod of this class
 	// to the Node before the cordon reached it.
 	pod, err := r.c.boundPod(ctx, node.Name, r.name)
 	if err != nil {
 		return 0, err
+	}
+	if pod == nil && r.plan != nil {
+		if pod, err = r.c.placedPod(ctx, node.Name, r.plan); err != nil {
+			return 0, err
+		}
 	}
 	if pod != nil {
 		logger.Info("Node got a Pod while being reaped; keeping it", "nodeObject", klog.KObj(node), "pod", klog.KObj(pod))

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/nodeclass"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // newInformerFactories returns the shared informer factories whose Pod and Node informers New
@@ -81,6 +84,19 @@ type cachedPod struct {
 	// DeletionTimestamp. It makes the cachedPod a metav1.Object for the informer's key functions.
 	metav1.ObjectMeta
 	podFields
+	// requests is what the Pod requests, as placement counts it (placement.PodRequests). Kept
+	// out of podFields, which must stay comparable.
+	requests placement.Requests
+	// affinity is what PinPatch must test of the Pod's node affinity; set only while the Pod
+	// carries the placement gate.
+	affinity *pinAffinity
+}
+
+// pinAffinity is the shape of a gated Pod's affinity that PinPatch tests: whether the Pod has an
+// affinity, a node affinity, and the required node selector as it was seen.
+type pinAffinity struct {
+	hasAffinity, hasNodeAffinity bool
+	required                     *corev1.NodeSelector
 }
 
 // podFields are a Pod's fields beyond its identity that reconciles read.
@@ -93,14 +109,27 @@ type podFields struct {
 	pin      string
 	nodeName string
 	phase    corev1.PodPhase
-	// gate is the Pod's first scheduling gate, "" when it has none: the scheduler holds the Pod
-	// until every gate is removed.
+	// gate is the Pod's first scheduling gate other than placement.Gate, "" when it has none:
+	// the scheduler holds the Pod until every gate is removed.
 	gate string
+	// classKey is the class key of the Pod's class, "" without a class.
+	classKey string
+	// placing is whether the Pod carries placement.Gate, and gateIndex where.
+	placing   bool
+	gateIndex int
+	// placedOn is the node that a required node affinity term names with matchFields
+	// metadata.name In [<node>] (the controller's placement), "" if none.
+	placedOn string
 }
 
 func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 	class, _ := cfg.Class(p)
-	return &cachedPod{
+	key := ""
+	if class != "" {
+		key = cfg.ClassKey(p.Namespace, class)
+	}
+	gateIndex := slices.IndexFunc(p.Spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == placement.Gate })
+	cp := &cachedPod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:              p.Name,
 			Namespace:         p.Namespace,
@@ -116,16 +145,70 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 			nodeName:  p.Spec.NodeName,
 			phase:     p.Status.Phase,
 			gate:      firstGate(p),
+			classKey:  key,
+			placing:   gateIndex >= 0,
+			gateIndex: gateIndex,
+			placedOn:  placedOn(p),
 		},
 	}
+	if class != "" && p.Spec.NodeName == "" {
+		cp.requests = placement.NewRequests(placement.PodRequests(p))
+	}
+	if cp.placing {
+		cp.affinity = &pinAffinity{hasAffinity: p.Spec.Affinity != nil}
+		if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil {
+			cp.affinity.hasNodeAffinity = true
+			cp.affinity.required = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		}
+	}
+	return cp
 }
 
-// firstGate returns the name of the Pod's first scheduling gate, or "".
+// firstGate returns the name of the Pod's first scheduling gate other than placement.Gate, or "".
 func firstGate(p *corev1.Pod) string {
-	if len(p.Spec.SchedulingGates) == 0 {
+	for _, g := range p.Spec.SchedulingGates {
+		if g.Name != placement.Gate {
+			return g.Name
+		}
+	}
+	return ""
+}
+
+// placedOn returns the node that the Pod's required node affinity pins it to by name: the one
+// value of a matchFields metadata.name In requirement of its first term (PinPatch appends the
+// same requirement to every term), or "".
+func placedOn(p *corev1.Pod) string {
+	a := p.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
 		return ""
 	}
-	return p.Spec.SchedulingGates[0].Name
+	terms := a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if len(terms) == 0 {
+		return ""
+	}
+	for _, r := range terms[0].MatchFields {
+		if r.Key == isolation.NodeNameField && r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+			return r.Values[0]
+		}
+	}
+	return ""
+}
+
+// pod returns the part of the Pod that PinPatch reads: its UID, the placement gate at its index,
+// and its affinity as seen.
+func (p *cachedPod) pod() *corev1.Pod {
+	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID}}
+	if p.placing {
+		out.Spec.SchedulingGates = make([]corev1.PodSchedulingGate, p.gateIndex+1)
+		out.Spec.SchedulingGates[p.gateIndex].Name = placement.Gate
+	}
+	if a := p.affinity; a != nil && a.hasAffinity {
+		out.Spec.Affinity = &corev1.Affinity{}
+		if a.hasNodeAffinity {
+			out.Spec.Affinity.NodeAffinity = &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.required}
+		}
+	}
+	return out
 }
 
 // terminal reports whether the Pod has finished: it needs no node any more.
@@ -150,7 +233,7 @@ func (p *cachedPod) GetObjectKind() schema.ObjectKind { return schema.EmptyObjec
 
 // DeepCopyObject implements runtime.Object.
 func (p *cachedPod) DeepCopyObject() runtime.Object {
-	out := &cachedPod{podFields: p.podFields}
+	out := &cachedPod{podFields: p.podFields, requests: p.requests, affinity: p.affinity}
 	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	return out
 }
@@ -167,7 +250,28 @@ func trimNode(n *corev1.Node) *corev1.Node {
 			ProviderID:    n.Spec.ProviderID,
 			Unschedulable: n.Spec.Unschedulable,
 		},
+		Status: corev1.NodeStatus{
+			Allocatable: n.Status.Allocatable,
+			Conditions:  readyCondition(n),
+		},
 	}
+}
+
+// readyCondition returns the Node's Ready condition without its timestamps, which the kubelet's
+// heartbeats change, or nil.
+func readyCondition(n *corev1.Node) []corev1.NodeCondition {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	return nil
+}
+
+// nodeReady reports whether a trimmed Node is Ready.
+func nodeReady(n *corev1.Node) bool {
+	c := readyCondition(n)
+	return len(c) == 1 && c[0].Status == corev1.ConditionTrue
 }
 
 func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {

@@ -70,7 +70,8 @@ func TestTrim(t *testing.T) {
 			CreationTimestamp: pod.CreationTimestamp,
 			DeletionTimestamp: pod.DeletionTimestamp,
 		},
-		podFields: podFields{class: "a", nodeClass: "default", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning},
+		podFields: podFields{class: "a", nodeClass: "default", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning,
+			classKey: cfg.ClassKey("team", "a"), gateIndex: -1},
 	}
 	node := fullNode()
 	wantNode := &corev1.Node{
@@ -81,6 +82,8 @@ func TestTrim(t *testing.T) {
 			CreationTimestamp: node.CreationTimestamp,
 		},
 		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true},
+		// The Ready condition without its heartbeat times; nothing else of the status.
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
 	}
 	tombstone := cache.DeletedFinalStateUnknown{Key: "team/p", Obj: wantPod}
 	tests := []struct {
@@ -124,7 +127,9 @@ func TestCachedPod(t *testing.T) {
 		{"bound", func(*corev1.Pod) {}, true, name},
 		{"pending", func(p *corev1.Pod) { p.Spec.NodeName = "" }, true, name},
 		{"being deleted", func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0} }, false, name},
-		{"not pinned", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"other": "x"} }, false, name},
+		// Bound there: it keeps the node whatever its pin.
+		{"not pinned", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"other": "x"} }, true, name},
+		{"not pinned, pending", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"other": "x"}; p.Spec.NodeName = "" }, false, ""},
 		{"pinned elsewhere", func(p *corev1.Pod) { p.Spec.NodeSelector[isolation.BindingLabel] = "ipp-b-0123456789ab" }, false, name},
 		{"no class", func(p *corev1.Pod) { delete(p.Labels, cfg.PodLabel) }, false, ""},
 		{"empty class", func(p *corev1.Pod) { p.Labels[cfg.PodLabel] = "" }, false, ""},

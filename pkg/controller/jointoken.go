@@ -50,7 +50,7 @@ func (r *round) joinToken(ctx context.Context) (jointoken.Token, error) {
 		return jointoken.Token{}, err
 	}
 	r.c.setMintedToken(r.st, &tok, r.now)
-	if err := r.c.journal.record(ctx, tok.ID, journalValue{NodeName: r.name, NodeClass: r.ncName, Namespace: r.namespace}, r.now); err != nil {
+	if err := r.c.journal.record(ctx, tok.ID, journalValue{NodeName: r.name, NodeClass: r.ncName, Namespace: r.namespace, Class: r.class}, r.now); err != nil {
 		r.c.setMintedToken(r.st, nil, time.Time{})
 		return jointoken.Token{}, fmt.Errorf("minting join token for node %s: %w", r.name, err)
 	}
@@ -147,7 +147,7 @@ func (c *Controller) collectOrphanTokens(ctx context.Context, listStart time.Tim
 			if nc == "" {
 				nc = isolation.DefaultNodeClass
 			}
-			pending[e.NodeName] = slot{nodeClass: nc, namespace: e.Namespace}
+			pending[e.NodeName] = slot{nodeClass: nc, namespace: e.Namespace, class: e.Class}
 		}
 		c.ledger.setJournal(pending)
 	}()

@@ -62,7 +62,7 @@ func TestJoinTokenMintedBeforeCreate(t *testing.T) {
 	if err != nil || len(secrets.Items) != 1 {
 		t.Fatalf("Secrets in kube-system: %v, %v", secrets, err)
 	}
-	entry := `{"node":"` + n + `","minted":"2026-01-01T00:00:00Z","nodeClass":"default","namespace":"team"}`
+	entry := `{"node":"` + n + `","minted":"2026-01-01T00:00:00Z","nodeClass":"default","namespace":"team","class":"a"}`
 	key := f.cfg.ClusterName + "." + f.provider.specs[0].JoinTokenID
 	diff(t, "kube actions", []string{
 		"patch configmaps/" + JournalName + " merge " + mergePatch(map[string]any{"data": map[string]any{key: entry}}),

@@ -44,6 +44,8 @@ type journalValue struct {
 	// instance carries the token, its entry is a creation that may be in flight.
 	NodeClass string `json:"nodeClass,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
+	// Class is the class the instance is for (maxNodesPerClass counts by it).
+	Class string `json:"class,omitempty"`
 }
 
 // key returns the data key of token id of the journal's cluster. A cluster name is a DNS-1123
@@ -122,7 +124,7 @@ func (j journal) tokens(ctx context.Context) (map[string]journalEntry, error) {
 		var e journalEntry
 		var val journalValue
 		if json.Unmarshal([]byte(v), &val) == nil {
-			e.NodeName, e.NodeClass, e.Namespace = val.NodeName, val.NodeClass, val.Namespace
+			e.NodeName, e.NodeClass, e.Namespace, e.Class = val.NodeName, val.NodeClass, val.Namespace, val.Class
 			e.Minted, _ = time.Parse(time.RFC3339, val.Minted)
 		}
 		out[id] = e
@@ -136,4 +138,5 @@ type journalEntry struct {
 	Minted    time.Time
 	NodeClass string
 	Namespace string
+	Class     string
 }

@@ -23,7 +23,11 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if after, held := r.onHold(); held {
 		return after, nil
 	}
-	oldest, nc := r.screen("")
+	want := ""
+	if r.plan != nil {
+		want = r.plan.nodeClass
+	}
+	oldest, nc := r.screen(want)
 	if oldest == nil {
 		// No waiting Pod may have an instance: each was told why. A NodeClass or namespace
 		// that changes enqueues the node again. Until then it holds no slot.
@@ -42,7 +46,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if r.c.cfg.ClassScope != isolation.ScopeNamespace {
 		namespace = ""
 	}
-	hit, err := r.c.ledger.reserve(r.c.instances, r.name, nc, namespace)
+	hit, err := r.c.ledger.reserve(r.c.instances, r.name, nc, namespace, class)
 	if err != nil {
 		// Only while the join token journal has not been read (a failing read at the first
 		// List): look again after the next resync.
@@ -68,7 +72,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		GCE:        nc.Spec.GCE.DeepCopy(), // nc is the informer's
 		EC2:        nc.Spec.EC2.DeepCopy(),
 	}
-	r.ncName, r.namespace = nc.Name, namespace
+	r.ncName, r.namespace, r.class = nc.Name, namespace, class
 	// The token first: a new token is new user data, which needs a new key (a key the cloud saw
 	// with other user data is refused, as EC2's IdempotentParameterMismatch).
 	if r.c.mintTokens {
@@ -118,6 +122,11 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		r.newKey()
 		return 0, cloudprovider.NewError(cloudprovider.KindTransient, "create", "InstanceGoing",
 			fmt.Errorf("creating instance for node %s: the cloud returned instance %s, which is %s", r.name, got.ID, got.State))
+	}
+	if r.plan != nil {
+		r.c.mu.Lock()
+		r.plan.launched = true
+		r.c.mu.Unlock()
 	}
 	r.st.charge = nil          // spent
 	r.c.ledger.created(r.name) // counted in the index from now on

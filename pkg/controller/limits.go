@@ -62,6 +62,9 @@ func orQuoted(s string) string {
 type slot struct {
 	nodeClass string
 	namespace string
+	// class is the class the instance is for ("" in journal entries written before classes
+	// were recorded: then the slot counts as a class of its own).
+	class string
 	// attempted is set once Create was called: its instance may exist even if the call failed.
 	attempted bool
 	// abandonedAt is when the creation was given up after an attempt; the slot is held until a
@@ -115,17 +118,27 @@ type usage struct {
 	byNodeClass map[string]int
 	// byNamespace is keyed by NodeClass, then namespace.
 	byNamespace map[string]map[string]int
-	byNode      map[string]int
+	// byClass counts instances by class (classID).
+	byClass map[string]int
 }
 
-func (u *usage) add(node, nodeClass, namespace string) {
+// classID identifies a class in the usage counts: its (scoped) namespace and name. A slot
+// without a class counts as a class of its own, named by its node.
+func classID(namespace, class, node string) string {
+	if class == "" {
+		return "\x00" + node
+	}
+	return namespace + "/" + class
+}
+
+func (u *usage) add(class, nodeClass, namespace string) {
 	u.total++
 	u.byNodeClass[nodeClass]++
 	if u.byNamespace[nodeClass] == nil {
 		u.byNamespace[nodeClass] = map[string]int{}
 	}
 	u.byNamespace[nodeClass][namespace]++
-	u.byNode[node]++
+	u.byClass[class]++
 }
 
 // usageLocked counts the live instances of index and the slots not shown by it, forgetting the
@@ -133,18 +146,18 @@ func (u *usage) add(node, nodeClass, namespace string) {
 // left out: it is the creation that self's reservation takes over (a dedicated node has one
 // instance; a retry returns the instance an earlier call made).
 func (l *ledger) usageLocked(index *instanceIndex, self string) usage {
-	u := usage{byNodeClass: map[string]int{}, byNamespace: map[string]map[string]int{}, byNode: map[string]int{}}
+	u := usage{byNodeClass: map[string]int{}, byNamespace: map[string]map[string]int{}, byClass: map[string]int{}}
 	liveNodes := map[string]bool{}
 	for _, inst := range index.liveInstances() {
 		liveNodes[inst.NodeName] = true
-		u.add(inst.NodeName, nodeClassOf(inst), inst.Namespace)
+		u.add(classID(inst.Namespace, inst.Class, inst.NodeName), nodeClassOf(inst), inst.Namespace)
 	}
 	for name, s := range l.inflight {
 		if liveNodes[name] {
 			delete(l.inflight, name) // its instance shows up: it counts there now
 			continue
 		}
-		u.add(name, s.nodeClass, s.namespace)
+		u.add(classID(s.namespace, s.class, name), s.nodeClass, s.namespace)
 	}
 	for name, s := range l.journal {
 		if liveNodes[name] || name == self {
@@ -153,7 +166,7 @@ func (l *ledger) usageLocked(index *instanceIndex, self string) usage {
 		if _, ok := l.inflight[name]; ok {
 			continue
 		}
-		u.add(name, s.nodeClass, s.namespace)
+		u.add(classID(s.namespace, s.class, name), s.nodeClass, s.namespace)
 	}
 	return u
 }
@@ -161,10 +174,10 @@ func (l *ledger) usageLocked(index *instanceIndex, self string) usage {
 // errJournalUnknown is returned by reserve until the join token journal has been read once.
 var errJournalUnknown = fmt.Errorf("the join token journal has not been read yet: creations that a previous controller may have left in flight are not known")
 
-// reserve reserves a slot for the creation of dedicated node name's instance, of nc in
+// reserve reserves a slot for the creation of node name's instance, of nc for class in
 // namespace, unless a limit forbids it: then it returns the limit, and records that name waits.
 // Reserving a name that holds a slot already is a no-op.
-func (l *ledger) reserve(index *instanceIndex, name string, nc *ippv1alpha1.NodeClass, namespace string) (*limitHit, error) {
+func (l *ledger) reserve(index *instanceIndex, name string, nc *ippv1alpha1.NodeClass, namespace, class string) (*limitHit, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.journalKnown {
@@ -180,8 +193,8 @@ func (l *ledger) reserve(index *instanceIndex, name string, nc *ippv1alpha1.Node
 	u := l.usageLocked(index, name)
 	hit := limitHit{NodeClass: nc.Name, Namespace: namespace}
 	switch {
-	case nc.Spec.MaxNodesPerClass != nil && u.byNode[name] >= int(*nc.Spec.MaxNodesPerClass):
-		hit.Limit, hit.Value, hit.Count = LimitMaxNodesPerClass, int(*nc.Spec.MaxNodesPerClass), u.byNode[name]
+	case nc.Spec.MaxNodesPerClass != nil && u.byClass[classID(namespace, class, name)] >= int(*nc.Spec.MaxNodesPerClass):
+		hit.Limit, hit.Value, hit.Count = LimitMaxNodesPerClass, int(*nc.Spec.MaxNodesPerClass), u.byClass[classID(namespace, class, name)]
 	case nc.Spec.Limits != nil && nc.Spec.Limits.Instances != nil && u.byNodeClass[nc.Name] >= int(*nc.Spec.Limits.Instances):
 		hit.Limit, hit.Value, hit.Count = LimitInstances, int(*nc.Spec.Limits.Instances), u.byNodeClass[nc.Name]
 	case nc.Spec.Limits != nil && nc.Spec.Limits.InstancesPerNamespace != nil && u.byNamespace[nc.Name][namespace] >= int(*nc.Spec.Limits.InstancesPerNamespace):
@@ -189,7 +202,7 @@ func (l *ledger) reserve(index *instanceIndex, name string, nc *ippv1alpha1.Node
 	case l.max > 0 && u.total >= l.max:
 		hit.Limit, hit.Value, hit.Count = LimitMaxInstances, l.max, u.total
 	default:
-		l.inflight[name] = slot{nodeClass: nc.Name, namespace: namespace}
+		l.inflight[name] = slot{nodeClass: nc.Name, namespace: namespace, class: class}
 		delete(l.waiting, name)
 		l.setWaitingGaugeLocked()
 		return nil, nil

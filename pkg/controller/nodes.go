@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
@@ -19,7 +22,7 @@ import (
 // bindNode writes the binding label onto node with a JSON patch that first tests the Node's UID
 // and providerID (patchNode), so the label can only land on the Node object whose providerID the
 // controller checked, never on one re-created under the same name in between.
-func (c *Controller) bindNode(ctx context.Context, node *corev1.Node, name string) error {
+func (c *Controller) bindNode(ctx context.Context, node *corev1.Node, name string, class map[string]string) error {
 	if len(node.Labels) == 0 {
 		// The informer only sees Nodes with the IPP node label, so this does not happen.
 		return fmt.Errorf("binding Node %s: it has no labels, so it is not an IPP node", node.Name)
@@ -27,7 +30,11 @@ func (c *Controller) bindNode(ctx context.Context, node *corev1.Node, name strin
 	if node.Spec.ProviderID == "" {
 		return fmt.Errorf("binding Node %s: it has no providerID", node.Name)
 	}
-	if _, err := c.patchNode(ctx, node, addLabelOp(isolation.BindingLabel, name)); err != nil {
+	ops := []jsonpatch.Operation{addLabelOp(isolation.BindingLabel, name)}
+	for _, k := range slices.Sorted(maps.Keys(class)) {
+		ops = append(ops, addLabelOp(k, class[k]))
+	}
+	if _, err := c.patchNode(ctx, node, ops...); err != nil {
 		return fmt.Errorf("binding Node %s: %w", node.Name, err)
 	}
 	return nil
@@ -105,6 +112,26 @@ func (c *Controller) boundPod(ctx context.Context, nodeName, name string) (*core
 	for i := range list.Items {
 		pod := &list.Items[i]
 		if pod.Spec.NodeName == nodeName && c.isDemand(newCachedPod(c.cfg, pod), name) {
+			return pod, nil
+		}
+	}
+	return nil, nil
+}
+
+// placedPod asks the API server (not the cache) for a live Pod of the plan's class that the
+// controller placed on, or the scheduler bound to, the Node nodeName, and returns one if there is
+// any.
+func (c *Controller) placedPod(ctx context.Context, nodeName string, plan *classPlan) (*corev1.Pod, error) {
+	ns := plan.namespace // "" in cluster scope: every namespace
+	list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(labels.Set{c.cfg.PodLabel: plan.class}).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the Pods of class %s: %w", plan.class, err)
+	}
+	for i := range list.Items {
+		pod := &list.Items[i]
+		if c.isDemand(newCachedPod(c.cfg, pod), nodeName) {
 			return pod, nil
 		}
 	}

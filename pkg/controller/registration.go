@@ -16,7 +16,15 @@ import (
 // providerID: bind it, then keep it while there is demand or reap it once idle.
 func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudprovider.Instance) (time.Duration, error) {
 	logger := klog.FromContext(ctx)
-	if node.Labels[isolation.BindingLabel] != r.name {
+	if want := r.classLabels(inst); want != nil {
+		if got, ok := node.Labels[isolation.ClassLabel]; ok && got != want[isolation.ClassLabel] {
+			// Only the controller writes the label, from the instance's tags: a Node bound to
+			// another class is never bound again (I6).
+			r.warnOnce(ctx, node, fmt.Sprintf("Node %s is bound to class key %s, but its instance %s is of class key %s; not binding it again", node.Name, got, inst.ID, want[isolation.ClassLabel]))
+			return 0, nil
+		}
+	}
+	if node.Labels[isolation.BindingLabel] != r.name || (r.plan != nil && !r.classBound(node, inst)) {
 		if inst.JoinTokenID != "" && r.c.mintTokens && !r.c.issued(inst.JoinTokenID, node.Name) {
 			// The providerID matches, but a providerID can be predicted: bind only a Node whose
 			// kubelet holds the certificate issued for this instance's token.
@@ -27,8 +35,13 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 			// The instance's own kubelet never got its Node: replace both.
 			return r.unregistered(ctx, inst)
 		}
-		if err := r.c.bindNode(ctx, node, r.name); err != nil {
+		if err := r.c.bindNode(ctx, node, r.name, r.classLabels(inst)); err != nil {
 			return 0, err
+		}
+		if r.plan != nil {
+			// Its Pods are placed now: the node counts as one of the class's, not as coming.
+			r.c.dropPlan(r.name, r.plan.key)
+			r.c.enqueueClass(r.plan.key)
 		}
 		// The informer may not have delivered the label yet when the next reconcile runs; the
 		// patch is idempotent, but log and tell once.
@@ -54,6 +67,31 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 	return 0, nil
 }
 
+// classLabels returns the labels that bind a node of controller placement to the class of its
+// instance (as the instance's tags record it, not as anything the node says), or nil for a
+// dedicated node of admission placement.
+func (r *round) classLabels(inst cloudprovider.Instance) map[string]string {
+	if r.plan == nil || inst.Class == "" {
+		return nil
+	}
+	return map[string]string{
+		isolation.ClassLabel:         r.c.cfg.ClassKey(inst.Namespace, inst.Class),
+		isolation.NamespaceLabel:     r.c.cfg.ScopedNamespace(inst.Namespace),
+		isolation.ClassNameLabel:     inst.Class,
+		isolation.NodeClassNodeLabel: nodeClassOf(inst),
+	}
+}
+
+// classBound reports whether node carries every class label of inst.
+func (r *round) classBound(node *corev1.Node, inst cloudprovider.Instance) bool {
+	for k, v := range r.classLabels(inst) {
+		if got, ok := node.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // credentialsRecheck is how soon a Node whose credentials are not known to be its instance's yet
 // is looked at again: the approval may not have reached the CSR informer.
 const credentialsRecheck = 2 * time.Second
@@ -73,6 +111,16 @@ func (r *round) warnOnce(ctx context.Context, node *corev1.Node, msg string) {
 // wait for it up to the registration timeout, then delete the instance. With demand left, the
 // next reconcile creates it again.
 func (r *round) unregistered(ctx context.Context, inst cloudprovider.Instance) (time.Duration, error) {
+	if len(r.demand) == 0 && r.plan != nil {
+		// Controller placement: the Pods it was created for went away (or were placed on room
+		// that freed up) before it registered. It is kept for the idle TTL, as a Node would be,
+		// not for the whole registration timeout.
+		if left := inst.CreatedAt.Add(r.idleTTL).Sub(r.now); left > 0 && r.untilRegistrationTimeout(inst) > 0 {
+			return left, nil
+		}
+		klog.FromContext(ctx).Info("Deleting unregistered instance whose Pods went away", "instance", inst.ID, "createdAt", inst.CreatedAt, "idleTTL", r.idleTTL)
+		return 0, r.deleteInstance(ctx, inst)
+	}
 	if left := r.untilRegistrationTimeout(inst); left > 0 {
 		if len(r.demand) > 0 {
 			r.notify(corev1.EventTypeNormal, ReasonWaitingForNode, "",

@@ -65,16 +65,42 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		return 0, fmt.Errorf("listing the Pods of node %s: %w", name, err)
 	}
 	insts := c.instances.get(name)
-	nodes, err := c.nodesFor(name, insts)
+	st := c.nodeStateOf(name)
+	plan := c.planOf(name, st, insts)
+	nodes, err := c.nodesFor(name, insts, plan != nil)
 	if err != nil {
 		return 0, fmt.Errorf("listing the Nodes of node %s: %w", name, err)
+	}
+	if plan != nil {
+		c.trackPlan(name, plan, boundTo(nodes, name, plan.key))
+		// Pods are placed on the name the Node registered with, which need not be the
+		// instance's (EKS names Nodes after their private DNS name).
+		for _, n := range nodes {
+			if n.Name == name || n.Labels[isolation.BindingLabel] != name {
+				continue
+			}
+			more, err := c.demand(n.Name)
+			if err != nil {
+				return 0, fmt.Errorf("listing the Pods of node %s: %w", n.Name, err)
+			}
+			demand = append(demand, more...)
+		}
+	}
+	if plan != nil && !boundTo(nodes, name, plan.key) {
+		// A node of controller placement whose Node is not bound yet is wanted by the Pods of
+		// its class and NodeClass that wait for room.
+		waiting, err := c.pending(plan.key, plan.nodeClass)
+		if err != nil {
+			return 0, fmt.Errorf("listing the waiting Pods of node %s: %w", name, err)
+		}
+		demand = append(demand, waiting...)
 	}
 	if len(demand) == 0 && len(insts) == 0 && len(nodes) == 0 {
 		c.forgetState(name, c.clock.Now())
 		return 0, nil
 	}
-	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: c.nodeStateOf(name),
-		idleTTL: c.idleTTL, regTimeout: c.regTimeout}
+	r := &round{c: c, name: name, now: c.clock.Now(), demand: demand, insts: insts, nodes: nodes, st: st,
+		idleTTL: c.idleTTL, regTimeout: c.regTimeout, plan: plan}
 	r.prune()
 	return r.reconcile(ctx)
 }
@@ -98,7 +124,10 @@ type round struct {
 	skip map[types.UID]bool
 	// ncName and namespace are the NodeClass and namespace of the creation in progress, for the
 	// join token journal.
-	ncName, namespace string
+	ncName, namespace, class string
+	// plan is the class of a node placed by the controller (nil for a dedicated node of
+	// admission placement): which Pods may wait for it, and which class its Node is bound to.
+	plan *classPlan
 }
 
 func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
@@ -145,6 +174,12 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 		next, err = r.registered(ctx, trusted, *keep)
 	case keep != nil:
 		next, err = r.unregistered(ctx, *keep)
+	case len(r.demand) > 0 && r.plan != nil && r.plan.launched:
+		// Its instance is gone before its Node was bound: the name is not used again, and
+		// placement plans another node for the Pods.
+		klog.FromContext(ctx).Info("Instance gone before its Node was bound; dropping the node", "waitingPods", len(r.demand))
+		r.c.forgetState(r.name, r.now)
+		r.c.enqueueClass(r.plan.key)
 	case len(r.demand) > 0:
 		next, err = r.launch(ctx)
 	}
@@ -193,7 +228,17 @@ func boundFirst(a, b *corev1.Node, name string) bool {
 // nameFits reports whether node's name may serve the dedicated node: with the node-name pin,
 // Pods can only run on a Node of exactly that name.
 func (r *round) nameFits(node *corev1.Node) bool {
-	return node.Name == r.name || !r.c.cfg.PinNodeName
+	return node.Name == r.name || !r.c.cfg.PinNodeName || r.plan != nil
+}
+
+// boundTo reports whether one of nodes is bound as node name of class key.
+func boundTo(nodes []*corev1.Node, name, key string) bool {
+	for _, n := range nodes {
+		if n.Labels[isolation.BindingLabel] == name && n.Labels[isolation.ClassLabel] == key {
+			return true
+		}
+	}
+	return false
 }
 
 // deleteDuplicates deletes every live instance but keep. Duplicates should not happen; they can
@@ -360,8 +405,9 @@ func (r *round) prune() {
 
 // nodesFor returns every Node that is or claims to be the dedicated node name, sorted by name:
 // with the node-name pin, the Node of that name; Nodes whose binding label names it; and, without
-// the pin, Nodes whose providerID is one of its instances'.
-func (c *Controller) nodesFor(name string, insts []cloudprovider.Instance) ([]*corev1.Node, error) {
+// the pin or for a node of controller placement (byProviderID), whose Pods are pinned to whatever
+// name its Node registered with, Nodes whose providerID is one of its instances'.
+func (c *Controller) nodesFor(name string, insts []cloudprovider.Instance, byProviderID bool) ([]*corev1.Node, error) {
 	seen := map[string]*corev1.Node{}
 	// Without the node-name pin a Node's name claims nothing: Pods are not pinned by it, and a
 	// Node registered under any name is found by its binding label or its instance's providerID.
@@ -389,7 +435,7 @@ func (c *Controller) nodesFor(name string, insts []cloudprovider.Instance) ([]*c
 	if err := add(bindingIndex, name); err != nil {
 		return nil, err
 	}
-	if !c.cfg.PinNodeName {
+	if !c.cfg.PinNodeName || byProviderID {
 		for _, inst := range insts {
 			if inst.ProviderID != "" {
 				if err := add(providerIDIndex, inst.ProviderID); err != nil {

@@ -118,6 +118,12 @@ var (
 		Help:      "Dedicated nodes whose instance creation was refused by a limit, by limit (max-instances, limits.instances, limits.instancesPerNamespace, maxNodesPerClass), counted once each time a node starts waiting.",
 	}, []string{"limit"})
 
+	podsPlaced = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "pods_placed_total",
+		Help:      "IPP Pods the controller placed on a node of their class (--placement=controller): the PATCH that pins the Pod to its node and lifts its scheduling gate succeeded.",
+	})
+
 	limitWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace,
 		Name:      "limit_waiting_nodes",
@@ -148,7 +154,7 @@ var ippCollectors = []prometheus.Collector{
 	admissionRequests, admissionDuration,
 	reconciles, reconcileDuration,
 	providerCalls, providerDuration, instances,
-	podBound, creationRateLimited, limitReached, limitWaiting, leader,
+	podBound, creationRateLimited, limitReached, limitWaiting, leader, podsPlaced,
 	servingCertExpiry, certRotations,
 }
 
@@ -275,6 +281,11 @@ func ObservePodBound(created, bound time.Time) {
 // limit.
 func IncCreationRateLimited() {
 	creationRateLimited.Inc()
+}
+
+// IncPlaced counts one Pod placed by the controller.
+func IncPlaced() {
+	podsPlaced.Inc()
 }
 
 // Limit names, the values of the limit label of ipp_limit_reached_total.

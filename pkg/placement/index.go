@@ -108,6 +108,17 @@ func (x *Index) Place(node string, r Requests) bool {
 	return true
 }
 
+// Close makes the node take no new Pod, as a node of isolation Pod that holds one. It returns
+// false when the node is not in the Index.
+func (x *Index) Close(node string) bool {
+	s, ok := x.nodes[node]
+	if !ok {
+		return false
+	}
+	s.node.Schedulable = false
+	return true
+}
+
 // Unplace takes away the requests of a Pod that Place added, when the Pod is deleted or
 // terminates; taking away a Pod that was not added is the caller's error, and leaves the sums
 // too low. It returns false, and changes nothing, when the node is not in the Index.

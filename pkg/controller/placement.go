@@ -1,0 +1,486 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/klog/v2"
+
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/metrics"
+	"github.com/ipp-project/ipp/pkg/placement"
+)
+
+// Event reasons of placement.
+const (
+	// ReasonWaitingForRoom (Pod, Normal): no node of the Pod's class and NodeClass has room for
+	// it; the message says how many new instances are being created for the class.
+	ReasonWaitingForRoom = "WaitingForRoom"
+	// ReasonTooLarge (Pod, Warning): the Pod requests more than one node of its NodeClass
+	// offers; it waits, gated, and creates nothing.
+	ReasonTooLarge = "TooLarge"
+	// ReasonNodeGone (Pod, Warning): the controller placed the Pod on a node that is gone; a
+	// placed Pod's node affinity cannot change, so it must be deleted (its controller makes a
+	// new one, which is placed anew).
+	ReasonNodeGone = "NodeGone"
+)
+
+// DefaultPlacementWorkers is how many classes are placed at once.
+const DefaultPlacementWorkers = 4
+
+// pinParallelism is how many placement PATCHes one class's round sends at once.
+const pinParallelism = 16
+
+// classPlan is the class of a node that the controller places Pods on: which gated Pods may wait
+// for it (those of the class key and NodeClass), and what its Node is bound to.
+type classPlan struct {
+	key, namespace, class, nodeClass string
+	// launched is set once the node's instance has been created: a node whose instance is
+	// deleted before its Node is bound is not created again under the same name; placement
+	// plans a new one.
+	launched bool
+}
+
+// planOfInstance returns the plan of an instance that the controller created for controller
+// placement, or nil for a dedicated node of admission placement (named after its class) or an
+// instance without a class.
+func (c *Controller) planOfInstance(inst cloudprovider.Instance) *classPlan {
+	if inst.Class == "" || inst.NodeName == c.cfg.NodeName(inst.Namespace, inst.Class) {
+		return nil
+	}
+	return &classPlan{
+		key:       c.cfg.ClassKey(inst.Namespace, inst.Class),
+		namespace: c.cfg.ScopedNamespace(inst.Namespace),
+		class:     inst.Class,
+		nodeClass: nodeClassOf(inst),
+		launched:  true,
+	}
+}
+
+// planOf returns the plan of the node name: remembered from placement, or read back from its
+// instances after a restart (and remembered from then on); nil for a dedicated node of admission
+// placement.
+func (c *Controller) planOf(name string, st *nodeState, insts []cloudprovider.Instance) *classPlan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, inst := range insts {
+		if p := c.planOfInstance(inst); p != nil {
+			if st.plan == nil || !st.plan.launched {
+				st.plan = p
+			}
+			break
+		}
+	}
+	return st.plan
+}
+
+// addPlan records a new node name planned for a class; inflight counts it until its Node is
+// bound or the plan is dropped.
+func (c *Controller) addPlan(name string, p *classPlan) {
+	st := c.nodeStateOf(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.plan = p
+	c.addPlanLocked(name, p)
+}
+
+func (c *Controller) addPlanLocked(name string, p *classPlan) {
+	if c.plans[p.key] == nil {
+		c.plans[p.key] = map[string]string{}
+	}
+	c.plans[p.key][name] = p.nodeClass
+}
+
+// trackPlan counts node name as coming for its class until its Node is bound: after a restart,
+// the instances read back are counted again.
+func (c *Controller) trackPlan(name string, p *classPlan, bound bool) {
+	if bound {
+		c.dropPlan(name, p.key)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.addPlanLocked(name, p)
+}
+
+// dropPlan stops counting name as a node coming for its class.
+func (c *Controller) dropPlan(name, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.plans[key]; m != nil {
+		delete(m, name)
+		if len(m) == 0 {
+			delete(c.plans, key)
+		}
+	}
+}
+
+// inflight returns how many nodes of NodeClass nodeClass are coming for the class key: planned or
+// created, with no bound Node yet.
+func (c *Controller) inflight(key, nodeClass string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, nc := range c.plans[key] {
+		if nc == nodeClass {
+			n++
+		}
+	}
+	return n
+}
+
+// newNodeName returns a fresh instance and node name for class: random, so never reused.
+func (c *Controller) newNodeName(class string) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("choosing a node name: %w", err)
+	}
+	return isolation.InstanceName(class, b[:]), nil
+}
+
+// setShape remembers the allocatable of a node of NodeClass nodeClass, the size of the next one.
+func (c *Controller) setShape(nodeClass string, alloc corev1.ResourceList) {
+	if len(alloc) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.shapes[nodeClass] = alloc
+}
+
+func (c *Controller) shapeOf(nodeClass string) corev1.ResourceList {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shapes[nodeClass]
+}
+
+// pending returns the live Pods of class key that wait for placement, oldest first, and of them
+// those of NodeClass nodeClass when it is not "".
+func (c *Controller) pending(key, nodeClass string) ([]*cachedPod, error) {
+	objs, err := c.podIndexer.ByIndex(podPlacingIndex, key)
+	if err != nil {
+		return nil, err
+	}
+	var out []*cachedPod
+	for _, obj := range objs {
+		pod := c.asCachedPod(obj)
+		if pod == nil || !pod.placing || pod.nodeName != "" || pod.pin != "" || !pod.live(c.cfg) {
+			continue
+		}
+		if nodeClass != "" && pod.nodeClass != nodeClass {
+			continue
+		}
+		out = append(out, pod)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].CreationTimestamp, out[j].CreationTimestamp
+		if !a.Equal(&b) {
+			return a.Before(&b)
+		}
+		return out[i].UID < out[j].UID
+	})
+	return out, nil
+}
+
+// runPlacementWorker places the Pods of one class key at a time.
+func (c *Controller) runPlacementWorker(ctx context.Context) {
+	for {
+		key, shutdown := c.placeQueue.Get()
+		if shutdown {
+			return
+		}
+		start := c.clock.Now()
+		err := c.place(ctx, key)
+		metrics.ObserveReconcile(reconcileResult(0, err), c.clock.Now().Sub(start))
+		if err != nil {
+			c.placeQueue.AddRateLimited(key)
+			utilruntime.HandleErrorWithContext(ctx, err, "Placing the Pods of a class failed", "classKey", key, "retries", c.placeQueue.NumRequeues(key))
+		} else {
+			c.placeQueue.Forget(key)
+		}
+		c.placeQueue.Done(key)
+	}
+}
+
+// placed is one placement decision: the Pod and its node.
+type placed struct {
+	pod  *cachedPod
+	node string
+}
+
+// place places the gated Pods of class key on the class's bound, Ready, schedulable nodes with
+// room (placement.Index.Choose, most allocated first), one PATCH per Pod (placement.PinPatch),
+// and plans new nodes for those that fit on none (placement.NodesNeeded), counting the nodes
+// already coming. The per-node reconcile creates each planned node's instance under the limits.
+func (c *Controller) place(ctx context.Context, key string) error {
+	if ok, _ := c.instances.hasSynced(); !ok {
+		return errNotListed
+	}
+	pending, err := c.pending(key, "")
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "classKey", key)
+	ctx = klog.NewContext(ctx, logger)
+	namespace, class := c.cfg.ScopedNamespace(pending[0].Namespace), pending[0].class
+
+	objs, err := c.nodeIndexer.ByIndex(classIndex, key)
+	if err != nil {
+		return err
+	}
+	var nodes []placement.Node
+	for _, obj := range objs {
+		node, ok := obj.(*corev1.Node)
+		if !ok {
+			continue
+		}
+		// The key decides nothing alone: a node serves only the namespace and class it was
+		// bound to.
+		if node.Labels[isolation.NamespaceLabel] != namespace || node.Labels[isolation.ClassNameLabel] != class {
+			logger.Info("Node has the class key but another class; not placing Pods on it", "nodeObject", klog.KObj(node),
+				"namespace", node.Labels[isolation.NamespaceLabel], "class", node.Labels[isolation.ClassNameLabel])
+			continue
+		}
+		nc := node.Labels[isolation.NodeClassNodeLabel]
+		if nc == "" {
+			nc = isolation.DefaultNodeClass
+		}
+		c.setShape(nc, node.Status.Allocatable)
+		nodes = append(nodes, placement.Node{
+			Name:        node.Name,
+			NodeClass:   nc,
+			Allocatable: node.Status.Allocatable,
+			Ready:       nodeReady(node),
+			Schedulable: !node.Spec.Unschedulable && node.Labels[isolation.ReapingLabel] == "" && node.DeletionTimestamp == nil,
+		})
+	}
+	index, err := placement.NewIndex(nodes)
+	if err != nil {
+		return err
+	}
+	occupied := map[string]bool{}
+	for _, n := range nodes {
+		objs, err := c.podIndexer.ByIndex(podNodeIndex, n.Name)
+		if err != nil {
+			return err
+		}
+		for _, obj := range objs {
+			if pod := c.asCachedPod(obj); pod != nil && pod.pin == "" && pod.live(c.cfg) {
+				index.Place(n.Name, pod.requests)
+				occupied[n.Name] = true
+			}
+		}
+	}
+	ncs := map[string]*ippv1alpha1.NodeClass{}
+	for _, n := range nodes {
+		if occupied[n.Name] && c.isolationOf(ncs, n.NodeClass) == ippv1alpha1.IsolationPod {
+			index.Close(n.Name)
+		}
+	}
+
+	var decisions []placed
+	waiting := map[string][]*cachedPod{}
+	for _, pod := range pending {
+		if pod.gate != "" {
+			c.tellPod(pod, corev1.EventTypeNormal, ReasonSchedulingGated, pod.gate,
+				fmt.Sprintf("The Pod is held by scheduling gate %s as well; it is placed, and creates an instance, once that gate is removed", pod.gate))
+			continue
+		}
+		nc, err := c.nodeClass(pod.nodeClass)
+		if err != nil {
+			c.tellPod(pod, corev1.EventTypeWarning, ReasonNodeClassNotFound, pod.nodeClass,
+				fmt.Sprintf("NodeClass %s does not exist (%v); the Pod is not placed until it does", pod.nodeClass, err))
+			continue
+		}
+		ncs[nc.Name] = nc
+		if ok, why := c.admits(nc, pod.Namespace); !ok {
+			c.tellPod(pod, corev1.EventTypeWarning, ReasonNodeClassNotAdmitted, nc.Name, why+"; the Pod is not placed")
+			continue
+		}
+		node, outcome := index.Choose(nc.Name, pod.requests)
+		if outcome != placement.Placed {
+			waiting[nc.Name] = append(waiting[nc.Name], pod)
+			continue
+		}
+		index.Place(node, pod.requests)
+		if nc.Spec.Isolation == ippv1alpha1.IsolationPod {
+			index.Close(node)
+		}
+		decisions = append(decisions, placed{pod: pod, node: node})
+	}
+	err = c.pinAll(ctx, decisions)
+	for ncName, pods := range waiting {
+		if perr := c.planNodes(ctx, key, namespace, class, ncs[ncName], pods); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
+	return err
+}
+
+// isolationOf returns the isolation of NodeClass name, looked up once per round.
+func (c *Controller) isolationOf(ncs map[string]*ippv1alpha1.NodeClass, name string) ippv1alpha1.Isolation {
+	nc, ok := ncs[name]
+	if !ok {
+		nc, _ = c.nodeClass(name)
+		ncs[name] = nc
+	}
+	if nc == nil {
+		return ippv1alpha1.IsolationClass
+	}
+	return nc.Spec.Isolation
+}
+
+// pinAll sends the placement PATCHes, pinParallelism at a time. A Pod that changed or went
+// meanwhile (the patch's tests fail, or it is gone) is left to the next round, which its
+// informer event starts.
+func (c *Controller) pinAll(ctx context.Context, decisions []placed) error {
+	if len(decisions) == 0 {
+		return nil
+	}
+	logger := klog.FromContext(ctx)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, pinParallelism)
+	)
+	for _, d := range decisions {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := c.pin(ctx, d)
+			switch {
+			case err == nil:
+				metrics.IncPlaced()
+				logger.V(4).Info("Placed Pod", "pod", klog.KRef(d.pod.Namespace, d.pod.Name), "node", d.node)
+			case errors.Is(err, placement.ErrNotGated), apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsConflict(err):
+				logger.V(2).Info("Pod changed before it could be placed; placing it again", "pod", klog.KRef(d.pod.Namespace, d.pod.Name), "err", err)
+			default:
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pin applies the PATCH that places one Pod.
+func (c *Controller) pin(ctx context.Context, d placed) error {
+	patch, err := placement.PinPatch(d.pod.pod(), d.node)
+	if err != nil {
+		return err
+	}
+	data, err := patch.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = c.kube.CoreV1().Pods(d.pod.Namespace).Patch(ctx, d.pod.Name, types.JSONPatchType, data, metav1.PatchOptions{FieldManager: FieldManager})
+	if err != nil {
+		return fmt.Errorf("placing Pod %s/%s on node %s: %w", d.pod.Namespace, d.pod.Name, d.node, err)
+	}
+	return nil
+}
+
+// planNodes plans the new nodes that the Pods of NodeClass nc waiting in class key need, beyond
+// those already coming, and tells the Pods.
+func (c *Controller) planNodes(ctx context.Context, key, namespace, class string, nc *ippv1alpha1.NodeClass, pods []*cachedPod) error {
+	lists := make([]corev1.ResourceList, len(pods))
+	for i, p := range pods {
+		lists[i] = resourceList(p.requests)
+	}
+	need, tooLarge := placement.NodesNeeded(lists, c.shapeOf(nc.Name), nc.Spec.Isolation)
+	large := map[int]bool{}
+	for _, i := range tooLarge {
+		large[i] = true
+		c.tellPod(pods[i], corev1.EventTypeWarning, ReasonTooLarge, nc.Name,
+			fmt.Sprintf("The Pod requests more than a node of NodeClass %s offers (%s); it is not placed and creates no instance", nc.Name, resourceString(c.shapeOf(nc.Name))))
+	}
+	coming := c.inflight(key, nc.Name)
+	for i := coming; i < need; i++ {
+		name, err := c.newNodeName(class)
+		if err != nil {
+			return err
+		}
+		c.addPlan(name, &classPlan{key: key, namespace: namespace, class: class, nodeClass: nc.Name})
+		klog.FromContext(ctx).Info("Planned a new node for the class", "node", name, "class", class, "namespace", namespace, "nodeClass", nc.Name, "waitingPods", len(pods))
+		c.queue.Add(name)
+	}
+	coming = max(coming, need)
+	for i, p := range pods {
+		if large[i] {
+			continue
+		}
+		c.tellPod(p, corev1.EventTypeNormal, ReasonWaitingForRoom, nc.Name,
+			fmt.Sprintf("No node of the Pod's class with NodeClass %s has room for it; %d new node(s) of the class are coming", nc.Name, coming))
+	}
+	return nil
+}
+
+// tellPod emits an Event on a waiting Pod, once per reason and detail.
+func (c *Controller) tellPod(pod *cachedPod, eventType, reason, detail, msg string) {
+	tag := reason + "/" + detail
+	c.mu.Lock()
+	if c.podReasons[pod.UID] == tag {
+		c.mu.Unlock()
+		return
+	}
+	c.podReasons[pod.UID] = tag
+	c.mu.Unlock()
+	c.recorder.Event(pod.ref(), eventType, reason, msg)
+}
+
+// forgetPod forgets the Events told to a Pod that is gone.
+func (c *Controller) forgetPod(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.podReasons, uid)
+}
+
+// resourceList turns Requests back into a ResourceList.
+func resourceList(r placement.Requests) corev1.ResourceList {
+	out := make(corev1.ResourceList, len(r))
+	for _, a := range r {
+		if a.Name == corev1.ResourceCPU {
+			out[a.Name] = *resource.NewMilliQuantity(a.Value, resource.DecimalSI)
+		} else {
+			out[a.Name] = *resource.NewQuantity(a.Value, resource.BinarySI)
+		}
+	}
+	return out
+}
+
+func resourceString(l corev1.ResourceList) string {
+	if len(l) == 0 {
+		return "unknown until one registers"
+	}
+	cpu, mem := l[corev1.ResourceCPU], l[corev1.ResourceMemory]
+	return fmt.Sprintf("cpu %s, memory %s", cpu.String(), mem.String())
+}
+
+// enqueueClass asks for the gated Pods of class key to be placed.
+func (c *Controller) enqueueClass(key string) {
+	if key != "" {
+		c.placeQueue.Add(key)
+	}
+}
+
+// reapGrace is how long a node marked for reaping waits before the controller checks with the
+// API server that no Pod was placed on it meanwhile: a placement decided just before the mark
+// reached the placement workers' informer lands within it.
+const reapGrace = 2 * time.Second
