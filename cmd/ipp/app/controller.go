@@ -35,6 +35,7 @@ type controllerOptions struct {
 	retryBaseDelay      time.Duration
 	retryMaxDelay       time.Duration
 	workers             int
+	placementWorkers    int
 	// namespaceCreateQPS and namespaceCreateBurst are the per-namespace creation rate limit.
 	namespaceCreateQPS   float64
 	namespaceCreateBurst int
@@ -45,13 +46,19 @@ type controllerOptions struct {
 }
 
 func newControllerOptions() *controllerOptions {
+	api := newAPIOptions()
+	// With --placement=controller every IPP Pod costs the controller one PATCH: the client
+	// must keep up with the scheduler (about 1,000 Pods/s), so its rate limit is well above the
+	// webhook's. The API server's priority and fairness still bounds it.
+	api.qps, api.burst = 1000, 2000
 	return &controllerOptions{
-		api:            newAPIOptions(),
-		idleTTL:        controller.DefaultIdleTTL,
-		providerResync: controller.DefaultProviderResync,
-		retryBaseDelay: controller.DefaultRetryBaseDelay,
-		retryMaxDelay:  controller.DefaultRetryMaxDelay,
-		workers:        4,
+		api:              api,
+		placementWorkers: controller.DefaultPlacementWorkers,
+		idleTTL:          controller.DefaultIdleTTL,
+		providerResync:   controller.DefaultProviderResync,
+		retryBaseDelay:   controller.DefaultRetryBaseDelay,
+		retryMaxDelay:    controller.DefaultRetryMaxDelay,
+		workers:          4,
 
 		namespaceCreateQPS:   controller.DefaultNamespaceCreateQPS,
 		namespaceCreateBurst: controller.DefaultNamespaceCreateBurst,
@@ -68,6 +75,7 @@ func (o *controllerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.retryBaseDelay, "retry-base-delay", o.retryBaseDelay, "First delay before a dedicated node whose reconcile failed is retried; it doubles on each failure.")
 	fs.DurationVar(&o.retryMaxDelay, "retry-max-delay", o.retryMaxDelay, "Cap of the retry delay; errors that a retry cannot fix wait this long.")
 	fs.IntVar(&o.workers, "workers", o.workers, "Dedicated nodes reconciled in parallel.")
+	fs.IntVar(&o.placementWorkers, "placement-workers", o.placementWorkers, "Classes whose gated Pods are placed in parallel (--placement=controller); each sends up to 16 placement PATCHes at once.")
 	fs.Float64Var(&o.namespaceCreateQPS, "namespace-create-qps", o.namespaceCreateQPS, "Instances the Pods of one namespace may have IPP create per second, on average (a token bucket per namespace, charged once per new instance, replacements included). Creations beyond it wait, and their Pods get a CreationRateLimited Warning Event. 0 turns the limit off.")
 	fs.IntVar(&o.maxInstances, "max-instances", o.maxInstances, "Most IPP instances this cluster may have at once, of every NodeClass, counting those being created; above every NodeClass's own limits. A Pod whose instance would exceed it waits, with a LimitReached Warning Event. 0 means no limit.")
 	fs.IntVar(&o.namespaceCreateBurst, "namespace-create-burst", o.namespaceCreateBurst, "Instances the Pods of one namespace may have IPP create at once, before --namespace-create-qps applies. At least 1 when the limit is on.")
@@ -106,6 +114,9 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.workers < 1 {
 		return fmt.Errorf("invalid --workers %d: must be at least 1", o.workers)
+	}
+	if o.placementWorkers < 1 {
+		return fmt.Errorf("invalid --placement-workers %d: must be at least 1", o.placementWorkers)
 	}
 	if err := controller.ValidateCreationLimit(o.namespaceCreateQPS, o.namespaceCreateBurst); err != nil {
 		return fmt.Errorf("invalid --namespace-create-qps %v / --namespace-create-burst %d: %w", o.namespaceCreateQPS, o.namespaceCreateBurst, err)
@@ -180,6 +191,7 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 		NamespaceCreateQPS:   o.namespaceCreateQPS,
 		NamespaceCreateBurst: o.namespaceCreateBurst,
 		MaxInstances:         o.maxInstances,
+		PlacementWorkers:     o.placementWorkers,
 		IPPClient:            ipp,
 	}
 	logger := klog.FromContext(ctx)
