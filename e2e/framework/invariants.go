@@ -17,15 +17,18 @@ import (
 //
 //   - I1: Pods of two classes (or, in namespace scope, of two namespaces) share a node;
 //   - I2: a Pod without an IPP class, outside the exempt namespaces, is on an IPP node;
-//   - I3: an IPP Pod is on a node other than its class's dedicated node (dedicated mode), or
-//     not on an IPP node (autoscaler mode).
+//   - I3: an IPP Pod is on a node other than its class's dedicated node (dedicated mode with
+//     admission placement), on a node not bound to its class key, namespace and class (controller
+//     placement), or not on an IPP node (autoscaler mode).
 //
 // An IPP node is a Node with cfg.NodeLabel=true. Pods on nodes that no longer exist are judged
 // by the node name alone.
 func IsolationViolations(cfg isolation.Config, pods []corev1.Pod, nodes []corev1.Node) []string {
 	ippNode := map[string]bool{}
+	nodeLabels := map[string]map[string]string{}
 	for _, n := range nodes {
 		ippNode[n.Name] = n.Labels[cfg.NodeLabel] == isolation.LabelValue
+		nodeLabels[n.Name] = n.Labels
 	}
 	var out []string
 	owner := map[string]string{} // node -> the class key of the first IPP Pod seen on it
@@ -55,6 +58,12 @@ func IsolationViolations(cfg isolation.Config, pods []corev1.Pod, nodes []corev1
 			owner[node] = key
 		}
 		switch {
+		case cfg.Mode == isolation.ModeDedicated && cfg.Placement == isolation.PlacementController:
+			l := nodeLabels[node]
+			if l[isolation.ClassLabel] != cfg.ClassKey(p.Namespace, class) || l[isolation.NamespaceLabel] != cfg.ScopedNamespace(p.Namespace) || l[isolation.ClassNameLabel] != class {
+				out = append(out, fmt.Sprintf("I3: pod %s of class %s is on node %s, which is bound to class key %q (namespace %q, class %q), not its class's %q",
+					ref, key, node, l[isolation.ClassLabel], l[isolation.NamespaceLabel], l[isolation.ClassNameLabel], cfg.ClassKey(p.Namespace, class)))
+			}
 		case cfg.Mode == isolation.ModeDedicated:
 			if want := cfg.NodeName(p.Namespace, class); node != want {
 				out = append(out, fmt.Sprintf("I3: pod %s of class %s is on node %s, not its dedicated node %s", ref, key, node, want))
