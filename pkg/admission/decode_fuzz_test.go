@@ -12,7 +12,7 @@ import (
 )
 
 // decisionView is what the decisions read from a review: the request's routing fields and, for
-// each Pod in it, its labels and scheduling fields.
+// each Pod in it, its labels and scheduling fields (scheduling gates included).
 type decisionView struct {
 	APIVersion, Kind string
 	HasRequest       bool
@@ -26,6 +26,7 @@ type podView struct {
 	NodeSelector map[string]string
 	Affinity     *corev1.Affinity
 	Tolerations  []corev1.Toleration
+	Gates        []corev1.PodSchedulingGate
 }
 
 // viewOf returns what the decisions read from r, as prepare would get it; ok is false when a Pod in
@@ -56,7 +57,7 @@ func viewOf(r *Review) (v decisionView, ok bool) {
 		}
 		if pod != nil {
 			sp := pod.spec()
-			*f.out = &podView{Labels: pod.Metadata.Labels, NodeName: sp.NodeName, NodeSelector: sp.NodeSelector, Affinity: sp.Affinity, Tolerations: sp.Tolerations}
+			*f.out = &podView{Labels: pod.Metadata.Labels, NodeName: sp.NodeName, NodeSelector: sp.NodeSelector, Affinity: sp.Affinity, Tolerations: sp.Tolerations, Gates: sp.SchedulingGates}
 		}
 	}
 	return v, true
@@ -88,7 +89,7 @@ func referenceView(body []byte) (decisionView, error) {
 		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(f.raw, &pod); err != nil {
 			return v, err
 		}
-		*f.out = &podView{Labels: pod.Labels, NodeName: pod.Spec.NodeName, NodeSelector: pod.Spec.NodeSelector, Affinity: pod.Spec.Affinity, Tolerations: pod.Spec.Tolerations}
+		*f.out = &podView{Labels: pod.Labels, NodeName: pod.Spec.NodeName, NodeSelector: pod.Spec.NodeSelector, Affinity: pod.Spec.Affinity, Tolerations: pod.Spec.Tolerations, Gates: pod.Spec.SchedulingGates}
 	}
 	return v, nil
 }

@@ -23,7 +23,9 @@ func fuzzConfigs() []isolation.Config {
 	cluster.ClassScope = isolation.ScopeCluster
 	auto := dedicated
 	auto.Mode = isolation.ModeAutoscaler
-	return []isolation.Config{dedicated, noName, cluster, auto}
+	controller := dedicated
+	controller.Placement = isolation.PlacementController
+	return []isolation.Config{dedicated, noName, cluster, auto, controller}
 }
 
 // fuzzNodes is the node set of the fuzzers: it holds the node names that seedPods use.
@@ -54,6 +56,10 @@ func seedPods(t testing.TB) [][]byte {
 		newPod("class0", withLabel(isolation.NodeClassLabel, "metal")),
 		newPod("class0", withLabel(isolation.NodeClassLabel, "gold"), dedicatedPin(nodeClass0)),
 		newPod("", withLabel(isolation.NodeClassLabel, "Not_A-Name")),
+		newPod("class0", controllerPin(keyClass0)),
+		newPod("class0", withGate("wait"), keyPin(keyClass0), withRequired(zoneA, fieldsTerm("ipp-class0-0123456789abcdef"))),
+		newPod("class0", withNodeSelector(classLbl, "other-0123"), withRequired(exprTerm(req(classLbl, corev1.NodeSelectorOpIn, keyClass0)))),
+		newPod("", withNodeSelector(classLbl, keyClass0)),
 	}
 	var out [][]byte
 	for _, p := range pods {
@@ -67,6 +73,10 @@ func seedPods(t testing.TB) [][]byte {
 		`{"metadata":{"labels":{"ipp-class":"a~b/c"}},"spec":{"nodeSelector":{"a/b":"c","~":"d"}}}`,
 		`{"metadata":{"labels":{"ipp-class":"a"}},"Spec":{},"spec":{"NodeName":"x"}}`,
 		`{"metadata":{"labels":{"ipp-class":"a"}}}`,
+		`{"metadata":{"labels":{"ipp-class":"a"}},"spec":{"schedulingGates":null}}`,
+		`{"metadata":{"labels":{"ipp-class":"a"}},"spec":{"schedulingGates":[]}}`,
+		`{"metadata":{"labels":{"ipp-class":"a"}},"spec":{"schedulingGates":[null,{"name":"ipp.io/placement"},{"name":"ipp.io/placement"}]}}`,
+		`{"metadata":{"labels":{"ipp-class":"a"}},"spec":{"schedulingGates":[{"name":"wait"}]}}`,
 		`{"metadata":{"labels":{"ipp-class":"a","ipp.io/node-class":null}}}`,
 		`{"metadata":{"labels":{"ipp-class":"a","ipp.io/node-class":"metal/../x"}}}`,
 		`{"metadata":null,"spec":null}`,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // Test fixtures. Node names of the default configuration are the golden values of
@@ -21,6 +22,9 @@ const (
 	testUID    = "7c9c1f5e-0000-4000-8000-000000000001"
 	nodeClass0 = "ipp-class0-cb543558de22" // cluster ipp, namespace default, class class0
 	binding    = isolation.BindingLabel
+	// keyClass0 is the class key of the same class: pkg/isolation's TestClassKeyGolden.
+	keyClass0 = "class0-85be5d4217f9e2d35e2a617d7a845831"
+	classLbl  = isolation.ClassLabel
 )
 
 var (
@@ -187,6 +191,24 @@ func dedicatedPin(node string) podOpt {
 		withTolerations(tolNoSchedule, tolNoExecute)(p)
 		withNodeSelector(binding, node)(p)
 		withRequired(fieldsTerm(node))(p)
+	}
+}
+
+// keyPin gives p the pin of --placement=controller for key, without the gate: the tolerations
+// and the class-key nodeSelector. It is what a Pod carries once the gate is lifted.
+func keyPin(key string) podOpt {
+	return func(p *corev1.Pod) {
+		withTolerations(tolNoSchedule, tolNoExecute)(p)
+		withNodeSelector(classLbl, key)(p)
+	}
+}
+
+// controllerPin gives p everything --placement=controller adds on CREATE for key: keyPin and the
+// placement gate.
+func controllerPin(key string) podOpt {
+	return func(p *corev1.Pod) {
+		keyPin(key)(p)
+		withGate(placement.Gate)(p)
 	}
 }
 

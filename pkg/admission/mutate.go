@@ -26,7 +26,7 @@ func mutate(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input) *
 		// The scheduler has placed it; the placement can no longer change, so neither can the pin.
 		return allowed(req)
 	}
-	p := pinFor(cfg, req.Namespace, class)
+	p := pinOf(cfg, req, in, class)
 	if spec.NodeName != "" {
 		return denied(req, nodeNameMessage(p, spec.NodeName))
 	}
@@ -86,6 +86,15 @@ func (p *pin) patch(spec *podSpec) ([]byte, error) {
 			} else {
 				ops.add("/spec/nodeSelector/"+jsonpatch.Escape(p.selectorKey), p.selectorValue)
 			}
+		}
+	}
+	// The scheduling gate that holds the Pod for the controller (CREATE only, see pinOf).
+	if p.gate != "" && !hasGate(spec.SchedulingGates, p.gate) {
+		g := corev1.PodSchedulingGate{Name: p.gate}
+		if len(spec.SchedulingGates) == 0 {
+			ops.add("/spec/schedulingGates", []corev1.PodSchedulingGate{g})
+		} else {
+			ops.add("/spec/schedulingGates/-", g)
 		}
 	}
 	// The requirement in every required node-affinity term, and the anti-affinity term.
@@ -172,4 +181,14 @@ func (p *pin) patchAnti(ops *patchBuilder, a *corev1.Affinity) {
 		}
 		ops.add(required+"/-", p.anti)
 	}
+}
+
+// hasGate reports whether gates hold the scheduling gate named name.
+func hasGate(gates []corev1.PodSchedulingGate, name string) bool {
+	for _, g := range gates {
+		if g.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -12,11 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 func autoscaler(c *isolation.Config)   { c.Mode = isolation.ModeAutoscaler }
 func clusterScope(c *isolation.Config) { c.ClassScope = isolation.ScopeCluster }
 func noNodeName(c *isolation.Config)   { c.PinNodeName = false }
+func controller(c *isolation.Config)   { c.Placement = isolation.PlacementController }
 
 func TestMutate(t *testing.T) {
 	long := strings.Repeat("a", 63)
@@ -227,6 +229,157 @@ func TestMutate(t *testing.T) {
 			pod:        newPod("class0", withGate("g"), withNodeSelector(binding, "x")),
 			old:        newPod("class0", withGate("g")),
 			wantDenied: []string{"spec.nodeSelector sets"},
+		},
+
+		// dedicated mode, --placement=controller
+		{
+			name: "controller: plain IPP Pod gets tolerations, the class-key selector and the gate, no affinity",
+			cfg:  controller,
+			pod:  newPod("class0"),
+			want: newPod("class0", controllerPin(keyClass0)),
+		},
+		{
+			name: "controller: dry-run gets the same patch",
+			cfg:  controller, dryRun: true,
+			pod:  newPod("class0"),
+			want: newPod("class0", controllerPin(keyClass0)),
+		},
+		{
+			name: "controller: user's selectors and terms stay as they are, the gate goes after the user's",
+			cfg:  controller,
+			pod:  newPod("class0", withGate("wait"), withTolerations(tolOther), withNodeSelector("disk", "ssd"), withRequired(zoneA, zoneB), withPreferred(10, zoneA), withAnti(userAnti)),
+			want: newPod("class0", withGate("wait"), withTolerations(tolOther), withNodeSelector("disk", "ssd"), withRequired(zoneA, zoneB), withPreferred(10, zoneA), withAnti(userAnti),
+				controllerPin(keyClass0)),
+		},
+		{
+			name: "controller: a Pod that arrives with the gate does not get it twice",
+			cfg:  controller,
+			pod:  newPod("class0", withGate("wait"), withGate(placement.Gate)),
+			want: newPod("class0", withGate("wait"), withGate(placement.Gate), keyPin(keyClass0)),
+		},
+		{
+			name: "controller: re-invocation on a mutated Pod adds nothing",
+			cfg:  controller,
+			pod:  newPod("class0", controllerPin(keyClass0)),
+			want: newPod("class0", controllerPin(keyClass0)), wantNoPatch: true,
+		},
+		{
+			name: "controller: the user's own exact selector is not duplicated",
+			cfg:  controller,
+			pod:  newPod("class0", withNodeSelector(classLbl, keyClass0), withRequired(exprTerm(req(classLbl, corev1.NodeSelectorOpIn, keyClass0)))),
+			want: newPod("class0", withNodeSelector(classLbl, keyClass0), withRequired(exprTerm(req(classLbl, corev1.NodeSelectorOpIn, keyClass0))), controllerPin(keyClass0)),
+		},
+		{
+			name: "controller: node-name affinity of the user's is allowed (the controller adds its own)",
+			cfg:  controller,
+			pod:  newPod("class0", withRequired(fieldsTerm("node-1"))),
+			want: newPod("class0", withRequired(fieldsTerm("node-1")), controllerPin(keyClass0)),
+		},
+		{
+			name:      "controller: namespace scope uses the request's namespace",
+			cfg:       controller,
+			namespace: "team-a",
+			pod:       newPod("class0"),
+			want:      newPod("class0", controllerPin("class0-e1709d78698e5d450d49ec0f2125682c")), // golden
+		},
+		{
+			name:      "controller: cluster scope ignores the namespace",
+			cfg:       func(c *isolation.Config) { controller(c); clusterScope(c) },
+			namespace: "team-a",
+			pod:       newPod("class0"),
+			want:      newPod("class0", controllerPin("class0-3798a9d775ecd317ad13a057bb189ced")), // golden
+		},
+		{
+			name: "controller: --pin-node-name does not matter",
+			cfg:  func(c *isolation.Config) { controller(c); noNodeName(c) },
+			pod:  newPod("class0"),
+			want: newPod("class0", controllerPin(keyClass0)),
+		},
+		{
+			name:       "controller: preset spec.nodeName is denied",
+			cfg:        controller,
+			pod:        newPod("class0", withNodeName(nodeClass0)),
+			wantDenied: []string{"runs only on nodes of its class (node-restriction.kubernetes.io/ipp-class=" + keyClass0 + ")", "remove spec.nodeName"},
+		},
+		{
+			name:       "controller: another class key in the nodeSelector is denied",
+			cfg:        controller,
+			pod:        newPod("class0", withNodeSelector(classLbl, "class1-0123")),
+			wantDenied: []string{`spec.nodeSelector sets node-restriction.kubernetes.io/ipp-class="class1-0123": remove it (the webhook sets it to "` + keyClass0 + `")`},
+		},
+		{
+			name:       "controller: a required class-label requirement naming another key is denied",
+			cfg:        controller,
+			pod:        newPod("class0", withRequired(zoneA, exprTerm(req(classLbl, corev1.NodeSelectorOpIn, keyClass0, "class1-0123")))),
+			wantDenied: []string{"nodeSelectorTerms[1].matchExpressions[0] selects node-restriction.kubernetes.io/ipp-class In [" + keyClass0 + ", class1-0123]: remove it"},
+		},
+		{
+			name:       "controller: an empty required term is denied (the controller adds the node's name to every term)",
+			cfg:        controller,
+			pod:        newPod("class0", withRequired(zoneA, corev1.NodeSelectorTerm{})),
+			wantDenied: []string{"nodeSelectorTerms[1] is empty and matches no node: remove it"},
+		},
+		{
+			name: "controller: UPDATE of a scheduling-gated Pod gets the pin but no placement gate",
+			cfg:  controller,
+			op:   admissionv1.Update,
+			pod:  newPod("class0", withGate("wait")),
+			old:  newPod("class0", withGate("wait"), withLabel("v", "1")),
+			want: newPod("class0", withGate("wait"), keyPin(keyClass0)),
+		},
+		{
+			name: "controller: UPDATE of a Pod whose gate the controller lifted adds nothing",
+			cfg:  controller,
+			op:   admissionv1.Update,
+			pod:  newPod("class0", keyPin(keyClass0), withRequired(fieldsTerm("ipp-class0-0123456789abcdef"))),
+			old:  newPod("class0", controllerPin(keyClass0)), wantNoPatch: true,
+		},
+		{
+			name: "controller: UPDATE of a Pod whose tenant lifted the gate adds nothing",
+			cfg:  controller,
+			op:   admissionv1.Update,
+			pod:  newPod("class0", keyPin(keyClass0)),
+			old:  newPod("class0", controllerPin(keyClass0)), wantNoPatch: true,
+		},
+		{
+			name: "controller: UPDATE of an unbound Pod pinned under --placement=admission keeps its pin",
+			cfg:  controller,
+			op:   admissionv1.Update,
+			pod:  newPod("class0", dedicatedPin(nodeClass0), withLabel("v", "2")),
+			old:  newPod("class0", dedicatedPin(nodeClass0)), wantNoPatch: true,
+		},
+		{
+			name: "controller: UPDATE of a gated Pod pinned under --placement=admission keeps its pin",
+			cfg:  controller,
+			op:   admissionv1.Update,
+			pod:  newPod("class0", withGate("wait"), dedicatedPin(nodeClass0), withLabel("v", "2")),
+			old:  newPod("class0", withGate("wait"), dedicatedPin(nodeClass0)), wantNoPatch: true,
+		},
+		{
+			name: "controller: UPDATE of a bound Pod is left alone",
+			cfg:  controller,
+			op:   admissionv1.Update,
+			pod:  newPod("class0", keyPin(keyClass0), withNodeName("ipp-class0-0123456789abcdef"), withLabel("v", "2")),
+			old:  newPod("class0", keyPin(keyClass0), withNodeName("ipp-class0-0123456789abcdef")), wantNoPatch: true,
+		},
+		{
+			name:       "controller: UPDATE with another class key is denied",
+			cfg:        controller,
+			op:         admissionv1.Update,
+			pod:        newPod("class0", withGate("g"), withNodeSelector(classLbl, "x")),
+			old:        newPod("class0", withGate("g")),
+			wantDenied: []string{"spec.nodeSelector sets node-restriction.kubernetes.io/ipp-class=\"x\""},
+		},
+		{
+			name: "controller: a Pod without a class is not touched",
+			cfg:  controller,
+			pod:  newPod(""), wantNoPatch: true,
+		},
+		{
+			name: "controller: autoscaler mode ignores the placement",
+			cfg:  func(c *isolation.Config) { controller(c); autoscaler(c) },
+			pod:  newPod("class0"),
+			want: newPod("class0", seedPin("class0")),
 		},
 
 		// autoscaler mode

@@ -23,6 +23,8 @@ type podSpec struct {
 	NodeSelector map[string]string   `json:"nodeSelector"`
 	Affinity     *corev1.Affinity    `json:"affinity"`
 	Tolerations  []corev1.Toleration `json:"tolerations"`
+	// SchedulingGates are read so that Mutate adds the placement gate once.
+	SchedulingGates []corev1.PodSchedulingGate `json:"schedulingGates"`
 }
 
 // decodePod decodes the admission view of a Pod from its JSON in one pass, with the JSON v2

@@ -54,10 +54,12 @@ func DecodeReview(body []byte) (*Review, error) {
 }
 
 // MutateReview answers a mutating admission review. An IPP Pod (one with a non-empty class label)
-// outside the exempt namespaces gets the tolerations and the scheduling constraints of cfg.Mode as a
-// JSONPatch that applies to the request's object; it is denied if it presets spec.nodeName or asks
-// for a node other than its class's. Every other request is allowed unchanged. Mutating an already
-// mutated Pod adds nothing, so the API server may invoke the webhook again.
+// outside the exempt namespaces gets the tolerations and the scheduling constraints of cfg.Mode
+// and cfg.Placement as a JSONPatch that applies to the request's object (under
+// --placement=controller, the class-key nodeSelector and, on CREATE, the scheduling gate
+// ipp.io/placement); it is denied if it presets spec.nodeName or asks for a node or class key
+// other than its class's. Every other request is allowed unchanged. Mutating an already mutated
+// Pod adds nothing, so the API server may invoke the webhook again.
 //
 // MutateReview never panics: a review without a request is denied with 400, and a request it
 // cannot decode is denied with a message that says why.
@@ -214,6 +216,8 @@ func decodeSpec(dec *jsontext.Decoder, sp **podSpec) error {
 			err = jsonv2.UnmarshalDecode(dec, &s.Affinity)
 		case "tolerations":
 			err = jsonv2.UnmarshalDecode(dec, &s.Tolerations)
+		case "schedulingGates":
+			err = jsonv2.UnmarshalDecode(dec, &s.SchedulingGates)
 		default:
 			_, err = dec.ReadValue()
 		}

@@ -5,11 +5,13 @@ import (
 	"slices"
 	"strings"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // Field paths used in messages.
@@ -28,8 +30,15 @@ type pin struct {
 	// podLabel and nodeLabel are the configuration's class label and IPP node label, for messages.
 	podLabel, nodeLabel string
 	class               string
-	// node is the class's dedicated node name (dedicated mode only).
+	// node is the class's dedicated node name (dedicated mode, --placement=admission only).
 	node string
+	// key is the class key that the Pod selects on ClassLabel (dedicated mode,
+	// --placement=controller only).
+	key string
+	// gate is the scheduling gate that Mutate adds on CREATE (--placement=controller only); the
+	// controller lifts it when it places the Pod. Validate does not require it: isolation rests
+	// on the selector alone.
+	gate string
 	// tolerations are added by Mutate; taints must be tolerated for Validate.
 	tolerations []corev1.Toleration
 	taints      []corev1.Taint
@@ -63,15 +72,49 @@ func pinFor(cfg isolation.Config, namespace, class string) *pin {
 		}
 		return p
 	}
-	p.node = cfg.NodeName(namespace, class)
 	p.tolerations = cfg.Tolerations()
 	p.taints = cfg.Taints()
+	if cfg.Placement == isolation.PlacementController {
+		// The class key alone: the controller chooses the node and appends its name to every
+		// required term (placement.PinPatch) when it lifts the gate.
+		p.key = cfg.ClassKey(namespace, class)
+		p.selectorKey, p.selectorValue = isolation.ClassLabel, p.key
+		p.gate = placement.Gate
+		return p
+	}
+	p.node = cfg.NodeName(namespace, class)
 	p.selectorKey, p.selectorValue = isolation.BindingLabel, p.node
 	if cfg.PinNodeName {
 		p.termField = "matchFields"
 		p.term = corev1.NodeSelectorRequirement{Key: isolation.NodeNameField, Operator: corev1.NodeSelectorOpIn, Values: []string{p.node}}
 	}
 	return p
+}
+
+// pinOf returns the pin that the Pod of req must carry. It is pinFor's, with two differences on an
+// UPDATE under --placement=controller: the pin has no gate (the API server lets an update remove
+// scheduling gates, never add one), and a Pod that was admitted under --placement=admission (its
+// old form selects the class's dedicated node name on BindingLabel, and not the class key) keeps
+// the pin it was admitted with, which the API server would not let it trade for the new one once
+// it is no longer gated, and which keeps it on a node of its class as well.
+func pinOf(cfg isolation.Config, req *admissionv1.AdmissionRequest, in input, class string) *pin {
+	p := pinFor(cfg, req.Namespace, class)
+	if p.key == "" || req.Operation == admissionv1.Create || in.old == nil {
+		return p
+	}
+	p.gate = ""
+	legacy := legacyPin(cfg, req.Namespace, class)
+	old := in.old.spec().NodeSelector
+	if _, hasKey := old[isolation.ClassLabel]; !hasKey && old[isolation.BindingLabel] == legacy.node {
+		return legacy
+	}
+	return p
+}
+
+// legacyPin returns the pin that class has under --placement=admission.
+func legacyPin(cfg isolation.Config, namespace, class string) *pin {
+	cfg.Placement = isolation.PlacementAdmission
+	return pinFor(cfg, namespace, class)
 }
 
 // classOf returns the Pod's isolation class and whether it has one.
@@ -84,6 +127,9 @@ func classOf(cfg isolation.Config, pod *podObject) (string, bool) {
 
 // describe names the pin's target for messages.
 func (p *pin) describe() string {
+	if p.key != "" {
+		return fmt.Sprintf("IPP Pod of class %q runs only on nodes of its class (%s=%s)", p.class, isolation.ClassLabel, p.key)
+	}
 	if p.node != "" {
 		return fmt.Sprintf("IPP Pod of class %q runs only on its dedicated node %s", p.class, p.node)
 	}
@@ -91,9 +137,13 @@ func (p *pin) describe() string {
 }
 
 // conflicts returns what in spec disagrees with the pin: a nodeSelector or a required node-affinity
-// requirement on the binding label or on the node name that names another node. Only dedicated
-// mode has a node to disagree with.
+// requirement on the binding label or on the node name that names another node, or, under
+// --placement=controller, on the class label that names another class key. Only dedicated mode
+// has a node or a class key to disagree with.
 func (p *pin) conflicts(spec *podSpec) []string {
+	if p.key != "" {
+		return p.keyConflicts(spec)
+	}
 	if p.node == "" {
 		return nil
 	}
@@ -116,11 +166,31 @@ func (p *pin) conflicts(spec *podSpec) []string {
 	return out
 }
 
+// keyConflicts is conflicts under --placement=controller: a nodeSelector on the class label with
+// another value, and a required node-affinity requirement on the class label other than exactly
+// In [key]. A requirement on metadata.name is allowed: the controller appends one to every term,
+// and the class label holds the Pod to its class's nodes whatever the name says.
+func (p *pin) keyConflicts(spec *podSpec) []string {
+	var out []string
+	if v, ok := spec.NodeSelector[isolation.ClassLabel]; ok && v != p.key {
+		out = append(out, fmt.Sprintf("spec.nodeSelector sets %s=%q: remove it (the webhook sets it to %q)", isolation.ClassLabel, v, p.key))
+	}
+	for i, t := range spec.requiredTerms() {
+		for j, r := range t.MatchExpressions {
+			if r.Key == isolation.ClassLabel && !isRequirement(r, isolation.ClassLabel, corev1.NodeSelectorOpIn, p.key) {
+				out = append(out, fmt.Sprintf("%s[%d].matchExpressions[%d] selects %s: remove it (the class key of the Pod is %s)", requiredPath, i, j, requirementString(r), p.key))
+			}
+		}
+	}
+	return out
+}
+
 // emptyTerms returns a message for each required node-affinity term that is empty, when the pin
-// must add to every term. An empty term matches no node; adding the pin to it would let the Pod
-// onto its node without the user's other constraints, so the user must remove it.
+// must add to every term (under --placement=controller, the controller adds the node's name to
+// every term when it lifts the gate). An empty term matches no node; adding the pin to it would
+// let the Pod onto its node without the user's other constraints, so the user must remove it.
 func (p *pin) emptyTerms(spec *podSpec) []string {
-	if p.termField == "" {
+	if p.termField == "" && p.key == "" {
 		return nil
 	}
 	var out []string
@@ -213,9 +283,9 @@ func tolerates(tolerations []corev1.Toleration, taint *corev1.Taint) bool {
 }
 
 // offenses returns what lets a Pod without a class onto IPP nodes or aims it at them: tolerations
-// of the IPP taint, and nodeSelector entries or node-affinity requirements on the IPP node label or
-// the binding label. Each is described by its content, not its position, so that an UPDATE can be
-// checked for what it adds.
+// of the IPP taint, and nodeSelector entries or node-affinity requirements on the IPP node label,
+// the binding label or the class label. Each is described by its content, not its position, so
+// that an UPDATE can be checked for what it adds.
 func offenses(cfg isolation.Config, spec *podSpec) []string {
 	var out []string
 	taints := cfg.Taints()
@@ -228,14 +298,14 @@ func offenses(cfg isolation.Config, spec *podSpec) []string {
 			}
 		}
 	}
-	for _, k := range []string{cfg.NodeLabel, isolation.BindingLabel} {
+	for _, k := range []string{cfg.NodeLabel, isolation.BindingLabel, isolation.ClassLabel} {
 		if v, ok := spec.NodeSelector[k]; ok {
 			out = append(out, fmt.Sprintf("spec.nodeSelector %s=%s selects IPP nodes", k, v))
 		}
 	}
 	check := func(where string, reqs []corev1.NodeSelectorRequirement) {
 		for _, r := range reqs {
-			if (r.Key == cfg.NodeLabel || r.Key == isolation.BindingLabel) &&
+			if (r.Key == cfg.NodeLabel || r.Key == isolation.BindingLabel || r.Key == isolation.ClassLabel) &&
 				r.Operator != corev1.NodeSelectorOpNotIn && r.Operator != corev1.NodeSelectorOpDoesNotExist {
 				out = append(out, fmt.Sprintf("%s requirement %s selects IPP nodes", where, requirementString(r)))
 			}

@@ -56,7 +56,7 @@ func validate(cfg isolation.Config, from Lookups, req *admissionv1.AdmissionRequ
 			return resp
 		}
 	}
-	p := pinFor(cfg, req.Namespace, class)
+	p := pinOf(cfg, req, in, class)
 	if bound(req, in) {
 		// Its placement is final; refuse only an update that takes part of the pin away.
 		if gone := subtract(p.missing(spec), p.missing(in.old.spec())); len(gone) > 0 {
@@ -67,14 +67,38 @@ func validate(cfg isolation.Config, from Lookups, req *admissionv1.AdmissionRequ
 	if spec.NodeName != "" {
 		return denied(req, nodeNameMessage(p, spec.NodeName))
 	}
-	if msgs := p.conflicts(spec); len(msgs) > 0 {
+	msgs, miss := p.conflicts(spec), p.missing(spec)
+	if len(msgs)+len(miss) > 0 && req.Operation == admissionv1.Update {
+		// Under --placement=controller an unbound Pod may carry either pin on UPDATE: the one it
+		// was admitted with under --placement=admission, or the class key. Both keep it on nodes
+		// of its class; the denial names the pin that pinOf chose.
+		if alt := otherPin(cfg, req.Namespace, class, p); alt != nil && len(alt.conflicts(spec))+len(alt.missing(spec)) == 0 {
+			return allowed(req)
+		}
+	}
+	if len(msgs) > 0 {
 		return denied(req, fmt.Sprintf("%s: %s", p.describe(), strings.Join(msgs, "; ")))
 	}
-	if miss := p.missing(spec); len(miss) > 0 {
+	if len(miss) > 0 {
 		return denied(req, fmt.Sprintf("%s, but it lacks %s. The IPP mutating webhook adds these; check that it runs for namespace %q and that no later webhook removes them",
 			p.describe(), strings.Join(miss, "; "), req.Namespace))
 	}
 	return allowed(req)
+}
+
+// otherPin returns, in dedicated mode under --placement=controller, the pin of the other
+// placement than p's: the class-key pin (without the gate) for the legacy pin and the legacy pin
+// for the class-key pin. It returns nil otherwise.
+func otherPin(cfg isolation.Config, namespace, class string, p *pin) *pin {
+	if cfg.Mode != isolation.ModeDedicated || cfg.Placement != isolation.PlacementController {
+		return nil
+	}
+	if p.key != "" {
+		return legacyPin(cfg, namespace, class)
+	}
+	alt := pinFor(cfg, namespace, class)
+	alt.gate = ""
+	return alt
 }
 
 // presetNode returns the node that req's Pod names in spec.nodeName, unless it is an UPDATE that
