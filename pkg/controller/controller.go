@@ -168,6 +168,8 @@ type Controller struct {
 	shapes map[string]corev1.ResourceList
 	// podReasons is the last placement Event told to each waiting Pod. Guarded by mu.
 	podReasons map[types.UID]string
+	// assumed holds the placements made that the Pod informer does not show yet. Guarded by mu.
+	assumed map[types.UID]assumed
 }
 
 // nodeState is what the controller remembers about one dedicated node between reconciles. None
@@ -301,6 +303,7 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 		plans:            map[string]map[string]string{},
 		shapes:           map[string]corev1.ResourceList{},
 		podReasons:       map[types.UID]string{},
+		assumed:          map[types.UID]assumed{},
 		placementWorkers: orDefaultInt(opts.PlacementWorkers, DefaultPlacementWorkers),
 	}
 	if c.clock == nil {
@@ -337,6 +340,7 @@ func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
 				return
 			}
 			c.observePodBound(o, n)
+			c.observePlaced(n, false)
 			if podChanged(o, n) {
 				c.enqueuePod(o)
 				c.enqueuePod(n)
@@ -350,6 +354,7 @@ func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
 			if pod := c.asCachedPod(obj); pod != nil {
 				c.enqueueStatus(pod.nodeClass)
 				c.forgetPod(pod.UID)
+				c.observePlaced(pod, true)
 			}
 		},
 	})

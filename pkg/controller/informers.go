@@ -151,7 +151,8 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 			placedOn:  placedOn(p),
 		},
 	}
-	if class != "" && p.Spec.NodeName == "" {
+	if class != "" {
+		// Bound Pods too: what they request is the room they take on their node.
 		cp.requests = placement.NewRequests(placement.PodRequests(p))
 	}
 	if cp.placing {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 func fullPod() *corev1.Pod {
@@ -72,6 +73,7 @@ func TestTrim(t *testing.T) {
 		},
 		podFields: podFields{class: "a", nodeClass: "default", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning,
 			classKey: cfg.ClassKey("team", "a"), gateIndex: -1},
+		requests: placement.Requests{},
 	}
 	node := fullNode()
 	wantNode := &corev1.Node{

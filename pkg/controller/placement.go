@@ -180,6 +180,9 @@ func (c *Controller) pending(key, nodeClass string) ([]*cachedPod, error) {
 		if pod == nil || !pod.placing || pod.nodeName != "" || pod.pin != "" || !pod.live(c.cfg) {
 			continue
 		}
+		if _, ok := c.assumedOf(pod.UID); ok {
+			continue // placed; the informer has not shown it yet
+		}
 		if nodeClass != "" && pod.nodeClass != nodeClass {
 			continue
 		}
@@ -204,6 +207,10 @@ func (c *Controller) runPlacementWorker(ctx context.Context) {
 		}
 		start := c.clock.Now()
 		err := c.place(ctx, key)
+		if errors.Is(err, errStale) {
+			c.placeQueue.AddAfter(key, staleRetry)
+			err = nil
+		}
 		metrics.ObserveReconcile(reconcileResult(0, err), c.clock.Now().Sub(start))
 		if err != nil {
 			c.placeQueue.AddRateLimited(key)
@@ -284,6 +291,14 @@ func (c *Controller) place(ctx context.Context, key string) error {
 			}
 		}
 	}
+	// Pods this controller placed that the informer still shows gated: their room is taken.
+	for node, reqs := range c.assumedOn(key) {
+		for _, r := range reqs {
+			if index.Place(node, r) {
+				occupied[node] = true
+			}
+		}
+	}
 	ncs := map[string]*ippv1alpha1.NodeClass{}
 	for _, n := range nodes {
 		if occupied[n.Name] && c.isolationOf(ncs, n.NodeClass) == ippv1alpha1.IsolationPod {
@@ -352,10 +367,11 @@ func (c *Controller) pinAll(ctx context.Context, decisions []placed) error {
 	}
 	logger := klog.FromContext(ctx)
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		sem  = make(chan struct{}, pinParallelism)
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		errs  []error
+		stale bool
+		sem   = make(chan struct{}, pinParallelism)
 	)
 	for _, d := range decisions {
 		wg.Add(1)
@@ -365,10 +381,16 @@ func (c *Controller) pinAll(ctx context.Context, decisions []placed) error {
 			err := c.pin(ctx, d)
 			switch {
 			case err == nil:
+				c.assume(d)
 				metrics.IncPlaced()
 				logger.V(4).Info("Placed Pod", "pod", klog.KRef(d.pod.Namespace, d.pod.Name), "node", d.node)
-			case errors.Is(err, placement.ErrNotGated), apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsConflict(err):
+			case errors.Is(err, placement.ErrNotGated), apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsConflict(err), apierrors.IsBadRequest(err):
+				// A test of the patch failed: the Pod is not as the informer showed it. Its
+				// update event places it again; the class is looked at again soon anyway.
 				logger.V(2).Info("Pod changed before it could be placed; placing it again", "pod", klog.KRef(d.pod.Namespace, d.pod.Name), "err", err)
+				mu.Lock()
+				stale = true
+				mu.Unlock()
 			default:
 				mu.Lock()
 				errs = append(errs, err)
@@ -377,8 +399,17 @@ func (c *Controller) pinAll(ctx context.Context, decisions []placed) error {
 		}()
 	}
 	wg.Wait()
+	if stale && len(errs) == 0 {
+		return errStale
+	}
 	return errors.Join(errs...)
 }
+
+// errStale says that some placements were refused because the Pods changed: the class is looked
+// at again after staleRetry, without counting as a failure.
+var errStale = errors.New("some Pods changed before they could be placed")
+
+const staleRetry = time.Second
 
 // pin applies the PATCH that places one Pod.
 func (c *Controller) pin(ctx context.Context, d placed) error {
@@ -430,6 +461,51 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 			fmt.Sprintf("No node of the Pod's class with NodeClass %s has room for it; %d new node(s) of the class are coming", nc.Name, coming))
 	}
 	return nil
+}
+
+// assumed is a placement whose PATCH succeeded, kept until the Pod informer shows it, so that a
+// round that runs on the older view neither places the Pod again nor gives its room away (as
+// the scheduler's assume cache does for bindings).
+type assumed struct {
+	key, node string
+	requests  placement.Requests
+}
+
+func (c *Controller) assume(d placed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.assumed[d.pod.UID] = assumed{key: d.pod.classKey, node: d.node, requests: d.pod.requests}
+}
+
+func (c *Controller) assumedOf(uid types.UID) (assumed, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.assumed[uid]
+	return a, ok
+}
+
+// assumedOn returns the requests of the assumed placements of class key, by node.
+func (c *Controller) assumedOn(key string) map[string][]placement.Requests {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string][]placement.Requests{}
+	for _, a := range c.assumed {
+		if a.key == key {
+			out[a.node] = append(out[a.node], a.requests)
+		}
+	}
+	return out
+}
+
+// observePlaced forgets the assumed placement of a Pod that the informer shows placed, bound or
+// gone.
+func (c *Controller) observePlaced(pod *cachedPod, gone bool) {
+	if !gone && pod.placing && pod.placedOn == "" && pod.nodeName == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.assumed, pod.UID)
 }
 
 // tellPod emits an Event on a waiting Pod, once per reason and detail.
