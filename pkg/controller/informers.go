@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/nodeclass"
@@ -97,6 +98,60 @@ type cachedPod struct {
 type pinAffinity struct {
 	hasAffinity, hasNodeAffinity bool
 	required                     *corev1.NodeSelector
+	// match is the Pod's node selector and required node affinity, which a node's labels must
+	// match for the Pod to be placed there; template is the same without the requirements on
+	// labels that a node only has once it booted (bootLabels), for a node not created yet.
+	match, template nodeaffinity.RequiredNodeAffinity
+}
+
+// bootLabels are the node labels whose values are known only once an instance boots (its zone,
+// machine type, hostname, the name it registered with): a Pod's requirement on them does not
+// stop the controller from creating a node, only from placing the Pod on a node that differs.
+var bootLabels = map[string]bool{
+	corev1.LabelTopologyZone:            true,
+	corev1.LabelTopologyRegion:          true,
+	corev1.LabelFailureDomainBetaZone:   true,
+	corev1.LabelFailureDomainBetaRegion: true,
+	corev1.LabelInstanceTypeStable:      true,
+	corev1.LabelInstanceType:            true,
+	corev1.LabelHostname:                true,
+	corev1.LabelArchStable:              true,
+	isolation.BindingLabel:              true,
+}
+
+// templateAffinity returns the Pod's required node affinity without the requirements on
+// bootLabels or on fields (the node's name), matched against the labels every new node of a
+// class will have.
+func templateAffinity(cfg isolation.Config, p *corev1.Pod) nodeaffinity.RequiredNodeAffinity {
+	q := &corev1.Pod{}
+	for k, v := range p.Spec.NodeSelector {
+		if !bootLabels[k] {
+			if q.Spec.NodeSelector == nil {
+				q.Spec.NodeSelector = map[string]string{}
+			}
+			q.Spec.NodeSelector[k] = v
+		}
+	}
+	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		var terms []corev1.NodeSelectorTerm
+		for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			var kept corev1.NodeSelectorTerm
+			for _, r := range t.MatchExpressions {
+				if !bootLabels[r.Key] {
+					kept.MatchExpressions = append(kept.MatchExpressions, r)
+				}
+			}
+			if len(kept.MatchExpressions) == 0 && (len(t.MatchExpressions) > 0 || len(t.MatchFields) > 0) {
+				// Only boot-time requirements: a new node may meet them.
+				kept.MatchExpressions = []corev1.NodeSelectorRequirement{{Key: cfg.NodeLabel, Operator: corev1.NodeSelectorOpExists}}
+			}
+			terms = append(terms, kept)
+		}
+		q.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
+		}}
+	}
+	return nodeaffinity.GetRequiredNodeAffinity(q)
 }
 
 // podFields are a Pod's fields beyond its identity that reconciles read.
@@ -161,6 +216,8 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 			cp.affinity.hasNodeAffinity = true
 			cp.affinity.required = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
 		}
+		cp.affinity.match = nodeaffinity.GetRequiredNodeAffinity(p)
+		cp.affinity.template = templateAffinity(cfg, p)
 	}
 	return cp
 }

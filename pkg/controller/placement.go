@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
 
 	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
@@ -32,6 +33,10 @@ const (
 	// ReasonTooLarge (Pod, Warning): the Pod requests more than one node of its NodeClass
 	// offers; it waits, gated, and creates nothing.
 	ReasonTooLarge = "TooLarge"
+	// ReasonUnsatisfiable (Pod, Warning): the Pod's own node selector or required node affinity
+	// asks for a node label that no node of its class and NodeClass has or will have; it waits,
+	// gated, and creates no instance.
+	ReasonUnsatisfiable = "Unsatisfiable"
 	// ReasonNodeGone (Pod, Warning): the controller placed the Pod on a node that is gone; a
 	// placed Pod's node affinity cannot change, so it must be deleted (its controller makes a
 	// new one, which is placed anew).
@@ -249,6 +254,7 @@ func (c *Controller) place(ctx context.Context, key string) error {
 		return err
 	}
 	var nodes []placement.Node
+	byName := map[string]*corev1.Node{}
 	for _, obj := range objs {
 		node, ok := obj.(*corev1.Node)
 		if !ok {
@@ -266,6 +272,7 @@ func (c *Controller) place(ctx context.Context, key string) error {
 			nc = isolation.DefaultNodeClass
 		}
 		c.setShape(nc, node.Status.Allocatable)
+		byName[node.Name] = node
 		nodes = append(nodes, placement.Node{
 			Name:        node.Name,
 			NodeClass:   nc,
@@ -325,8 +332,15 @@ func (c *Controller) place(ctx context.Context, key string) error {
 			c.tellPod(pod, corev1.EventTypeWarning, ReasonNodeClassNotAdmitted, nc.Name, why+"; the Pod is not placed")
 			continue
 		}
-		node, outcome := index.Choose(nc.Name, pod.requests)
+		node, outcome := index.ChooseWhere(nc.Name, pod.requests, func(name string) bool {
+			return pod.affinity == nil || matches(pod.affinity.match, byName[name])
+		})
 		if outcome != placement.Placed {
+			if pod.affinity != nil && !matches(pod.affinity.template, c.templateNode(namespace, class, key, nc.Name)) {
+				c.tellPod(pod, corev1.EventTypeWarning, ReasonUnsatisfiable, nc.Name,
+					fmt.Sprintf("The Pod's node selector or required node affinity asks for a node label that no node of its class with NodeClass %s has (IPP nodes carry %s, the class labels, and the zone, machine type and hostname they boot with); it is not placed and creates no instance", nc.Name, c.cfg.NodeLabel+"="+isolation.LabelValue))
+				continue
+			}
 			waiting[nc.Name] = append(waiting[nc.Name], pod)
 			continue
 		}
@@ -343,6 +357,27 @@ func (c *Controller) place(ctx context.Context, key string) error {
 		}
 	}
 	return err
+}
+
+// matches reports whether the node's labels and name meet the requirement; a nil node never does.
+func matches(req nodeaffinity.RequiredNodeAffinity, node *corev1.Node) bool {
+	if node == nil {
+		return false
+	}
+	ok, err := req.Match(node)
+	return err == nil && ok
+}
+
+// templateNode is what every new node of the class and NodeClass will carry before it boots:
+// the IPP node label, the class labels and the OS.
+func (c *Controller) templateNode(namespace, class, key, nodeClass string) *corev1.Node {
+	l := c.cfg.NodeLabels()
+	l[isolation.ClassLabel] = key
+	l[isolation.NamespaceLabel] = namespace
+	l[isolation.ClassNameLabel] = class
+	l[isolation.NodeClassNodeLabel] = nodeClass
+	l[corev1.LabelOSStable] = "linux"
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: l}}
 }
 
 // isolationOf returns the isolation of NodeClass name, looked up once per round.

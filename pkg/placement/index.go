@@ -146,11 +146,18 @@ func (x *Index) Unplace(node string, r Requests) bool {
 // NodeClass even were it empty (Ready or not), and NoRoom otherwise, also when the NodeClass has
 // no node in the Index.
 func (x *Index) Choose(nodeClass string, r Requests) (string, Outcome) {
+	return x.ChooseWhere(nodeClass, r, nil)
+}
+
+// ChooseWhere is Choose among the nodes that allow accepts (all when nil): the nodes whose labels
+// the Pod's own node selector and required node affinity match. A node allow refuses is not a
+// candidate at all: the Pod never runs there, whatever its room.
+func (x *Index) ChooseWhere(nodeClass string, r Requests, allow func(node string) bool) (string, Outcome) {
 	var best *nodeState
 	bestScore := math.Inf(-1)
 	candidates, couldFit := 0, false
 	for _, s := range x.order {
-		if s.node.NodeClass != nodeClass {
+		if s.node.NodeClass != nodeClass || (allow != nil && !allow(s.node.Name)) {
 			continue
 		}
 		candidates++

@@ -1,0 +1,207 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
+)
+
+// gatedPod returns a Pod of class in namespace "team" as the webhook admits it under controller
+// placement: the class-key nodeSelector, the tolerations and the placement gate; it requests cpu.
+func (f *fixture) gatedPod(name, class, cpu string, created time.Time) *corev1.Pod {
+	p := f.pod(name, class, created)
+	p.Spec.NodeSelector = map[string]string{isolation.ClassLabel: f.cfg.ClassKey("team", class)}
+	p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: placement.Gate}}
+	p.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)},
+	}}}
+	return p
+}
+
+// classNode returns a Ready node of 4 CPUs bound to class under controller placement.
+func (f *fixture) classNode(name, class string, created time.Time) *corev1.Node {
+	n := label(f.node(name, "fake:///"+name, created),
+		isolation.BindingLabel, name,
+		isolation.ClassLabel, f.cfg.ClassKey("team", class),
+		isolation.NamespaceLabel, "team",
+		isolation.ClassNameLabel, class,
+		isolation.NodeClassNodeLabel, isolation.DefaultNodeClass,
+		corev1.LabelTopologyZone, "zone-a")
+	n.Status.Allocatable = corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("16Gi"), corev1.ResourcePods: resource.MustParse("110"),
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	return n
+}
+
+func newPlacementFixture(t *testing.T) *fixture {
+	f := newFixture(t)
+	f.cfg.Placement = isolation.PlacementController
+	f.newController()
+	f.list()
+	return f
+}
+
+// placements returns, by Pod, the node each placement PATCH since the last call names.
+func (f *fixture) placements() map[string]string {
+	f.t.Helper()
+	out := map[string]string{}
+	for _, a := range f.actions() {
+		if !strings.HasPrefix(a, "patch pods/") {
+			continue
+		}
+		name := strings.Fields(strings.TrimPrefix(a, "patch pods/"))[0]
+		i := strings.Index(a, `"values":["`)
+		if i < 0 {
+			f.t.Fatalf("placement patch without a node name: %s", a)
+		}
+		rest := a[i+len(`"values":["`):]
+		out[name] = rest[:strings.IndexByte(rest, '"')]
+	}
+	return out
+}
+
+func (f *fixture) place(class string) {
+	f.t.Helper()
+	f.refresh()
+	if err := f.c.place(f.ctx, f.cfg.ClassKey("team", class)); err != nil {
+		f.t.Fatalf("place(%s): %v", class, err)
+	}
+}
+
+// TestPlaceFillsRoomThenPlansNodes: Pods go to the class's nodes with room, the fullest first,
+// never beyond a node's allocatable; those that fit nowhere get exactly the new nodes they need
+// (two 1.5-CPU Pods per 4-CPU node), and a second round, on the same or a newer view, neither
+// places a Pod twice nor plans again.
+func TestPlaceFillsRoomThenPlansNodes(t *testing.T) {
+	f := newPlacementFixture(t)
+	f.addNode(f.classNode("ipp-grow-a", "grow", t0))
+	f.addNode(f.classNode("ipp-grow-b", "grow", t0))
+	running := f.gatedPod("running", "grow", "1500m", t0)
+	running.Spec.SchedulingGates = nil
+	running.Spec.NodeName = "ipp-grow-a"
+	running.Status.Phase = corev1.PodRunning
+	f.addPod(running)
+	for i, name := range []string{"p0", "p1", "p2", "p3", "p4", "p5", "p6"} {
+		f.addPod(f.gatedPod(name, "grow", "1500m", t0.Add(time.Duration(i)*time.Second)))
+	}
+	f.place("grow")
+	got := f.placements()
+	perNode := map[string]int{}
+	for _, n := range got {
+		perNode[n]++
+	}
+	// a has 2.5 CPUs left: one more Pod; b has 4: two.
+	if perNode["ipp-grow-a"] != 1 || perNode["ipp-grow-b"] != 2 || len(got) != 3 {
+		t.Fatalf("placed %v, want one Pod on ipp-grow-a (the fullest) and two on ipp-grow-b", got)
+	}
+	if got["p0"] != "ipp-grow-a" {
+		t.Errorf("the oldest Pod went to %s, want the fullest node ipp-grow-a", got["p0"])
+	}
+	key := f.cfg.ClassKey("team", "grow")
+	if n := f.c.inflight(key, isolation.DefaultNodeClass); n != 2 {
+		t.Errorf("planned %d new nodes for four 1.5-CPU Pods on 4-CPU nodes, want 2", n)
+	}
+	if !strings.Contains(strings.Join(f.events(), " "), "Normal "+ReasonWaitingForRoom) {
+		t.Errorf("no %s Event for the Pods that wait", ReasonWaitingForRoom)
+	}
+
+	// The same view again (the informer has not shown the patches yet): nothing new.
+	if err := f.c.place(f.ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.placements(); len(got) != 0 {
+		t.Errorf("a round on the old view placed %v again", got)
+	}
+	// The newer view: still nothing, and no more nodes planned.
+	f.place("grow")
+	if got := f.placements(); len(got) != 0 {
+		t.Errorf("a round on the new view placed %v", got)
+	}
+	if n := f.c.inflight(key, isolation.DefaultNodeClass); n != 2 {
+		t.Errorf("after a second round %d nodes are planned, want still 2", n)
+	}
+}
+
+// TestPlaceOnlyOnItsOwnClass: a node that carries the Pod's class key but records another
+// namespace or class never gets the Pod, nor does a node of another class with room.
+func TestPlaceOnlyOnItsOwnClass(t *testing.T) {
+	f := newPlacementFixture(t)
+	forged := f.classNode("ipp-forged", "a", t0)
+	forged.Labels[isolation.ClassNameLabel] = "b"
+	f.addNode(forged)
+	f.addNode(f.classNode("ipp-other", "b", t0))
+	f.addPod(f.gatedPod("p", "a", "100m", t0))
+	f.place("a")
+	if got := f.placements(); len(got) != 0 {
+		t.Fatalf("placed %v on a node not bound to the Pod's class", got)
+	}
+	if n := f.c.inflight(f.cfg.ClassKey("team", "a"), isolation.DefaultNodeClass); n != 1 {
+		t.Errorf("planned %d nodes, want 1 of its own", n)
+	}
+}
+
+// TestPlaceHonoursThePodsAffinity: a Pod is placed only on a node its own node selector matches;
+// one that asks for a zone the nodes are not in waits for a new node (the zone is known only once
+// it boots), one that asks for a label no IPP node has gets an Unsatisfiable Event and plans
+// nothing.
+func TestPlaceHonoursThePodsAffinity(t *testing.T) {
+	f := newPlacementFixture(t)
+	f.addNode(f.classNode("ipp-a", "a", t0))
+	zoned := f.gatedPod("zoned", "a", "100m", t0)
+	zoned.Spec.NodeSelector[corev1.LabelTopologyZone] = "zone-b"
+	f.addPod(zoned)
+	f.place("a")
+	if got := f.placements(); len(got) != 0 {
+		t.Fatalf("placed %v on a node in another zone", got)
+	}
+	key := f.cfg.ClassKey("team", "a")
+	if n := f.c.inflight(key, isolation.DefaultNodeClass); n != 1 {
+		t.Errorf("a Pod for zone-b planned %d nodes, want 1", n)
+	}
+
+	f2 := newPlacementFixture(t)
+	f2.addNode(f2.classNode("ipp-a", "a", t0))
+	gpu := f2.gatedPod("gpu", "a", "100m", t0)
+	gpu.Spec.NodeSelector["gpu"] = "true"
+	f2.addPod(gpu)
+	f2.place("a")
+	if got := f2.placements(); len(got) != 0 {
+		t.Fatalf("placed %v on a node without the label", got)
+	}
+	if n := f2.c.inflight(key, isolation.DefaultNodeClass); n != 0 {
+		t.Errorf("a Pod no IPP node can take planned %d nodes", n)
+	}
+	if ev := strings.Join(f2.events(), " "); !strings.Contains(ev, "Warning "+ReasonUnsatisfiable) {
+		t.Errorf("events %q, want %s", ev, ReasonUnsatisfiable)
+	}
+}
+
+// TestPlaceSkipsNodesBeingReaped: a node marked for reaping, cordoned or not Ready takes no Pod.
+func TestPlaceSkipsNodesBeingReaped(t *testing.T) {
+	f := newPlacementFixture(t)
+	reaping := f.classNode("ipp-reaping", "a", t0)
+	reaping.Labels[isolation.ReapingLabel] = unix(t0)
+	f.addNode(reaping)
+	cordoned := f.classNode("ipp-cordoned", "a", t0)
+	cordoned.Spec.Unschedulable = true
+	f.addNode(cordoned)
+	notReady := f.classNode("ipp-notready", "a", t0)
+	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
+	f.addNode(notReady)
+	f.addPod(f.gatedPod("p", "a", "100m", t0))
+	f.place("a")
+	if got := f.placements(); len(got) != 0 {
+		t.Fatalf("placed %v on a node that takes no Pod", got)
+	}
+	if _, err := f.kube.CoreV1().Pods("team").Get(f.ctx, "p", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
