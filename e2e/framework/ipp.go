@@ -88,6 +88,8 @@ type IPP struct {
 
 	opts    IPPOptions
 	workers []*kubelet.Kubelet
+	// hopts are the webhook handler's options, for SwitchPlacement.
+	hopts []webhook.Option
 
 	mu             sync.Mutex
 	neverBoot      map[string]bool
@@ -134,6 +136,7 @@ func StartIPP(ctx context.Context, cp *ControlPlane, opts IPPOptions) (_ *IPP, e
 		}
 		hopts = append(hopts, webhook.WithNodeClasses(e.NodeClasses))
 	}
+	e.hopts = hopts
 	e.Webhook, err = cp.RegisterWebhook(ctx, webhook.NewHandler(cfg, hopts...), WebhookOptions{ExemptNamespaces: sets.List(cfg.ExemptNamespaces)})
 	if err != nil {
 		return nil, err
@@ -287,6 +290,23 @@ func (e *IPP) StartController(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// SwitchPlacement moves the webhook and the controller to placement p, as an upgrade that
+// changes --placement does: the controller stops, the webhook is registered again with the new
+// configuration, and the controller starts with it. Pods, Nodes and instances stay.
+func (e *IPP) SwitchPlacement(ctx context.Context, p isolation.Placement) error {
+	e.StopController()
+	if err := e.Webhook.Unregister(ctx); err != nil {
+		return err
+	}
+	e.Config.Placement = p
+	w, err := e.Cluster.RegisterWebhook(ctx, webhook.NewHandler(e.Config, e.hopts...), WebhookOptions{ExemptNamespaces: sets.List(e.Config.ExemptNamespaces)})
+	if err != nil {
+		return err
+	}
+	e.Webhook = w
+	return e.StartController(ctx)
 }
 
 // StopController stops the controller and waits until it has stopped. It does nothing if the

@@ -254,3 +254,56 @@ func waitNodeGone(t *testing.T, node string) {
 		t.Fatalf("Waiting for node %s to be reaped: %v", node, err)
 	}
 }
+
+// TestPlacementMigration switches a running IPP from admission placement to controller
+// placement, as an upgrade does: a Pod admitted before keeps running on its class's dedicated node,
+// which is neither bound to the class key nor given the new Pods; a new Pod of the same class is
+// gated, gets a node of its own with a unique name, bound to the class; once the old Pod goes, the
+// old dedicated node is reaped.
+func TestPlacementMigration(t *testing.T) {
+	ctx := t.Context()
+	cfg := isolation.DefaultConfig()
+	cfg.ClusterName = "migrate"
+	cfg.Placement = isolation.PlacementAdmission
+	ipp, err := framework.StartIPP(ctx, cluster, framework.IPPOptions{Config: &cfg, IdleTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ipp.Stop(context.Background()) })
+	ns := namespace(t, "migrate")
+	legacy := cfg.NodeName(ns, "c")
+	createPod(t, ns, pod("old", withLabels(cfg.PodLabel, "c")))
+	waitRunningOn(t, ns, "old", legacy)
+
+	if err := ipp.SwitchPlacement(ctx, isolation.PlacementController); err != nil {
+		t.Fatal(err)
+	}
+	cfg = ipp.Config
+	createPod(t, ns, pod("new", withLabels(cfg.PodLabel, "c")))
+	perNode := waitPlacedRunning(t, ns, []string{"new"})
+	for node := range perNode {
+		if node == legacy {
+			t.Fatalf("The new Pod was placed on the old dedicated node %s", node)
+		}
+		checkBoundTo(t, cfg, node, ns, "c")
+	}
+	old, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, "old", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Spec.NodeName != legacy || old.Status.Phase != corev1.PodRunning {
+		t.Fatalf("The old Pod is %s on %q after the switch, want Running on %s", old.Status.Phase, old.Spec.NodeName, legacy)
+	}
+	n, err := cluster.Client.CoreV1().Nodes().Get(ctx, legacy, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("The old dedicated node went while its Pod runs: %v", err)
+	}
+	if v, ok := n.Labels[isolation.ClassLabel]; ok {
+		t.Errorf("The old dedicated node was given the class label %s=%s", isolation.ClassLabel, v)
+	}
+	if err := cluster.Client.CoreV1().Pods(ns).Delete(ctx, "old", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	waitNodeGone(t, legacy)
+	checkIsolation(t, cfg)
+}
