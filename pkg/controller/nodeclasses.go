@@ -230,16 +230,18 @@ func (c *Controller) runStatusWorker(ctx context.Context) {
 // nodeClassStatus computes the status of nc from the instance index, the Pods and the ledger.
 func (c *Controller) nodeClassStatus(nc *ippv1alpha1.NodeClass) ippv1alpha1.NodeClassStatus {
 	st := *nc.Status.DeepCopy()
-	nodes, classes, pods := 0, map[string]bool{}, 0
+	nodes, classes, pods, seen := 0, map[string]bool{}, 0, map[string]bool{}
 	for _, inst := range c.instances.liveInstances() {
 		if nodeClassOf(inst) != nc.Name {
 			continue
 		}
 		nodes++
-		if classes[inst.NodeName] {
-			continue
+		// A class may have several nodes (controller placement): count it once.
+		classes[classID(inst.Namespace, inst.Class, inst.NodeName)] = true
+		if seen[inst.NodeName] {
+			continue // a duplicate instance of one node: its Pods are counted
 		}
-		classes[inst.NodeName] = true
+		seen[inst.NodeName] = true
 		objs, _ := c.podIndexer.ByIndex(podNodeIndex, inst.NodeName)
 		for _, o := range objs {
 			if p := c.asCachedPod(o); p != nil && p.nodeName != "" && !p.terminal() && p.DeletionTimestamp == nil {

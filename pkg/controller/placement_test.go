@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/placement"
 )
@@ -203,5 +204,30 @@ func TestPlaceSkipsNodesBeingReaped(t *testing.T) {
 	}
 	if _, err := f.kube.CoreV1().Pods("team").Get(f.ctx, "p", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUnregisteredNodeWithoutPods: an instance created for a class's waiting Pods whose Pods all
+// went away before it registered is deleted after the idle TTL, not kept for the whole
+// registration timeout; while a Pod of the class waits, it is kept.
+func TestUnregisteredNodeWithoutPods(t *testing.T) {
+	f := newPlacementFixture(t)
+	name := isolation.InstanceName("a", []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	if _, err := f.provider.Provider.Create(f.ctx, cloudprovider.InstanceSpec{NodeName: name, Class: "a", Namespace: "team", IdempotencyKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	f.list()
+	p := f.addPod(f.gatedPod("p", "a", "100m", t0))
+	f.clock.Step(testIdleTTL + time.Second)
+	f.mustSync(name)
+	if n := len(f.liveInstances()); n != 1 {
+		t.Fatalf("with a Pod waiting, %d instances are left, want the one", n)
+	}
+	f.deletePod(p)
+	if after := f.mustSync(name); after != 0 {
+		t.Errorf("sync returned %v, want the instance deleted now", after)
+	}
+	if n := len(f.liveInstances()); n != 0 {
+		t.Fatalf("without Pods, %d instances are left after the idle TTL, want 0 (the registration timeout is %v)", n, testRegTimeout)
 	}
 }
