@@ -168,6 +168,10 @@ type Controller struct {
 	shapes map[string]corev1.ResourceList
 	// podReasons is the last placement Event told to each waiting Pod. Guarded by mu.
 	podReasons map[types.UID]string
+	// warmQueue holds the NodeClasses whose warm pool may not be at its size.
+	warmQueue workqueue.TypedRateLimitingInterface[string]
+	// warmKeep says, by warm node name, whether its pool still wants it. Guarded by mu.
+	warmKeep map[string]bool
 	// assumed holds the placements made that the Pod informer does not show yet. Guarded by mu.
 	assumed map[types.UID]assumed
 }
@@ -304,6 +308,7 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 		shapes:           map[string]corev1.ResourceList{},
 		podReasons:       map[types.UID]string{},
 		assumed:          map[types.UID]assumed{},
+		warmKeep:         map[string]bool{},
 		placementWorkers: orDefaultInt(opts.PlacementWorkers, DefaultPlacementWorkers),
 	}
 	if c.clock == nil {
@@ -321,6 +326,9 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 	c.placeQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay), c.retryMaxDelay),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-placement", Clock: c.clock})
+	c.warmQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay), c.retryMaxDelay),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-warm-pool", Clock: c.clock})
 	c.statusQueue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](statusBatch, c.retryMaxDelay),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ipp-nodeclass-status", Clock: c.clock})
@@ -370,6 +378,7 @@ func (c *Controller) watchNodes(nodes coreinformers.NodeInformer) error {
 		bindingIndex:    nodeBindingIndexFunc,
 		providerIDIndex: nodeProviderIDIndexFunc,
 		classIndex:      nodeClassIndexFunc,
+		warmIndex:       nodeWarmIndexFunc,
 	}); err != nil {
 		return fmt.Errorf("adding Node indexers: %w", err)
 	}
@@ -420,6 +429,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer func() {
 		c.queue.ShutDown()
 		c.placeQueue.ShutDown()
+		c.warmQueue.ShutDown()
 		c.statusQueue.ShutDown()
 		wg.Wait()
 		logger.Info("Stopped IPP controller")
@@ -456,6 +466,12 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 			c.runWorker(ctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.runWarmWorker(ctx)
+	}()
+	c.enqueueAllWarm()
 	for range c.placementWorkers {
 		wg.Add(1)
 		go func() {
@@ -560,6 +576,7 @@ func (c *Controller) syncInstances(ctx context.Context) error {
 			c.queue.Add(name)
 		}
 		c.enqueueAllStatus()
+		c.enqueueAllWarm()
 	}
 	return nil
 }
@@ -650,6 +667,9 @@ func (c *Controller) forgetState(name string, now time.Time) {
 	if st != nil && st.plan != nil {
 		c.dropPlan(name, st.plan.key)
 	}
+	c.mu.Lock()
+	delete(c.warmKeep, name)
+	c.mu.Unlock()
 	if st != nil && st.charge != nil {
 		st.charge.CancelAt(now)
 	}
@@ -719,6 +739,10 @@ func (c *Controller) enqueueNode(obj any) {
 	}
 	c.queue.Add(node.Name)
 	c.enqueueClass(node.Labels[isolation.ClassLabel])
+	if node.Labels[isolation.WarmLabel] != "" {
+		c.enqueueWarm(node.Labels[isolation.NodeClassNodeLabel])
+		c.enqueueStatus(node.Labels[isolation.NodeClassNodeLabel])
+	}
 	if v := node.Labels[isolation.BindingLabel]; v != "" && v != node.Name {
 		c.queue.Add(v)
 	}

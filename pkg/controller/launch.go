@@ -40,12 +40,18 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 	if after, err := r.chargeCreation(ctx, oldest); err != nil || after > 0 {
 		return after, err
 	}
-	logger := klog.FromContext(ctx)
-	class := oldest.class
 	namespace := oldest.Namespace
 	if r.c.cfg.ClassScope != isolation.ScopeNamespace {
 		namespace = ""
 	}
+	return r.create(ctx, nc, namespace, oldest.class, oldest.UID)
+}
+
+// create reserves a limit slot for the node's instance, of NodeClass nc for class in namespace
+// (both empty for a warm node), and creates it. keySeed is the UID of the oldest Pod waiting for
+// it, or empty; see IdempotencyKey.
+func (r *round) create(ctx context.Context, nc *ippv1alpha1.NodeClass, namespace, class string, keySeed types.UID) (time.Duration, error) {
+	logger := klog.FromContext(ctx)
 	hit, err := r.c.ledger.reserve(r.c.instances, r.name, nc, namespace, class)
 	if err != nil {
 		// Only while the join token journal has not been read (a failing read at the first
@@ -83,7 +89,7 @@ func (r *round) launch(ctx context.Context) (time.Duration, error) {
 		spec.JoinToken, spec.JoinTokenID = tok.String(), tok.ID
 	}
 	if r.st.createKey == "" {
-		r.st.createKey = IdempotencyKey(r.name, oldest.UID, r.epoch(), r.st.salt)
+		r.st.createKey = IdempotencyKey(r.name, keySeed, r.epoch(), r.st.salt)
 	}
 	spec.IdempotencyKey = r.st.createKey
 	r.c.ledger.attempt(r.name)

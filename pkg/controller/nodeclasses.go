@@ -115,6 +115,7 @@ func (c *Controller) nodeClassChanged(obj any) {
 	}
 	c.wakeWaiting(nc.Name, false)
 	c.enqueueStatus(nc.Name)
+	c.enqueueWarm(nc.Name)
 }
 
 // enqueueNamespace enqueues the dedicated nodes of the IPP Pods of a namespace whose labels
@@ -250,6 +251,7 @@ func (c *Controller) nodeClassStatus(nc *ippv1alpha1.NodeClass) ippv1alpha1.Node
 		}
 	}
 	st.Nodes, st.Classes, st.Pods = int32(nodes), int32(len(classes)), int32(pods)
+	st.WarmReady = int32(c.warmReady(nc.Name))
 
 	now := metav1.NewTime(c.clock.Now())
 	ready := metav1.Condition{

@@ -53,6 +53,9 @@ const pinParallelism = 16
 // for it (those of the class key and NodeClass), and what its Node is bound to.
 type classPlan struct {
 	key, namespace, class, nodeClass string
+	// warm is set for a node of NodeClass nodeClass's warm pool, which no class has claimed:
+	// key, namespace and class are empty.
+	warm bool
 	// launched is set once the node's instance has been created: a node whose instance is
 	// deleted before its Node is bound is not created again under the same name; placement
 	// plans a new one.
@@ -63,6 +66,9 @@ type classPlan struct {
 // placement, or nil for a dedicated node of admission placement (named after its class) or an
 // instance without a class.
 func (c *Controller) planOfInstance(inst cloudprovider.Instance) *classPlan {
+	if isWarmInstance(inst) {
+		return &classPlan{nodeClass: inst.NodeClass, warm: true, launched: true}
+	}
 	if inst.Class == "" || inst.NodeName == c.cfg.NodeName(inst.Namespace, inst.Class) {
 		return nil
 	}
@@ -478,6 +484,12 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 			fmt.Sprintf("The Pod requests more than a node of NodeClass %s offers (%s); it is not placed and creates no instance", nc.Name, resourceString(c.shapeOf(nc.Name))))
 	}
 	coming := c.inflight(key, nc.Name)
+	if need > coming {
+		coming += c.claimWarm(ctx, key, namespace, class, nc.Name, need-coming)
+	}
+	if need > coming && nc.Spec.Warm != nil && nc.Spec.Warm.Size > 0 {
+		metrics.AddWarmClaimMisses(need - coming)
+	}
 	for i := coming; i < need; i++ {
 		name, err := c.newNodeName(class)
 		if err != nil {

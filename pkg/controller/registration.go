@@ -38,7 +38,10 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 		if err := r.c.bindNode(ctx, node, r.name, r.classLabels(inst)); err != nil {
 			return 0, err
 		}
-		if r.plan != nil {
+		if r.plan != nil && r.plan.warm {
+			r.c.enqueueWarm(r.plan.nodeClass)
+			r.c.enqueueStatus(r.plan.nodeClass)
+		} else if r.plan != nil {
 			// Its Pods are placed now: the node counts as one of the class's, not as coming.
 			r.c.dropPlan(r.name, r.plan.key)
 			r.c.enqueueClass(r.plan.key)
@@ -51,6 +54,9 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 			r.c.recorder.Event(node, corev1.EventTypeNormal, ReasonBound,
 				fmt.Sprintf("Node %s has the providerID of instance %s, which IPP created for it; bound with %s=%s", node.Name, inst.ID, isolation.BindingLabel, r.name))
 		}
+	}
+	if r.plan != nil && r.plan.warm {
+		return r.warmHold(ctx, node, inst)
 	}
 	if len(r.demand) == 0 {
 		return r.idle(ctx, node, inst)
@@ -71,6 +77,9 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 // instance (as the instance's tags record it, not as anything the node says), or nil for a
 // dedicated node of admission placement.
 func (r *round) classLabels(inst cloudprovider.Instance) map[string]string {
+	if r.plan != nil && r.plan.warm {
+		return map[string]string{isolation.WarmLabel: isolation.LabelValue, isolation.NodeClassNodeLabel: nodeClassOf(inst)}
+	}
 	if r.plan == nil || inst.Class == "" {
 		return nil
 	}
@@ -111,7 +120,7 @@ func (r *round) warnOnce(ctx context.Context, node *corev1.Node, msg string) {
 // wait for it up to the registration timeout, then delete the instance. With demand left, the
 // next reconcile creates it again.
 func (r *round) unregistered(ctx context.Context, inst cloudprovider.Instance) (time.Duration, error) {
-	if len(r.demand) == 0 && r.plan != nil {
+	if len(r.demand) == 0 && r.plan != nil && !r.plan.warm {
 		// Controller placement: the Pods it was created for went away (or were placed on room
 		// that freed up) before it registered. It is kept for the idle TTL, as a Node would be,
 		// not for the whole registration timeout.

@@ -71,7 +71,21 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 	if err != nil {
 		return 0, fmt.Errorf("listing the Nodes of node %s: %w", name, err)
 	}
-	if plan != nil {
+	if plan != nil && plan.warm {
+		// A warm node claimed by a class: the class labels on its Node, which only the
+		// controller writes, are the record of the claim.
+		for _, n := range nodes {
+			if n.Labels[isolation.BindingLabel] == name && n.Labels[isolation.ClassLabel] != "" {
+				plan = &classPlan{key: n.Labels[isolation.ClassLabel], namespace: n.Labels[isolation.NamespaceLabel],
+					class: n.Labels[isolation.ClassNameLabel], nodeClass: plan.nodeClass, launched: true}
+				c.mu.Lock()
+				st.plan = plan
+				c.mu.Unlock()
+				break
+			}
+		}
+	}
+	if plan != nil && !plan.warm {
 		c.trackPlan(name, plan, boundTo(nodes, name, plan.key))
 		// Pods are placed on the name the Node registered with, which need not be the
 		// instance's (EKS names Nodes after their private DNS name).
@@ -86,7 +100,7 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 			demand = append(demand, more...)
 		}
 	}
-	if plan != nil && !boundTo(nodes, name, plan.key) {
+	if plan != nil && !plan.warm && !boundTo(nodes, name, plan.key) {
 		// A node of controller placement whose Node is not bound yet is wanted by the Pods of
 		// its class and NodeClass that wait for room.
 		waiting, err := c.pending(plan.key, plan.nodeClass)
@@ -95,7 +109,8 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		}
 		demand = append(demand, waiting...)
 	}
-	if len(demand) == 0 && len(insts) == 0 && len(nodes) == 0 {
+	if len(demand) == 0 && len(insts) == 0 && len(nodes) == 0 && (plan == nil || !plan.warm || plan.launched) {
+		// (A warm node to create has no demand: its pool wants it.)
 		c.forgetState(name, c.clock.Now())
 		return 0, nil
 	}
@@ -170,6 +185,8 @@ func (r *round) reconcile(ctx context.Context) (time.Duration, error) {
 	}
 	var next time.Duration
 	switch {
+	case r.plan != nil && r.plan.warm:
+		next, err = r.warmRound(ctx, keep, trusted)
 	case trusted != nil:
 		next, err = r.registered(ctx, trusted, *keep)
 	case keep != nil:

@@ -48,6 +48,10 @@ const (
 	// with the key. Only the controller writes them.
 	NamespaceLabel = "node-restriction.kubernetes.io/ipp-namespace"
 	ClassNameLabel = "node-restriction.kubernetes.io/ipp-class-name"
+	// WarmLabel (value "true") marks a warm node: booted for its NodeClass's warm pool, bound to
+	// the controller's record of it, and not to any class, so no IPP Pod selects it. A claim
+	// removes it and writes ClassLabel in one update. Only the controller writes it.
+	WarmLabel = "node-restriction.kubernetes.io/ipp-warm"
 	// NodeClassNodeLabel records on a node the NodeClass its instance was created for. Only the
 	// controller writes it.
 	NodeClassNodeLabel = "node-restriction.kubernetes.io/ipp-node-class"

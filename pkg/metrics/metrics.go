@@ -124,6 +124,24 @@ var (
 		Help:      "IPP Pods the controller placed on a node of their class (--placement=controller): the PATCH that pins the Pod to its node and lifts its scheduling gate succeeded.",
 	})
 
+	warmNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "warm_nodes",
+		Help:      "Unclaimed warm nodes of each NodeClass's warm pool, by state: ready (Node Ready, claimable) or booting (instance created, Node not Ready or not registered yet).",
+	}, []string{"node_class", "state"})
+
+	warmClaims = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "warm_claims_total",
+		Help:      "Warm nodes bound to a class whose Pods needed a node.",
+	})
+
+	warmClaimMisses = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "warm_claim_misses_total",
+		Help:      "New nodes of a NodeClass with a warm pool that had to boot cold because no warm node was ready.",
+	})
+
 	limitWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace,
 		Name:      "limit_waiting_nodes",
@@ -154,7 +172,7 @@ var ippCollectors = []prometheus.Collector{
 	admissionRequests, admissionDuration,
 	reconciles, reconcileDuration,
 	providerCalls, providerDuration, instances,
-	podBound, creationRateLimited, limitReached, limitWaiting, leader, podsPlaced,
+	podBound, creationRateLimited, limitReached, limitWaiting, leader, podsPlaced, warmNodes, warmClaims, warmClaimMisses,
 	servingCertExpiry, certRotations,
 }
 
@@ -282,6 +300,18 @@ func ObservePodBound(created, bound time.Time) {
 func IncCreationRateLimited() {
 	creationRateLimited.Inc()
 }
+
+// SetWarmNodes records the unclaimed warm nodes of a NodeClass by state.
+func SetWarmNodes(nodeClass string, ready, booting int) {
+	warmNodes.WithLabelValues(nodeClass, "ready").Set(float64(ready))
+	warmNodes.WithLabelValues(nodeClass, "booting").Set(float64(booting))
+}
+
+// IncWarmClaims counts one warm node claimed.
+func IncWarmClaims() { warmClaims.Inc() }
+
+// AddWarmClaimMisses counts new nodes that booted cold although their NodeClass has a warm pool.
+func AddWarmClaimMisses(n int) { warmClaimMisses.Add(float64(n)) }
 
 // IncPlaced counts one Pod placed by the controller.
 func IncPlaced() {
