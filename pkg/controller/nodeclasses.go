@@ -230,16 +230,20 @@ func (c *Controller) runStatusWorker(ctx context.Context) {
 // nodeClassStatus computes the status of nc from the instance index, the Pods and the ledger.
 func (c *Controller) nodeClassStatus(nc *ippv1alpha1.NodeClass) ippv1alpha1.NodeClassStatus {
 	st := *nc.Status.DeepCopy()
-	nodes, classes, pods := 0, map[string]bool{}, 0
+	// A class is its (scoped namespace, class): under controller placement it has many nodes,
+	// each named uniquely, so node names do not count classes.
+	type classID struct{ namespace, class string }
+	nodes, classes, counted, pods := 0, map[classID]bool{}, map[string]bool{}, 0
 	for _, inst := range c.instances.liveInstances() {
 		if nodeClassOf(inst) != nc.Name {
 			continue
 		}
 		nodes++
-		if classes[inst.NodeName] {
+		classes[classID{c.cfg.ScopedNamespace(inst.Namespace), inst.Class}] = true
+		if counted[inst.NodeName] {
 			continue
 		}
-		classes[inst.NodeName] = true
+		counted[inst.NodeName] = true
 		objs, _ := c.podIndexer.ByIndex(podNodeIndex, inst.NodeName)
 		for _, o := range objs {
 			if p := c.asCachedPod(o); p != nil && p.nodeName != "" && !p.terminal() && p.DeletionTimestamp == nil {
