@@ -46,7 +46,7 @@ bench: build ## Benchmarks P1-P3 at short sizes (minutes on 2 cores): JSON, p1.p
 bench-full: build ## Benchmarks P1-P3 at the sizes of issue 6 (5000 nodes, 50,000 Pods; about an hour on 2 cores): e2e/bench/results/full
 	cd e2e && $(GO) run ./cmd/bench -suite full -ipp $(abspath $(BIN)) -out bench/results/full
 
-sandbox: ## Run the sandbox: an in-process cluster, the GCE emulator and ipp, with two example classes
+sandbox: ## Run the sandbox: an in-process cluster, the GCE emulator and ipp, with three example classes, one on two nodes
 	cd e2e && $(GO) run ./cmd/sandbox
 
 image: ## Build the container image IMAGE (needs a Docker engine): docker build -t $(IMAGE) .

@@ -344,6 +344,29 @@ func TestLimitCountsJournalAfterRestart(t *testing.T) {
 	diff(t, "provider calls once the orphans are collected", []string{"create " + f.nodeName("c1"), "create " + f.nodeName("c2")}, f.calls())
 }
 
+// TestNodeClassStatusClasses: the status counts classes, not nodes: two nodes of one class
+// (controller placement, each uniquely named) and one of another are two classes on three nodes.
+func TestNodeClassStatusClasses(t *testing.T) {
+	f := newFixture(t)
+	f.withNodeClasses(limited("small", 10))
+	for _, inst := range []cloudprovider.Instance{
+		{NodeName: "ipp-grow-0000000000000001", Namespace: "ns", Class: "grow", NodeClass: "small", State: cloudprovider.StateRunning, CreatedAt: t0},
+		{NodeName: "ipp-grow-0000000000000002", Namespace: "ns", Class: "grow", NodeClass: "small", State: cloudprovider.StateRunning, CreatedAt: t0},
+		{NodeName: "ipp-other-0000000000000003", Namespace: "ns", Class: "other", NodeClass: "small", State: cloudprovider.StateRunning, CreatedAt: t0},
+	} {
+		f.provider.Add(inst)
+	}
+	f.list()
+	if err := f.c.syncStatus(f.ctx, "small"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := f.ipp.IppV1alpha1().NodeClasses().Get(f.ctx, "small", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "nodes and classes", []int32{3, 2}, []int32{nc.Status.Nodes, nc.Status.Classes})
+}
+
 // TestNodeClassStatus: the status counts the NodeClass's instances, classes and bound Pods, and
 // says Ready and whether a limit keeps a Pod waiting; it is written only when it changed, through
 // the status subresource, with the controller's field manager.

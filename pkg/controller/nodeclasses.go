@@ -238,7 +238,9 @@ func (c *Controller) nodeClassStatus(nc *ippv1alpha1.NodeClass) ippv1alpha1.Node
 		}
 		nodes++
 		// A class may have several nodes (controller placement): count it once.
-		classes[classID(inst.Namespace, inst.Class, inst.NodeName)] = true
+		if !isWarmInstance(inst) {
+			classes[classID(inst.Namespace, inst.Class, inst.NodeName)] = true
+		}
 		if seen[inst.NodeName] {
 			continue // a duplicate instance of one node: its Pods are counted
 		}

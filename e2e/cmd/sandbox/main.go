@@ -5,12 +5,13 @@
 //
 // It prints one line, export KUBECONFIG=<path>, as soon as the cluster answers, applies the
 // examples (examples.yaml: NodeClasses default and metal, namespace tenant-a that may use metal,
-// and two example Deployments, class0 on default and class1 on metal), shows the webhook denying
-// NodeClass metal to namespace default, and then reports instances created with their NodeClass
-// and machine type, nodes appearing, Pods landing, the NodeClasses' status and nodes being reaped,
-// until Ctrl-C.
+// and three example Deployments: class0 on default, class1 on metal, and class2 on default, whose
+// Pods need two nodes), shows the webhook denying NodeClass metal to namespace default, and then
+// reports instances created with their NodeClass and machine type, nodes appearing and being bound
+// to their class, Pods being placed by ipp (--placement=controller, the default here) and landing,
+// which nodes each class runs on, the NodeClasses' status and nodes being reaped, until Ctrl-C.
 //
-//	cd e2e && go run ./cmd/sandbox [--boot-delay=5s] [--idle-ttl=1m]
+//	cd e2e && go run ./cmd/sandbox [--boot-delay=5s] [--idle-ttl=1m] [--placement=controller]
 package main
 
 import (
@@ -20,8 +21,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ipp-project/ipp/pkg/isolation"
 )
 
 func main() {
@@ -31,12 +36,18 @@ func main() {
 	fs.DurationVar(&o.bootDelay, "boot-delay", 5*time.Second, "How long an emulated instance takes from creation until its kubelet registers the Node.")
 	fs.DurationVar(&o.idleTTL, "idle-ttl", time.Minute, "How long a dedicated node may have no Pod of its class before ipp deletes it (ipp's --idle-ttl), unless its NodeClass sets idleTTL (the example NodeClass metal sets 10m).")
 	fs.IntVar(&o.workers, "workers", 1, "Plain worker nodes (no IPP taint), for Pods without a class.")
-	fs.BoolVar(&o.examples, "examples", true, "Apply the examples: NodeClasses default and metal, namespace tenant-a, and two example Deployments (class0 in namespace default on NodeClass default, class1 in tenant-a on NodeClass metal).")
+	fs.BoolVar(&o.examples, "examples", true, "Apply the examples: NodeClasses default and metal, namespace tenant-a, and three example Deployments (class0 in namespace default on NodeClass default, class1 in tenant-a on NodeClass metal, and class2 in namespace default on NodeClass default, whose four Pods of 1.5 CPUs need two nodes; with --placement=admission, which gives a class one node, class2 is left out).")
+	placementFlag := fs.String("placement", string(isolation.PlacementController), "Who chooses an IPP Pod's node (ipp's --placement): "+strings.Join(isolation.Placements, " or ")+". controller places each Pod on a node of its class with room and grows a class to more nodes; admission pins each class to one dedicated node.")
 	fs.BoolVar(&o.exitWhenRunning, "exit-when-running", false, "Exit once the examples' Pods run, after printing how long each took (for measurements).")
 	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log, kept on exit. Empty makes a temporary one, removed on a clean exit.")
 	fs.IntVar(&o.verbosity, "v", 2, "Verbosity of the log file (klog -v).")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "127.0.0.1:8080", "Where ipp serves its Prometheus metrics (ipp's --metrics-address); empty disables them.")
 	_ = fs.Parse(os.Args[1:])
+	o.placement = isolation.Placement(*placementFlag)
+	if !slices.Contains(isolation.Placements, *placementFlag) {
+		fmt.Fprintf(os.Stderr, "sandbox: invalid --placement %q: must be one of %s\n", *placementFlag, strings.Join(isolation.Placements, ", "))
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -56,6 +67,7 @@ type options struct {
 	dir             string
 	verbosity       int
 	metricsAddress  string
+	placement       isolation.Placement
 }
 
 // run runs the sandbox until ctx ends (or, with exitWhenRunning, until the examples run),

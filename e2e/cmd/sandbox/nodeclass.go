@@ -25,9 +25,11 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/ipp-project/ipp/e2e/kubelet"
 	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/nodeclass"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // decodeExamples decodes examples.yaml: NodeClasses, Namespaces and Deployments, in file order.
@@ -107,6 +109,18 @@ func (s *sandbox) applyExamples(ctx context.Context) error {
 			deployments = append(deployments, o)
 		}
 	}
+	if s.placement == isolation.PlacementAdmission {
+		// Admission placement gives a class one node: a class that needs more would wait forever.
+		kept := deployments[:0]
+		for _, d := range deployments {
+			if need := needsMoreThanOneNode(d); need != "" {
+				s.printf("Left out Deployment %s/%s: %s, and --placement=admission gives a class one node (--placement=controller grows it)", d.Namespace, d.Name, need)
+				continue
+			}
+			kept = append(kept, d)
+		}
+		deployments = kept
+	}
 	for _, d := range deployments {
 		if err := s.waitAdmitted(ctx, d); err != nil {
 			return err
@@ -122,13 +136,55 @@ func (s *sandbox) applyExamples(ctx context.Context) error {
 			return fmt.Errorf("creating example Deployment %s/%s: %w", d.Namespace, d.Name, err)
 		}
 		s.examples = append(s.examples, d.Spec.Selector.MatchLabels["app"])
+		s.exampleDeployments = append(s.exampleDeployments, d)
 		s.replicas += int(*d.Spec.Replicas)
 		nc := nodeclass.NameOf(d.Spec.Template.Labels)
 		s.expectPods[nc] += int(*d.Spec.Replicas)
-		s.printf("Applied Deployment %s/%s (%s=%s, NodeClass %s, %d replicas)", d.Namespace, d.Name, isolation.DefaultPodLabel,
-			d.Spec.Template.Labels[isolation.DefaultPodLabel], nc, *d.Spec.Replicas)
+		s.printf("Applied Deployment %s/%s (%s=%s, NodeClass %s, %d replicas%s)", d.Namespace, d.Name, isolation.DefaultPodLabel,
+			d.Spec.Template.Labels[isolation.DefaultPodLabel], nc, *d.Spec.Replicas, describeRequests(d))
 	}
 	return nil
+}
+
+// podRequests returns the requests of one Pod of d's template.
+func podRequests(d *appsv1.Deployment) corev1.ResourceList {
+	return placement.PodRequests(&corev1.Pod{Spec: d.Spec.Template.Spec})
+}
+
+// describeRequests says what each Pod of d requests, or "" when nothing.
+func describeRequests(d *appsv1.Deployment) string {
+	req := podRequests(d)
+	if len(req) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := req[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %s", q.String(), name))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ", each requesting " + strings.Join(parts, " and ")
+}
+
+// needsMoreThanOneNode says why the Pods of d do not fit together on one emulated node
+// (kubelet.DefaultCapacity), or "" when they do.
+func needsMoreThanOneNode(d *appsv1.Deployment) string {
+	replicas := int64(1)
+	if d.Spec.Replicas != nil {
+		replicas = int64(*d.Spec.Replicas)
+	}
+	capacity := kubelet.DefaultCapacity()
+	for name, q := range podRequests(d) {
+		total := q.DeepCopy()
+		total.Mul(replicas)
+		if c, ok := capacity[name]; ok && total.Cmp(c) > 0 {
+			return fmt.Sprintf("its %d Pods request %s %s in all, more than one node's %s", replicas, total.String(), name, c.String())
+		}
+	}
+	return ""
 }
 
 // examplePod is a Pod of d's template, for a server-side dry run.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,10 +24,12 @@ import (
 
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
+	"github.com/ipp-project/ipp/pkg/controller"
 	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/jointoken"
+	"github.com/ipp-project/ipp/pkg/placement"
 	gceprovider "github.com/ipp-project/ipp/providers/gce"
 )
 
@@ -204,11 +208,37 @@ func (p *progress) node(n *corev1.Node, deleted bool) {
 		p.report(key, "deleted", "Node %s deleted", n.Name)
 	case n.Spec.Unschedulable:
 		p.report(key, "cordoned", "Node %s cordoned", n.Name)
+	case n.Labels[isolation.ClassLabel] != "":
+		p.report(key, "bound", "Node %s bound to class %s (NodeClass %s): %s", n.Name, classOfNode(n), n.Labels[isolation.NodeClassNodeLabel], classLabels(n))
 	case n.Labels[isolation.BindingLabel] != "":
 		p.report(key, "bound", "Node %s bound to its class (%s=%s)", n.Name, isolation.BindingLabel, n.Labels[isolation.BindingLabel])
 	default:
 		p.report(key, "registered", "%s %s registered (providerID %q)", capitalize(kind), n.Name, n.Spec.ProviderID)
 	}
+}
+
+// classLabelKeys are the labels with which ipp binds a node to a class under controller
+// placement, in the order they are printed.
+var classLabelKeys = []string{isolation.ClassLabel, isolation.NamespaceLabel, isolation.ClassNameLabel, isolation.NodeClassNodeLabel}
+
+// classLabels formats the class-binding labels that node carries, key=value, comma-separated.
+func classLabels(n *corev1.Node) string {
+	var parts []string
+	for _, k := range classLabelKeys {
+		if v, ok := n.Labels[k]; ok {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// classOfNode is the class a node is bound to, as <namespace>/<class> (just <class> in cluster
+// scope), from its labels.
+func classOfNode(n *corev1.Node) string {
+	if ns := n.Labels[isolation.NamespaceLabel]; ns != "" {
+		return ns + "/" + n.Labels[isolation.ClassNameLabel]
+	}
+	return n.Labels[isolation.ClassNameLabel]
 }
 
 func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
@@ -252,9 +282,37 @@ func (p *progress) pod(pod *corev1.Pod, deleted bool) {
 		}
 		p.mu.Unlock()
 		p.report("pod/"+key, "running", "%s running on %s, %.1fs after its creation", what, pod.Spec.NodeName, took.Seconds())
-	case pod.Spec.NodeName == "" && class != "":
+	case pod.Spec.NodeName == "" && class != "" && gated(pod):
+		p.report("pod/"+key, "gated", "%s gated (%s), pinned to its class key (%s=%s): waiting for ipp to place it", what,
+			placement.Gate, isolation.ClassLabel, pod.Spec.NodeSelector[isolation.ClassLabel])
+	case pod.Spec.NodeName == "" && class != "" && pinnedNode(pod) != "" && pod.Spec.NodeSelector[isolation.ClassLabel] != "":
+		node := pinnedNode(pod)
+		p.report("pod/"+key, "placed", "%s placed by ipp on node %s (gate lifted, node affinity %s In [%s] added)", what, node, isolation.NodeNameField, node)
+	case pod.Spec.NodeName == "" && class != "" && pod.Spec.NodeSelector[isolation.BindingLabel] != "":
 		p.report("pod/"+key, "pending", "%s pending for node %s", what, pod.Spec.NodeSelector[isolation.BindingLabel])
 	}
+}
+
+// gated reports whether the Pod still carries ipp's placement gate.
+func gated(pod *corev1.Pod) bool {
+	return slices.ContainsFunc(pod.Spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == placement.Gate })
+}
+
+// pinnedNode returns the node that the Pod's required node affinity names (matchFields
+// metadata.name In [<node>], as the controller's placement or the admission pin adds it), or "".
+func pinnedNode(pod *corev1.Pod) string {
+	a := pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return ""
+	}
+	for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		for _, r := range t.MatchFields {
+			if r.Key == isolation.NodeNameField && r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+				return r.Values[0]
+			}
+		}
+	}
+	return ""
 }
 
 func ready(pod *corev1.Pod) bool {
@@ -266,8 +324,6 @@ func ready(pod *corev1.Pod) bool {
 	return false
 }
 
-// event prints Warning Events, which say why something waits or was refused, except the
-// scheduler's: a Pod waiting for its dedicated node is reported as pending already.
 // token reports a join token ipp minted or deleted.
 func (p *progress) token(s *corev1.Secret, deleted bool) {
 	id, ok := jointoken.IDOfSecret(s)
@@ -292,15 +348,18 @@ func (p *progress) csr(c *certificatesv1.CertificateSigningRequest) {
 	}
 }
 
+// event prints Warning Events, which say why something waits or was refused, except the
+// scheduler's (a Pod waiting for its node is reported as gated or pending already), and ipp's
+// WaitingForRoom, which says that a class grows.
 func (p *progress) event(e *corev1.Event) {
-	if e.Type != corev1.EventTypeWarning || e.Reason == "FailedScheduling" ||
+	if (e.Type != corev1.EventTypeWarning && e.Reason != controller.ReasonWaitingForRoom) || e.Reason == "FailedScheduling" ||
 		!e.LastTimestamp.IsZero() && time.Since(e.LastTimestamp.Time) > time.Minute {
 		return
 	}
 	if e.InvolvedObject.Namespace == "kube-system" {
 		return
 	}
-	p.s.printf("Warning %s on %s %s: %s", e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message)
+	p.s.printf("%s %s on %s %s: %s", e.Type, e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message)
 }
 
 // runningTimes returns, once want Pods labelled app=<one of apps> run and no other such Pod
@@ -325,4 +384,58 @@ func (p *progress) runningTimes(apps []string, want int) ([]time.Duration, bool)
 		took = append(took, d)
 	}
 	return took, len(took) == want
+}
+
+// printClassNodes prints which nodes the running Pods of example Deployment d run on, with the
+// Pods on each and the labels that bind each node to the class, and whether those labels bind it
+// to d's class (the class key, namespace and class under controller placement; the dedicated
+// node's name under admission placement).
+func (s *sandbox) printClassNodes(d *appsv1.Deployment) {
+	cfg := isolation.DefaultConfig()
+	class := d.Spec.Template.Labels[cfg.PodLabel]
+	pods, err := s.progress.pods.Core().V1().Pods().Lister().Pods(d.Namespace).List(labels.SelectorFromSet(d.Spec.Selector.MatchLabels))
+	if err != nil {
+		s.printf("Listing the Pods of class %s/%s: %v", d.Namespace, class, err)
+		return
+	}
+	byNode := map[string][]string{}
+	for _, pod := range pods {
+		if pod.DeletionTimestamp == nil && pod.Spec.NodeName != "" {
+			byNode[pod.Spec.NodeName] = append(byNode[pod.Spec.NodeName], pod.Name)
+		}
+	}
+	nodes := slices.Sorted(maps.Keys(byNode))
+	var lines []string
+	bound := 0
+	for _, name := range nodes {
+		sort.Strings(byNode[name])
+		n, err := s.progress.pods.Core().V1().Nodes().Lister().Get(name)
+		if err != nil {
+			lines = append(lines, fmt.Sprintf("%s: Pods %s; node not found: %v", name, strings.Join(byNode[name], ", "), err))
+			continue
+		}
+		var labelsOf string
+		ok := false
+		if s.placement == isolation.PlacementController {
+			labelsOf = classLabels(n)
+			ok = n.Labels[isolation.ClassLabel] == cfg.ClassKey(d.Namespace, class) &&
+				n.Labels[isolation.NamespaceLabel] == cfg.ScopedNamespace(d.Namespace) && n.Labels[isolation.ClassNameLabel] == class
+		} else {
+			labelsOf = isolation.BindingLabel + "=" + n.Labels[isolation.BindingLabel]
+			ok = n.Labels[isolation.BindingLabel] == cfg.NodeName(d.Namespace, class)
+		}
+		verdict := "bound to the class"
+		if ok {
+			bound++
+		} else {
+			verdict = "NOT bound to the class"
+		}
+		lines = append(lines, fmt.Sprintf("%s: Pods %s; %s: %s", name, strings.Join(byNode[name], ", "), verdict, labelsOf))
+	}
+	s.printf("Class %s/%s runs on %d node(s), %d of them bound to it by ipp:", d.Namespace, class, len(nodes), bound)
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	for _, l := range lines {
+		fmt.Fprintf(s.out, "          %s\n", l)
+	}
 }

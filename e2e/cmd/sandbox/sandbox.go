@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
@@ -24,6 +25,7 @@ import (
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 //go:embed examples.yaml
@@ -46,18 +48,25 @@ type sandbox struct {
 	// ippStopping is set when `ipp run` got the signal that stops the sandbox.
 	ippStopping bool
 	examples    []string // app labels of the example Deployments
-	replicas    int      // the example Deployments' replicas, in all
+	// exampleDeployments are the example Deployments applied.
+	exampleDeployments []*appsv1.Deployment
+	replicas           int // the example Deployments' replicas, in all
 	// nodeClasses are the example NodeClasses applied; expectPods counts the example Pods of each.
 	nodeClasses []string
 	expectPods  map[string]int
 	// ipp is a client of the NodeClass API.
 	ipp ippclient.Interface
+	// placement is ipp's --placement.
+	placement isolation.Placement
 }
 
 // start brings everything up and prints the export line once the cluster answers. On error,
 // what started is stopped.
 func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error) {
-	s := &sandbox{out: out, begin: time.Now()}
+	s := &sandbox{out: out, begin: time.Now(), placement: o.placement}
+	if s.placement == "" {
+		s.placement = isolation.PlacementController
+	}
 	defer func() {
 		if err != nil {
 			s.stop()
@@ -157,6 +166,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 		"--join-endpoint=" + s.cp.JoinEndpoint(),
 		"--join-ca-cert-hash=" + s.cp.CAPin(),
 		"--idle-ttl=" + o.idleTTL.String(),
+		"--placement=" + string(s.placement),
 		"--metrics-address=" + o.metricsAddress,
 	}
 	s.ippDone = make(chan int, 1)
@@ -164,6 +174,12 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 	s.printf("ipp %s", strings.Join(args, " "))
 
 	cfg := isolation.DefaultConfig()
+	// The webhook's pin: the class key under controller placement, the dedicated node's name
+	// under admission placement.
+	pinLabel := isolation.BindingLabel
+	if s.placement == isolation.PlacementController {
+		pinLabel = isolation.ClassLabel
+	}
 	_, err = s.cp.RegisterWebhookURL(ctx, "https://"+listen, framework.WebhookOptions{ProbeLabels: map[string]string{cfg.PodLabel: "probe"}},
 		func(p *corev1.Pod, err error) bool {
 			select {
@@ -172,7 +188,7 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 				return true // fail fast below
 			default:
 			}
-			return err == nil && p.Spec.NodeSelector[isolation.BindingLabel] != ""
+			return err == nil && p.Spec.NodeSelector[pinLabel] != ""
 		})
 	select {
 	case code := <-s.ippDone:
@@ -183,7 +199,12 @@ func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error
 	if err != nil {
 		return nil, err
 	}
-	s.printf("Webhook registered (https://%s), idle TTL %v. Pods labelled %s=<class> get a node of their own", listen, o.idleTTL, cfg.PodLabel)
+	if s.placement == isolation.PlacementController {
+		s.printf("Webhook registered (https://%s), idle TTL %v, placement by the controller. Pods labelled %s=<class> get nodes of their own: gated (%s) and pinned to their class key at admission, then placed by ipp on a node of their class with room, new nodes added as the class grows",
+			listen, o.idleTTL, cfg.PodLabel, placement.Gate)
+	} else {
+		s.printf("Webhook registered (https://%s), idle TTL %v, placement at admission. Pods labelled %s=<class> get a node of their own", listen, o.idleTTL, cfg.PodLabel)
+	}
 	return s, nil
 }
 
@@ -216,6 +237,9 @@ func (s *sandbox) waitExamplesRunning(ctx context.Context) error {
 	}
 	s.printf("All %d example Pods run; creation to Running: min %v, median %v, max %v (%s)", len(took),
 		took[0].Round(10*time.Millisecond), took[len(took)/2].Round(10*time.Millisecond), took[len(took)-1].Round(10*time.Millisecond), strings.Join(parts, " "))
+	for _, d := range s.exampleDeployments {
+		s.printClassNodes(d)
+	}
 	return s.waitNodeClassesSettled(ctx)
 }
 
