@@ -298,6 +298,7 @@ func checkInvariants(t *testing.T, r rendered) {
 	checkNodeCredentials(t, r)
 	checkJoinTokenPolicy(t, r)
 	checkNodePolicy(t, r)
+	checkPodPolicy(t, r)
 	checkPlacement(t, r)
 	checkCRDs(t, r)
 }
@@ -592,8 +593,15 @@ func checkRBAC(t *testing.T, r rendered) {
 			if slices.Contains(rule.APIGroups, "admissionregistration.k8s.io") && !slices.Equal(rule.ResourceNames, []string{"ipp"}) {
 				t.Errorf("%s %s: webhook configurations without resourceNames [ipp]: %+v", kind, name, rule)
 			}
-			if slices.Contains(rule.Resources, "pods") && slices.ContainsFunc(rule.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
-				t.Errorf("%s %s: writes Pods: %+v", kind, name, rule)
+			// Pods: read, and patch (placement, which the policy ipp-pods narrows) by the
+			// ClusterRole ipp only; never create, update or delete, nor a subresource.
+			if slices.Contains(rule.Resources, "pods") && slices.ContainsFunc(rule.Verbs, func(v string) bool {
+				return v != "get" && v != "list" && v != "watch" && (v != "patch" || kind != "ClusterRole" || name != "ipp")
+			}) {
+				t.Errorf("%s %s: writes Pods beyond patch: %+v", kind, name, rule)
+			}
+			if slices.ContainsFunc(rule.Resources, func(r string) bool { return strings.HasPrefix(r, "pods/") }) {
+				t.Errorf("%s %s: a Pod subresource: %+v", kind, name, rule)
 			}
 		}
 	}

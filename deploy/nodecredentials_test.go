@@ -108,7 +108,7 @@ func (e policyEvaluator) denials(t *testing.T, op admission.Operation, username 
 // asObject returns p as a runtime.Object, nil for a nil pointer (a typed nil would be a non-nil
 // runtime.Object).
 func asObject[T interface {
-	*corev1.Secret | *corev1.Node
+	*corev1.Secret | *corev1.Node | *corev1.Pod
 	runtime.Object
 }](p T) runtime.Object {
 	if p == nil {

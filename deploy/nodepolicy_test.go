@@ -201,7 +201,7 @@ func checkNodePolicy(t *testing.T, r rendered) {
 	for _, b := range only[*admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, r) {
 		bindings = append(bindings, b.Name)
 	}
-	want := []string{"ipp-join-tokens", "ipp-nodes"}
+	want := []string{"ipp-join-tokens", "ipp-nodes", "ipp-pods"}
 	if diff := cmp.Diff(want, policies); diff != "" {
 		t.Errorf("ValidatingAdmissionPolicies (-want +got):\n%s", diff)
 	}
