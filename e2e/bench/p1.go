@@ -41,6 +41,10 @@ const (
 	VariantDedicated  = "dedicated"
 	VariantLabelPin   = "dedicated-label-only"
 	VariantAutoscaler = "autoscaler"
+	// VariantPlaced is --placement=controller (issue 11): the webhook pins each Pod to its class
+	// key and gates it, the IPP controller places it on a bound node of its class with room and
+	// lifts the gate, and the scheduler binds it (matchFields metadata.name).
+	VariantPlaced = "dedicated-placed"
 )
 
 // Timing modes of a P1 run.
@@ -52,6 +56,15 @@ const (
 	// scheduler and times from the start of its scheduling loop to the last Pod bound: the
 	// scheduler by itself, without Pod creation as a ceiling.
 	ModeScheduler = "scheduler-only"
+	// ModePlacement (dedicated-placed only) runs no scheduler: it times from the first Pod created
+	// to the last Pod whose placement gate the IPP controller has lifted, the controller's
+	// placement rate.
+	ModePlacement = "placement"
+	// ModePlacementOnly (dedicated-placed only) creates every Pod with the IPP controller
+	// stopped, then starts it and times from its start (informer sync and the provider's first
+	// List included) to the last Pod placed: the controller alone, without Pod creation as a
+	// ceiling. No scheduler runs.
+	ModePlacementOnly = "placement-only"
 )
 
 // Variant is one way of admitting P1's measured Pods.
@@ -59,6 +72,9 @@ type Variant struct {
 	Name string
 	// Class says whether the measured Pods carry the class label.
 	Class bool
+	// Placed says that the IPP controller places the Pods (--placement=controller), on nodes of
+	// their class that it has bound.
+	Placed bool
 	// Config is the webhook's configuration.
 	Config isolation.Config
 }
@@ -75,6 +91,9 @@ func Variants() []Variant {
 		{Name: VariantDedicated, Class: true, Config: dedicated},
 		{Name: VariantLabelPin, Class: true, Config: labelOnly},
 		{Name: VariantAutoscaler, Class: true, Config: auto},
+		// Last: it runs the IPP controller, which would unbind the other variants' dedicated
+		// nodes (they have no instance); setTaints binds them again.
+		{Name: VariantPlaced, Class: true, Placed: true, Config: placedConfig()},
 	}
 }
 
@@ -93,6 +112,12 @@ type P1Config struct {
 	Modes    []string `json:"modes"`
 	// CreateWorkers create Pods in parallel.
 	CreateWorkers int `json:"createWorkers"`
+	// PlacedNodesPerClass is how many nodes each of the K classes of the dedicated-placed variant
+	// has (the IPP controller binds them): K × PlacedNodesPerClass nodes besides the N. Zero means
+	// NodesPerClass, so that the placed nodes are as many as the cluster's N.
+	PlacedNodesPerClass int `json:"placedNodesPerClass,omitempty"`
+	// PlacementWorkers is the controller's --placement-workers (0: its default).
+	PlacementWorkers int `json:"placementWorkers,omitempty"`
 	// Repeat runs each measurement this many times; ratios and the plot take the best (the
 	// machine is shared, and interference only ever slows a run down).
 	Repeat int `json:"repeat"`
@@ -121,7 +146,10 @@ type P1Run struct {
 	ExistingPerNode int    `json:"existingPerNode"`
 	ExistingPods    int    `json:"existingPods"`
 	Repeat          int    `json:"repeat"`
-	// Bound is how many of Pods were bound before the deadline.
+	// PlacedNodes are the nodes of the dedicated-placed variant's classes (besides Nodes).
+	PlacedNodes int `json:"placedNodes,omitempty"`
+	// Bound is how many of Pods were bound before the deadline (placement mode: placed, their
+	// gate lifted).
 	Bound int `json:"bound"`
 	// Seconds is what the mode times; PodsPerSecond is Bound / Seconds.
 	Seconds       float64 `json:"seconds"`
@@ -137,6 +165,16 @@ type P1Run struct {
 	// CreatedToBound is per Pod, from its Create call returning to the benchmark's watch seeing
 	// it bound (create-to-bind mode only).
 	CreatedToBound *Latency `json:"createdToBound,omitempty"`
+	// CreatedToPlaced is per Pod of dedicated-placed, from its Create call returning to the watch
+	// seeing its placement gate lifted.
+	CreatedToPlaced *Latency `json:"createdToPlaced,omitempty"`
+	// PlacedSeconds (dedicated-placed, create-to-bind and placement) is from the first Create to
+	// the last Pod seen placed.
+	PlacedSeconds float64 `json:"placedSeconds,omitempty"`
+	// FirstPlacedSeconds (placement modes) is from the start of the timing to the first Pod seen
+	// placed: in placement-only, the controller's start-up (informer sync, the provider's first
+	// List) and its first round.
+	FirstPlacedSeconds float64 `json:"firstPlacedSeconds,omitempty"`
 	// The scheduler's own histograms for this run (estimated within their buckets):
 	// scheduling_attempt_duration_seconds{result=scheduled} (algorithm + binding),
 	// scheduling_algorithm_duration_seconds, and pod_scheduling_sli_duration_seconds (queue
@@ -178,6 +216,10 @@ type P1Ratio struct {
 	DedicatedOverBaseline   float64 `json:"dedicatedOverBaseline"`
 	DedicatedOverAutoscaler float64 `json:"dedicatedOverAutoscaler"`
 	LabelOnlyOverBaseline   float64 `json:"labelOnlyOverBaseline"`
+	// PlacedOverBaseline and PlacedOverDedicated compare dedicated-placed (issue 11: not below
+	// today's dedicated / baseline).
+	PlacedOverBaseline  float64 `json:"placedOverBaseline,omitempty"`
+	PlacedOverDedicated float64 `json:"placedOverDedicated,omitempty"`
 }
 
 func (cfg *P1Config) wants(list []string, v string) bool {
@@ -204,6 +246,7 @@ func RunP1(ctx context.Context, cfg P1Config) (*P1Result, error) {
 		return res, err
 	}
 	defer s.cluster.Stop()
+	defer s.closePlaced()
 	if s.sw, _, err = s.cluster.RegisterWebhook(ctx, isolation.DefaultConfig(), FillerNamespace); err != nil {
 		return res, err
 	}
@@ -236,6 +279,8 @@ type p1Size struct {
 	plain    []string
 	filler   int // filler Pods per plain node
 	runSeq   int
+	// placed are the dedicated-placed variant's nodes and controller, made on first use.
+	placed *placedCluster
 }
 
 // runSize grows the cluster to n nodes, K = n/NodesPerClass of them IPP nodes, and runs every
@@ -289,7 +334,17 @@ func (s *p1Size) runSize(ctx context.Context, n int) (runs []P1Run, err error) {
 			if !s.cfg.wants(s.cfg.Variants, v.Name) {
 				continue
 			}
+			if v.Placed {
+				per := s.cfg.PlacedNodesPerClass
+				if per <= 0 {
+					per = s.cfg.NodesPerClass
+				}
+				if err := s.preparePlaced(ctx, k, per); err != nil {
+					return runs, err
+				}
+			}
 			vr, err := s.runVariant(ctx, v, existing)
+			s.stopPlaced()
 			runs = append(runs, vr...)
 			if err != nil {
 				return runs, err
@@ -321,6 +376,9 @@ func (s *p1Size) setTaints(ctx context.Context, taints []corev1.Taint) error {
 			return fmt.Errorf("getting node %s: %w", s.ippNodes[i], err)
 		}
 		n.Spec.Taints = taints
+		// The IPP controller, when it ran for dedicated-placed, took the binding label off
+		// these nodes: they have no instance.
+		n.Labels[isolation.BindingLabel] = n.Name
 		if _, err := s.cluster.Fast.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("tainting node %s: %w", s.ippNodes[i], err)
 		}
@@ -367,8 +425,12 @@ func (s *p1Size) runVariant(ctx context.Context, v Variant, existing int) (runs 
 	if err := s.setTaints(ctx, taints); err != nil {
 		return nil, err
 	}
-	if err := s.createExisting(ctx, existing); err != nil {
-		return nil, err
+	// The dedicated-placed variant's nodes get no Pods already running: the existing Pods are
+	// bound directly, which a gated Pod cannot be.
+	if !v.Placed {
+		if err := s.createExisting(ctx, existing); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if derr := DeletePods(ctx, s.cluster.Fast, P1Namespace, roleLabel+"=existing", 5*time.Minute); derr != nil && err == nil {
@@ -376,8 +438,8 @@ func (s *p1Size) runVariant(ctx context.Context, v Variant, existing int) (runs 
 		}
 	}()
 	for rep := range max(1, s.cfg.Repeat) {
-		for _, mode := range []string{ModeEndToEnd, ModeScheduler} {
-			if !s.cfg.wants(s.cfg.Modes, mode) {
+		for _, mode := range []string{ModePlacementOnly, ModePlacement, ModeEndToEnd, ModeScheduler} {
+			if !s.cfg.wants(s.cfg.Modes, mode) || (isPlacementMode(mode) && !v.Placed) {
 				continue
 			}
 			run, err := s.measure(ctx, v, mode, existing, rep)
@@ -394,19 +456,22 @@ func (s *p1Size) runVariant(ctx context.Context, v Variant, existing int) (runs 
 
 // podWatch records when each measured Pod is first seen and first seen bound.
 type podWatch struct {
-	mu      sync.Mutex
-	want    int
-	seen    map[string]bool
-	bound   map[string]time.Time
-	allSeen chan struct{}
-	allDone chan struct{}
-	store   cache.Store
-	stop    context.CancelFunc
+	mu    sync.Mutex
+	want  int
+	seen  map[string]bool
+	bound map[string]time.Time
+	// placed is when each Pod was first seen without the placement gate.
+	placed    map[string]time.Time
+	allSeen   chan struct{}
+	allDone   chan struct{}
+	allPlaced chan struct{}
+	store     cache.Store
+	stop      context.CancelFunc
 }
 
 func (s *p1Size) watch(ctx context.Context, selector string, want int) (*podWatch, error) {
-	w := &podWatch{want: want, seen: map[string]bool{}, bound: map[string]time.Time{},
-		allSeen: make(chan struct{}), allDone: make(chan struct{})}
+	w := &podWatch{want: want, seen: map[string]bool{}, bound: map[string]time.Time{}, placed: map[string]time.Time{},
+		allSeen: make(chan struct{}), allDone: make(chan struct{}), allPlaced: make(chan struct{})}
 	factory := informers.NewSharedInformerFactoryWithOptions(s.cluster.Fast, 0, informers.WithNamespace(P1Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
 	inf := factory.Core().V1().Pods().Informer()
@@ -422,6 +487,14 @@ func (s *p1Size) watch(ctx context.Context, selector string, want int) (*podWatc
 			w.seen[p.Name] = true
 			if len(w.seen) == w.want {
 				close(w.allSeen)
+			}
+		}
+		if !gated(p) {
+			if _, ok := w.placed[p.Name]; !ok {
+				w.placed[p.Name] = now
+				if len(w.placed) == w.want {
+					close(w.allPlaced)
+				}
 			}
 		}
 		if p.Spec.NodeName != "" {
@@ -459,8 +532,36 @@ func (w *podWatch) boundCount() int {
 func (w *podWatch) lastBound() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return latest(w.bound)
+}
+
+func (w *podWatch) placedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.placed)
+}
+
+func (w *podWatch) lastPlaced() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return latest(w.placed)
+}
+
+func (w *podWatch) firstPlaced() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var first time.Time
+	for _, t := range w.placed {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first
+}
+
+func latest(ts map[string]time.Time) time.Time {
 	var last time.Time
-	for _, t := range w.bound {
+	for _, t := range ts {
 		if t.After(last) {
 			last = t
 		}
@@ -484,6 +585,11 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 		Pods: s.cfg.Pods, ExistingPerNode: existing,
 		ExistingPods: existing*len(s.plain) + max(1, existing)*len(s.ippNodes),
 		LoadAvg:      LoadAvg(),
+	}
+	classes := s.classes
+	if v.Placed {
+		classes = s.placed.classes
+		run.Classes, run.PlacedNodes = len(classes), s.placed.nodes
 	}
 	defer func() {
 		if err != nil {
@@ -520,6 +626,20 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 		return run, err
 	}
 
+	if mode == ModePlacementOnly {
+		s.stopPlaced()
+	}
+	// Create-to-bind and placement runs are profiled from the first Create on: the whole
+	// process, apiserver and webhooks included.
+	if (mode == ModePlacement || mode == ModeEndToEnd) && s.cfg.ProfileDir != "" && s.nodes == s.cfg.ProfileNodes {
+		run.Profile = filepath.Join(s.cfg.ProfileDir, fmt.Sprintf("p1-%s-%s-n%d-e%d-r%d.pprof", v.Name, mode, s.nodes, existing, rep))
+		stop, err := startCPUProfile(run.Profile)
+		if err != nil {
+			return run, err
+		}
+		// Deferred after the deletion of the run's Pods, so it stops before they are deleted.
+		defer stop()
+	}
 	created := make([]time.Time, s.cfg.Pods)
 	var retries atomic.Int64
 	defer func() { run.CreateRetries = retries.Load() }()
@@ -527,7 +647,7 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 	err = Parallel(ctx, s.cfg.Pods, s.cfg.CreateWorkers, func(ctx context.Context, i int) error {
 		labels := map[string]string{roleLabel: "measured", runLabel: id}
 		if v.Class {
-			labels[isolation.DefaultPodLabel] = s.classes[i%len(s.classes)]
+			labels[isolation.DefaultPodLabel] = classes[i%len(classes)]
 		}
 		p := BenchPod(fmt.Sprintf("m-%s-%05d", id, i), labels)
 		if _, err := CreatePod(ctx, s.cluster.Fast, P1Namespace, p, &retries); err != nil {
@@ -544,11 +664,40 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 	run.CreatePerSecond = float64(s.cfg.Pods) / run.CreateSeconds
 
 	timeout := runTimeout(s.cfg.Pods)
+	if mode == ModePlacementOnly {
+		select {
+		case <-w.allSeen:
+		case <-time.After(time.Minute):
+			return run, fmt.Errorf("the watch did not see all %d created pods in a minute", s.cfg.Pods)
+		}
+		if s.cfg.ProfileDir != "" && s.nodes == s.cfg.ProfileNodes {
+			run.Profile = filepath.Join(s.cfg.ProfileDir, fmt.Sprintf("p1-%s-%s-n%d-e%d-r%d.pprof", v.Name, mode, s.nodes, existing, rep))
+			stop, err := startCPUProfile(run.Profile)
+			if err != nil {
+				return run, err
+			}
+			defer stop()
+		}
+		t0, cpu0 = time.Now(), processCPU()
+		if err := s.startController(ctx); err != nil {
+			return run, err
+		}
+	}
+	if isPlacementMode(mode) {
+		return s.finishPlacement(ctx, run, w, created, id, t0, cpu0, timeout)
+	}
 	if mode == ModeScheduler {
 		select {
 		case <-w.allSeen:
 		case <-time.After(time.Minute):
 			return run, fmt.Errorf("the watch did not see all %d created pods in a minute", s.cfg.Pods)
+		}
+		if v.Placed {
+			// The scheduler alone: it starts once the controller has placed every Pod.
+			if err := waitPlaced(ctx, w, timeout); err != nil {
+				return run, err
+			}
+			run.PlacedSeconds = w.lastPlaced().Sub(t0).Seconds()
 		}
 		if sched, err = StartScheduler(ctx, s.cluster.Kubeconfig); err != nil {
 			return run, err
@@ -601,21 +750,69 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 		s.fillSchedulerMetrics(&run, before, after)
 	}
 	if mode == ModeEndToEnd {
-		var lat []time.Duration
-		w.mu.Lock()
-		for i := range created {
-			if b, ok := w.bound[fmt.Sprintf("m-%s-%05d", id, i)]; ok {
-				lat = append(lat, b.Sub(created[i]))
-			}
+		run.CreatedToBound = w.latencies(id, created, w.bound)
+		if v.Placed {
+			run.CreatedToPlaced = w.latencies(id, created, w.placed)
+			run.PlacedSeconds = w.lastPlaced().Sub(t0).Seconds()
 		}
-		w.mu.Unlock()
-		l := Summarize(lat)
-		run.CreatedToBound = &l
 	}
 	if err != nil {
 		logger.Error(err, "P1 run did not finish", "bound", run.Bound, "pods", s.cfg.Pods)
 	}
 	return run, err
+}
+
+// latencies summarizes, per measured Pod of run id, the time from its Create call returning to
+// its time in at.
+func (w *podWatch) latencies(id string, created []time.Time, at map[string]time.Time) *Latency {
+	var lat []time.Duration
+	w.mu.Lock()
+	for i := range created {
+		if b, ok := at[fmt.Sprintf("m-%s-%05d", id, i)]; ok {
+			lat = append(lat, b.Sub(created[i]))
+		}
+	}
+	w.mu.Unlock()
+	l := Summarize(lat)
+	return &l
+}
+
+// finishPlacement completes a placement-mode run once its Pods are created: no scheduler runs,
+// and the run times from the first Create (t0) to the last Pod seen with its placement gate
+// lifted. With ProfileDir set at ProfileNodes, the whole process (apiserver, webhook, controller)
+// is CPU-profiled over the run, creation included.
+func (s *p1Size) finishPlacement(ctx context.Context, run P1Run, w *podWatch, created []time.Time, id string, t0 time.Time, cpu0 time.Duration, timeout time.Duration) (P1Run, error) {
+	err := waitPlaced(ctx, w, timeout)
+	run.Bound = w.placedCount()
+	if run.Bound > 0 {
+		run.PlacedSeconds = w.lastPlaced().Sub(t0).Seconds()
+		run.Seconds = run.PlacedSeconds
+		run.PodsPerSecond = float64(run.Bound) / run.Seconds
+		run.FirstPlacedSeconds = w.firstPlaced().Sub(t0).Seconds()
+		cpu := processCPU() - cpu0
+		run.ProcessCPUUtil = cpu.Seconds() / time.Since(t0).Seconds()
+		run.CPUMsPerPod = msOf(cpu.Seconds() / float64(run.Bound))
+	}
+	if run.Mode == ModePlacement {
+		run.CreatedToPlaced = w.latencies(id, created, w.placed)
+	}
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "P1 placement run did not finish", "placed", run.Bound, "pods", s.cfg.Pods)
+	}
+	return run, err
+}
+
+func isPlacementMode(mode string) bool { return mode == ModePlacement || mode == ModePlacementOnly }
+
+func waitPlaced(ctx context.Context, w *podWatch, timeout time.Duration) error {
+	select {
+	case <-w.allPlaced:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("only %d of %d pods placed after %v", w.placedCount(), w.want, timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // processCPU is this process's user + system CPU time so far.
@@ -720,6 +917,8 @@ func p1Ratios(runs []P1Run) []P1Ratio {
 			DedicatedOverBaseline:   div(m[VariantDedicated], m[VariantBaseline]),
 			DedicatedOverAutoscaler: div(m[VariantDedicated], m[VariantAutoscaler]),
 			LabelOnlyOverBaseline:   div(m[VariantLabelPin], m[VariantBaseline]),
+			PlacedOverBaseline:      div(m[VariantPlaced], m[VariantBaseline]),
+			PlacedOverDedicated:     div(m[VariantPlaced], m[VariantDedicated]),
 		})
 	}
 	return out

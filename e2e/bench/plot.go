@@ -24,6 +24,7 @@ var variantStyle = map[string]struct {
 	VariantLabelPin:   {color.RGBA{R: 0x75, G: 0x70, B: 0xb3, A: 0xff}, draw.TriangleGlyph{}},
 	VariantBaseline:   {color.RGBA{R: 0x66, G: 0x66, B: 0x66, A: 0xff}, draw.SquareGlyph{}},
 	VariantAutoscaler: {color.RGBA{R: 0xd9, G: 0x5f, B: 0x02, A: 0xff}, draw.CrossGlyph{}},
+	VariantPlaced:     {color.RGBA{R: 0xe7, G: 0x29, B: 0x8a, A: 0xff}, draw.PyramidGlyph{}},
 }
 
 // PlotP1 draws P1's throughput (Pods/s) against the node count, one line per variant, in one
@@ -36,7 +37,8 @@ func PlotP1(res *P1Result, path string) error {
 	series := map[panelKey]map[string]plotter.XYs{}
 	var panels []panelKey
 	for _, r := range res.Runs {
-		if r.Error != "" || r.PodsPerSecond <= 0 {
+		// The placement mode times the IPP controller, not scheduling.
+		if r.Error != "" || r.PodsPerSecond <= 0 || r.Mode == ModePlacement {
 			continue
 		}
 		k := panelKey{r.Mode, r.ExistingPerNode}
@@ -108,7 +110,7 @@ func PlotP1(res *P1Result, path string) error {
 				}
 			}
 			p.Y.Max = top * 1.5
-			for _, v := range []string{VariantDedicated, VariantBaseline, VariantLabelPin, VariantAutoscaler} {
+			for _, v := range []string{VariantDedicated, VariantBaseline, VariantLabelPin, VariantAutoscaler, VariantPlaced} {
 				xys := byVariant[v]
 				if len(xys) == 0 {
 					continue

@@ -43,9 +43,11 @@ func run() error {
 	nodes := flag.String("p1-nodes", "", "Override P1's node counts, such as 500,1000.")
 	pods := flag.Int("p1-pods", 0, "Override P1's measured Pods per run.")
 	existing := flag.String("p1-existing", "", "Override P1's Pods already running per node, such as 0,6.")
-	variants := flag.String("p1-variants", "", "Run only these P1 variants (baseline, dedicated, dedicated-label-only, autoscaler).")
-	modes := flag.String("p1-modes", "", "Run only these P1 modes (create-to-bind, scheduler-only).")
-	profile := flag.Int("p1-profile-nodes", -1, "CPU-profile P1's scheduler-only runs at this node count (default: the largest).")
+	variants := flag.String("p1-variants", "", "Run only these P1 variants (baseline, dedicated, dedicated-label-only, autoscaler, dedicated-placed).")
+	modes := flag.String("p1-modes", "", "Run only these P1 modes (create-to-bind, scheduler-only, placement, placement-only; the last two are dedicated-placed's alone).")
+	placedPerClass := flag.Int("p1-placed-nodes-per-class", 0, "Nodes per class of P1's dedicated-placed variant, bound by the IPP controller (default: the suite's nodes per class, so as many placed nodes as N).")
+	placementWorkers := flag.Int("p1-placement-workers", 0, "The IPP controller's --placement-workers in P1's dedicated-placed variant (default: the controller's).")
+	profile := flag.Int("p1-profile-nodes", -1, "CPU-profile P1's runs (every mode) at this node count (default: the largest).")
 	ippBinary := flag.String("ipp", "", "ipp binary for P2 and P3 (default: built from the repository into <out>).")
 	repo := flag.String("repo", "..", "Repository root, to build ipp from.")
 	replot := flag.String("plot", "", "Only draw the P1 plot from this p1.json, next to it, and exit.")
@@ -72,6 +74,10 @@ func run() error {
 	if err := override(&cfg.P1, *nodes, *pods, *existing, *variants, *modes, *profile); err != nil {
 		return err
 	}
+	if *placedPerClass < 0 || *placementWorkers < 0 {
+		return fmt.Errorf("invalid -p1-placed-nodes-per-class %d / -p1-placement-workers %d: must not be negative", *placedPerClass, *placementWorkers)
+	}
+	cfg.P1.PlacedNodesPerClass, cfg.P1.PlacementWorkers = *placedPerClass, *placementWorkers
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

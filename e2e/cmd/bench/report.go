@@ -142,6 +142,67 @@ func reportP1(w io.Writer, res *bench.P1Result) {
 		}
 	}
 	fmt.Fprintln(w)
+	reportPlacement(w, runs, keys)
+}
+
+// reportPlacement prints the dedicated-placed variant's runs (issue 11), if any: the controller's
+// placement rate, and create-to-bind next to dedicated and baseline.
+func reportPlacement(w io.Writer, runs map[p1Key]map[string]bench.P1Run, keys []p1Key) {
+	var placed []p1Key
+	for _, k := range keys {
+		if _, ok := runs[k][bench.VariantPlaced]; ok {
+			placed = append(placed, k)
+		}
+	}
+	if len(placed) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "Placement by the controller (dedicated-placed): Pods placed per second, from the first Create (placement) or the controller's start (placement-only) to the last gate lifted; no scheduler runs:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| mode | nodes | placed nodes | classes | Pods | placed/s | created/s | first placed s | all placed s | created-to-placed p50 / p99 ms | process CPU ms/Pod | CPUs used | load |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, k := range placed {
+		if k.mode != bench.ModePlacement && k.mode != bench.ModePlacementOnly {
+			continue
+		}
+		r := runs[k][bench.VariantPlaced]
+		lat := "–"
+		if r.CreatedToPlaced != nil {
+			lat = fmt.Sprintf("%.0f / %.0f", r.CreatedToPlaced.P50, r.CreatedToPlaced.P99)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %.0f | %.0f | %.2f | %.2f | %s | %.2f | %.2f | %.1f |\n", k.mode, k.nodes, r.PlacedNodes, r.Classes, r.Bound,
+			r.PodsPerSecond, r.CreatePerSecond, r.FirstPlacedSeconds, r.PlacedSeconds, lat, r.CPUMsPerPod, r.ProcessCPUUtil, r.LoadAvg)
+	}
+	fmt.Fprintln(w)
+	if !slices.ContainsFunc(placed, func(k p1Key) bool { return k.mode == bench.ModeEndToEnd }) {
+		return
+	}
+	fmt.Fprintln(w, "Create-to-bind, dedicated-placed next to dedicated and baseline of the same run:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| nodes | variant | Pods/s | / baseline | created/s | created-to-bound p50 / p99 ms | created-to-placed p50 / p99 ms | process CPU ms/Pod | load |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, k := range placed {
+		if k.mode != bench.ModeEndToEnd {
+			continue
+		}
+		base := runs[k][bench.VariantBaseline].PodsPerSecond
+		for _, v := range []string{bench.VariantBaseline, bench.VariantDedicated, bench.VariantPlaced} {
+			r, ok := runs[k][v]
+			if !ok || r.CreatedToBound == nil {
+				continue
+			}
+			ratio, placedLat := "–", "–"
+			if base > 0 {
+				ratio = fmt.Sprintf("%.2f", r.PodsPerSecond/base)
+			}
+			if r.CreatedToPlaced != nil {
+				placedLat = fmt.Sprintf("%.0f / %.0f", r.CreatedToPlaced.P50, r.CreatedToPlaced.P99)
+			}
+			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %.0f | %.0f / %.0f | %s | %.2f | %.1f |\n", k.nodes, v, r.PodsPerSecond, ratio, r.CreatePerSecond,
+				r.CreatedToBound.P50, r.CreatedToBound.P99, placedLat, r.CPUMsPerPod, r.LoadAvg)
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 func reportP2(w io.Writer, res *bench.P2Result) {
