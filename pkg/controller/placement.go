@@ -119,7 +119,13 @@ func (c *Controller) addPlanLocked(name string, p *classPlan) {
 // the instances read back are counted again.
 func (c *Controller) trackPlan(name string, p *classPlan, bound bool) {
 	if bound {
-		c.dropPlan(name, p.key)
+		c.mu.Lock()
+		_, coming := c.plans[p.key][name]
+		c.mu.Unlock()
+		if coming {
+			c.dropPlan(name, p.key)
+			c.enqueueClass(p.key)
+		}
 		return
 	}
 	c.mu.Lock()
@@ -140,13 +146,14 @@ func (c *Controller) dropPlan(name, key string) {
 }
 
 // inflight returns how many nodes of NodeClass nodeClass are coming for the class key: planned or
-// created, with no bound Node yet.
-func (c *Controller) inflight(key, nodeClass string) int {
+// created, with no bound Node yet, leaving out those that are among the class's nodes already
+// (bound, their plan not dropped yet).
+func (c *Controller) inflight(key, nodeClass string, bound map[string]*corev1.Node) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for _, nc := range c.plans[key] {
-		if nc == nodeClass {
+	for name, nc := range c.plans[key] {
+		if _, ok := bound[name]; nc == nodeClass && !ok {
 			n++
 		}
 	}
@@ -358,7 +365,7 @@ func (c *Controller) place(ctx context.Context, key string) error {
 	}
 	err = c.pinAll(ctx, decisions)
 	for ncName, pods := range waiting {
-		if perr := c.planNodes(ctx, key, namespace, class, ncs[ncName], pods); perr != nil {
+		if perr := c.planNodes(ctx, key, namespace, class, ncs[ncName], pods, byName); perr != nil {
 			err = errors.Join(err, perr)
 		}
 	}
@@ -471,7 +478,7 @@ func (c *Controller) pin(ctx context.Context, d placed) error {
 
 // planNodes plans the new nodes that the Pods of NodeClass nc waiting in class key need, beyond
 // those already coming, and tells the Pods.
-func (c *Controller) planNodes(ctx context.Context, key, namespace, class string, nc *ippv1alpha1.NodeClass, pods []*cachedPod) error {
+func (c *Controller) planNodes(ctx context.Context, key, namespace, class string, nc *ippv1alpha1.NodeClass, pods []*cachedPod, bound map[string]*corev1.Node) error {
 	lists := make([]corev1.ResourceList, len(pods))
 	for i, p := range pods {
 		lists[i] = resourceList(p.requests)
@@ -483,7 +490,7 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 		c.tellPod(pods[i], corev1.EventTypeWarning, ReasonTooLarge, nc.Name,
 			fmt.Sprintf("The Pod requests more than a node of NodeClass %s offers (%s); it is not placed and creates no instance", nc.Name, resourceString(c.shapeOf(nc.Name))))
 	}
-	coming := c.inflight(key, nc.Name)
+	coming := c.inflight(key, nc.Name, bound)
 	if need > coming {
 		coming += c.claimWarm(ctx, key, namespace, class, nc.Name, need-coming)
 	}

@@ -107,7 +107,7 @@ func TestPlaceFillsRoomThenPlansNodes(t *testing.T) {
 		t.Errorf("the oldest Pod went to %s, want the fullest node ipp-grow-a", got["p0"])
 	}
 	key := f.cfg.ClassKey("team", "grow")
-	if n := f.c.inflight(key, isolation.DefaultNodeClass); n != 2 {
+	if n := f.c.inflight(key, isolation.DefaultNodeClass, nil); n != 2 {
 		t.Errorf("planned %d new nodes for four 1.5-CPU Pods on 4-CPU nodes, want 2", n)
 	}
 	if !strings.Contains(strings.Join(f.events(), " "), "Normal "+ReasonWaitingForRoom) {
@@ -126,7 +126,7 @@ func TestPlaceFillsRoomThenPlansNodes(t *testing.T) {
 	if got := f.placements(); len(got) != 0 {
 		t.Errorf("a round on the new view placed %v", got)
 	}
-	if n := f.c.inflight(key, isolation.DefaultNodeClass); n != 2 {
+	if n := f.c.inflight(key, isolation.DefaultNodeClass, nil); n != 2 {
 		t.Errorf("after a second round %d nodes are planned, want still 2", n)
 	}
 }
@@ -144,7 +144,7 @@ func TestPlaceOnlyOnItsOwnClass(t *testing.T) {
 	if got := f.placements(); len(got) != 0 {
 		t.Fatalf("placed %v on a node not bound to the Pod's class", got)
 	}
-	if n := f.c.inflight(f.cfg.ClassKey("team", "a"), isolation.DefaultNodeClass); n != 1 {
+	if n := f.c.inflight(f.cfg.ClassKey("team", "a"), isolation.DefaultNodeClass, nil); n != 1 {
 		t.Errorf("planned %d nodes, want 1 of its own", n)
 	}
 }
@@ -164,7 +164,7 @@ func TestPlaceHonoursThePodsAffinity(t *testing.T) {
 		t.Fatalf("placed %v on a node in another zone", got)
 	}
 	key := f.cfg.ClassKey("team", "a")
-	if n := f.c.inflight(key, isolation.DefaultNodeClass); n != 1 {
+	if n := f.c.inflight(key, isolation.DefaultNodeClass, nil); n != 1 {
 		t.Errorf("a Pod for zone-b planned %d nodes, want 1", n)
 	}
 
@@ -177,7 +177,7 @@ func TestPlaceHonoursThePodsAffinity(t *testing.T) {
 	if got := f2.placements(); len(got) != 0 {
 		t.Fatalf("placed %v on a node without the label", got)
 	}
-	if n := f2.c.inflight(key, isolation.DefaultNodeClass); n != 0 {
+	if n := f2.c.inflight(key, isolation.DefaultNodeClass, nil); n != 0 {
 		t.Errorf("a Pod no IPP node can take planned %d nodes", n)
 	}
 	if ev := strings.Join(f2.events(), " "); !strings.Contains(ev, "Warning "+ReasonUnsatisfiable) {

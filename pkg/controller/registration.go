@@ -42,8 +42,9 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 			r.c.enqueueWarm(r.plan.nodeClass)
 			r.c.enqueueStatus(r.plan.nodeClass)
 		} else if r.plan != nil {
-			// Its Pods are placed now: the node counts as one of the class's, not as coming.
-			r.c.dropPlan(r.name, r.plan.key)
+			// Its Pods are placed once the Node informer shows the class label; until then
+			// placement still counts the node as coming (trackPlan drops it then), so that
+			// a round between the two plans no other node for the same Pods.
 			r.c.enqueueClass(r.plan.key)
 		}
 		// The informer may not have delivered the label yet when the next reconcile runs; the

@@ -118,9 +118,9 @@ func TestSandbox(t *testing.T) {
 		// The NodeClasses' status as `kubectl get nodeclasses` shows it: default has three nodes
 		// (class0's and class2's two), two classes and six Pods; metal one node, one class and two
 		// Pods; both Ready.
-		{"kubectl get nodeclasses header", regexp.MustCompile(`(?m)^\s+NAME\s+NODES\s+CLASSES\s+PODS\s+ISOLATION\s+READY\s+AGE$`), 1},
-		{"status of NodeClass default", regexp.MustCompile(`(?m)^\s+default\s+3\s+2\s+6\s+Class\s+True\s+\S+$`), 1},
-		{"status of NodeClass metal", regexp.MustCompile(`(?m)^\s+metal\s+1\s+1\s+2\s+Class\s+True\s+\S+$`), 1},
+		{"kubectl get nodeclasses header", regexp.MustCompile(`(?m)^\s+NAME\s+NODES\s+CLASSES\s+PODS\s+WARM\s+WARM-SIZE\s+ISOLATION\s+READY\s+AGE$`), 1},
+		{"status of NodeClass default", regexp.MustCompile(`(?m)^\s+default\s+3\s+2\s+6\s+0\s+<none>\s+Class\s+True\s+\S+$`), 1},
+		{"status of NodeClass metal", regexp.MustCompile(`(?m)^\s+metal\s+1\s+1\s+2\s+0\s+<none>\s+Class\s+True\s+\S+$`), 1},
 	} {
 		if n := len(c.re.FindAllString(out.String(), -1)); n < c.want {
 			t.Errorf("%d lines of %s, want at least %d", n, c.what, c.want)

@@ -291,10 +291,14 @@ func nodeClassTable(ncs []*ippv1alpha1.NodeClass, now time.Time) string {
 	sort.Slice(ncs, func(i, j int) bool { return ncs[i].Name < ncs[j].Name })
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(w, "NAME\tNODES\tCLASSES\tPODS\tISOLATION\tREADY\tAGE")
+	fmt.Fprintln(w, "NAME\tNODES\tCLASSES\tPODS\tWARM\tWARM-SIZE\tISOLATION\tREADY\tAGE")
 	for _, nc := range ncs {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", nc.Name, nc.Status.Nodes, nc.Status.Classes, nc.Status.Pods,
-			nc.Spec.Isolation, conditionStatus(nc, ippv1alpha1.ConditionReady), duration.HumanDuration(now.Sub(nc.CreationTimestamp.Time)))
+		size := "<none>"
+		if nc.Spec.Warm != nil {
+			size = fmt.Sprint(nc.Spec.Warm.Size)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", nc.Name, nc.Status.Nodes, nc.Status.Classes, nc.Status.Pods,
+			nc.Status.WarmReady, size, nc.Spec.Isolation, conditionStatus(nc, ippv1alpha1.ConditionReady), duration.HumanDuration(now.Sub(nc.CreationTimestamp.Time)))
 	}
 	_ = w.Flush()
 	return b.String()

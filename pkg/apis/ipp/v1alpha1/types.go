@@ -19,7 +19,8 @@ import (
 // +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodes`,description="Nodes of this NodeClass: bound, booting or warm"
 // +kubebuilder:printcolumn:name="Classes",type=integer,JSONPath=`.status.classes`,description="Isolation classes served"
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.pods`,description="Pods placed on its nodes"
-// +kubebuilder:printcolumn:name="Warm",type=integer,JSONPath=`.status.warmReady`,priority=1,description="Warm nodes ready to be claimed"
+// +kubebuilder:printcolumn:name="Warm",type=integer,JSONPath=`.status.warmReady`,description="Warm nodes ready to be claimed"
+// +kubebuilder:printcolumn:name="Warm-Size",type=integer,JSONPath=`.spec.warm.size`,description="Warm nodes the pool keeps (spec.warm.size)"
 // +kubebuilder:printcolumn:name="Isolation",type=string,JSONPath=`.spec.isolation`,description="Class: a class shares its nodes; Pod: every Pod its own instance"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -86,8 +87,9 @@ type NodeClassSpec struct {
 	// +kubebuilder:default=Class
 	// +optional
 	Isolation Isolation `json:"isolation,omitempty"`
-	// Warm asks for instances booted ahead of demand, bound to a class only when claimed. It is
-	// accepted and validated; the controller does not keep a warm pool yet.
+	// Warm asks for instances booted ahead of demand, bound to a class only when claimed (with
+	// --placement=controller): a class that needs a node takes a Ready warm one at once, and a
+	// replacement boots.
 	// +optional
 	Warm *WarmPool `json:"warm,omitempty"`
 }

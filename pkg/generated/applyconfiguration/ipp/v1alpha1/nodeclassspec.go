@@ -40,8 +40,9 @@ type NodeClassSpecApplyConfiguration struct {
 	// Isolation says what may share a node. Class (the default): the Pods of one isolation
 	// class. Pod: nothing; every Pod gets an instance of its own, so a Deployment of 4 gets 4.
 	Isolation *ippv1alpha1.Isolation `json:"isolation,omitempty"`
-	// Warm asks for instances booted ahead of demand, bound to a class only when claimed. It is
-	// accepted and validated; the controller does not keep a warm pool yet.
+	// Warm asks for instances booted ahead of demand, bound to a class only when claimed (with
+	// --placement=controller): a class that needs a node takes a Ready warm one at once, and a
+	// replacement boots.
 	Warm *WarmPoolApplyConfiguration `json:"warm,omitempty"`
 }
 
