@@ -38,12 +38,14 @@ func DeleteInstance(ctx context.Context, provider cloudprovider.Provider, inst c
 }
 
 // IsLivePinned reports whether pod still needs a dedicated node: an IPP Pod outside the exempt
-// namespaces, pinned by the webhook (it carries the binding label in its nodeSelector), not being
-// deleted and not finished. While the controller runs, such a Pod makes it create its node
+// namespaces, pinned by the webhook (the binding label in its nodeSelector) or, under controller
+// placement, gated for placement or placed by the controller, not being deleted and not finished. While the controller runs, such a Pod makes it create its node
 // again, which is why `ipp cleanup` warns about them.
 func IsLivePinned(cfg isolation.Config, pod *corev1.Pod) bool {
 	p := newCachedPod(cfg, pod)
-	return p.live(cfg) && p.pin != ""
+	// Pinned at admission to its dedicated node, or (controller placement) waiting for
+	// placement or placed on a node by the controller.
+	return p.live(cfg) && (p.pin != "" || p.placing || p.placedOn != "")
 }
 
 // live reports whether the Pod is an IPP Pod that may still run: it has a class, is outside the
