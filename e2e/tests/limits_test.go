@@ -266,6 +266,8 @@ func TestNodeClassLimitPerClass(t *testing.T) {
 		if insts := classInstances(t, ipp, cfg, ns, "big"); len(insts) != 2 {
 			t.Errorf("Class big has %d live instances in the provider's List, want 2: %v", len(insts), insts)
 		}
+		ncs := client.IppV1alpha1().NodeClasses()
+		waitLimitCondition(t, ncs, nc.Name, metav1.ConditionTrue, "spec.maxNodesPerClass")
 
 		// Room frees on one node: the gated Pods are placed there, on no new instance.
 		var freed string
@@ -282,6 +284,8 @@ func TestNodeClassLimitPerClass(t *testing.T) {
 		if len(again[freed]) != 2 {
 			t.Errorf("The two gated Pods run on %v, want both on node %s, whose two Pods went", again, freed)
 		}
+		// No Pod waits for the limit any more: the NodeClass says so.
+		waitLimitCondition(t, ncs, nc.Name, metav1.ConditionFalse, "")
 		if got := watch.stop(); got > 2 {
 			t.Errorf("The emulator had %d live instances at once, above maxNodesPerClass 2 for the one class", got)
 		}
@@ -316,6 +320,24 @@ func createNodeClass(t *testing.T, ncs ippv1alpha1client.NodeClassInterface, nc 
 	})
 	if err != nil {
 		t.Fatalf("Waiting for NodeClass %s to be Ready: %v", nc.Name, err)
+	}
+}
+
+// waitLimitCondition waits until NodeClass name's LimitReached condition has status, and a
+// message that contains msg.
+func waitLimitCondition(t *testing.T, ncs ippv1alpha1client.NodeClassInterface, name string, status metav1.ConditionStatus, msg string) {
+	t.Helper()
+	var cond *metav1.Condition
+	err := waitFor(t.Context(), ippTimeout, func(ctx context.Context) (bool, error) {
+		got, err := ncs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		cond = meta.FindStatusCondition(got.Status.Conditions, ippv1alpha1.ConditionLimitReached)
+		return cond != nil && cond.Status == status && strings.Contains(cond.Message, msg), nil
+	})
+	if err != nil {
+		t.Fatalf("Waiting for NodeClass %s's %s condition to be %s with a message containing %q: %v; it is %+v", name, ippv1alpha1.ConditionLimitReached, status, msg, err, cond)
 	}
 }
 
