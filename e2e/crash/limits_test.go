@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/ipp-project/ipp/pkg/controller"
 	ippclientset "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // TestLimitAcrossCrashes: six classes against a NodeClass limited to three instances, while the
@@ -34,15 +36,23 @@ import (
 // class goes, its node is reaped after the NodeClass's idle TTL, and a waiting class gets its
 // node, still never above three.
 //
+// It runs under each placement: admission (one dedicated node per class, named after it) and
+// controller (Pods gated and placed by the controller on nodes of random names, which it plans in
+// memory only, so that a kill forgets the plans; a waiting class's Pod keeps the placement gate).
+//
 // The NodeClass is the cluster's default one (an object named default), so that the count does
 // not depend on the provider recording the NodeClass on its instances.
 func TestLimitAcrossCrashes(t *testing.T) {
 	for _, kind := range scenario.Kinds {
-		t.Run(string(kind), func(t *testing.T) { testLimitAcrossCrashes(t, kind) })
+		t.Run(string(kind), func(t *testing.T) {
+			for _, pl := range []isolation.Placement{isolation.PlacementAdmission, isolation.PlacementController} {
+				t.Run(string(pl), func(t *testing.T) { testLimitAcrossCrashes(t, kind, pl) })
+			}
+		})
 	}
 }
 
-func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind) {
+func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind, pl isolation.Placement) {
 	const (
 		classes = 6
 		limit   = 3
@@ -56,7 +66,7 @@ func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind) {
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	kills := 4 + rng.IntN(3)
-	t.Logf("%s: seed %d (replay with -crash-seed=%d): %d kills", kind, seed, seed, kills)
+	t.Logf("%s, %s placement: seed %d (replay with -crash-seed=%d): %d kills", kind, pl, seed, seed, kills)
 
 	client, err := ippclientset.NewForConfig(cluster.AdminConfig)
 	if err != nil {
@@ -79,7 +89,7 @@ func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind) {
 		}
 	})
 
-	tn := scenario.NewTenant(t, cluster, "limit-"+string(kind))
+	tn := scenario.NewTenant(t, cluster, "limit-"+string(kind), func(cfg *isolation.Config) { cfg.Placement = pl })
 	cloud := scenario.StartCloud(t, kind, cluster, scenario.CloudOptions{BootDelay: time.Second, Seed: seed})
 	cloud.SetFaults(cloudemu.Faults{ErrorRate: 0.1, LostReplyRate: 0.3})
 	reps := newReplicas(t, tn, cloud)
@@ -151,7 +161,7 @@ func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind) {
 
 	// Three classes run, three wait, each told why.
 	running, waiting := waitLimited(t, tn, names, limit)
-	t.Logf("%s: running %v, waiting %v", kind, running, waiting)
+	t.Logf("%s, %s placement: running %v, waiting %v", kind, pl, running, waiting)
 
 	// One class goes; a waiting one gets the slot.
 	if err := tn.Client.CoreV1().Pods(tn.Namespace).Delete(ctx, running[0], metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
@@ -159,7 +169,7 @@ func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind) {
 	}
 	err = wait.PollUntilContextTimeout(ctx, framework.PollInterval, runTimeout, true, func(ctx context.Context) (bool, error) {
 		for _, class := range waiting {
-			if runsOnItsNode(ctx, tn, class) {
+			if tn.RunsOnClassNode(ctx, class) {
 				return true, nil
 			}
 		}
@@ -174,20 +184,27 @@ func testLimitAcrossCrashes(t *testing.T, kind scenario.Kind) {
 	if exited, err := last.Exited(); exited {
 		t.Errorf("The last controller exited: %v", err)
 	}
-	t.Logf("%s: %d kills (seed %d); at most %d live instances at once; %s", kind, kills, seed, most, cloud.CallStats())
+	// The other waiting classes still wait, and under controller placement keep the gate.
+	for _, class := range waiting {
+		if !tn.RunsOnClassNode(ctx, class) && !gated(ctx, tn, class) {
+			t.Errorf("Class %s waits for the limit but its Pod lost the %s gate", class, placement.Gate)
+		}
+	}
+	t.Logf("%s, %s placement: %d kills (seed %d); at most %d live instances at once; %s", kind, pl, kills, seed, most, cloud.CallStats())
 }
 
-// waitLimited waits until limit of the classes run on their nodes and the others have a
-// LimitReached Event, failing at once if more than limit run.
+// waitLimited waits until limit of the classes run on their nodes and the others wait, unscheduled
+// (and gated under controller placement), with a LimitReached Event, failing at once if more
+// than limit run.
 func waitLimited(t *testing.T, tn *scenario.Tenant, classes []string, limit int) (running, waiting []string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(t.Context(), framework.PollInterval, runTimeout, true, func(ctx context.Context) (bool, error) {
 		running, waiting = nil, nil
 		for _, class := range classes {
 			switch {
-			case runsOnItsNode(ctx, tn, class):
+			case tn.RunsOnClassNode(ctx, class):
 				running = append(running, class)
-			case limitReached(ctx, tn, class):
+			case limitReached(ctx, tn, class) && gated(ctx, tn, class):
 				waiting = append(waiting, class)
 			}
 		}
@@ -202,10 +219,15 @@ func waitLimited(t *testing.T, tn *scenario.Tenant, classes []string, limit int)
 	return running, waiting
 }
 
-// runsOnItsNode reports whether the Pod named after class runs on the class's node.
-func runsOnItsNode(ctx context.Context, tn *scenario.Tenant, class string) bool {
+// gated reports whether the Pod named after class is unscheduled and, under controller
+// placement, keeps the placement gate.
+func gated(ctx context.Context, tn *scenario.Tenant, class string) bool {
 	p, err := tn.Client.CoreV1().Pods(tn.Namespace).Get(ctx, class, metav1.GetOptions{})
-	return err == nil && p.Spec.NodeName == tn.NodeName(class) && p.Status.Phase == corev1.PodRunning
+	if err != nil || p.Spec.NodeName != "" {
+		return false
+	}
+	return tn.Config.Placement != isolation.PlacementController ||
+		slices.ContainsFunc(p.Spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == placement.Gate })
 }
 
 // limitReached reports whether the Pod named after class has a LimitReached Event.

@@ -673,8 +673,13 @@ func (c *Controller) forgetState(name string, now time.Time) {
 	if st != nil && st.charge != nil {
 		st.charge.CancelAt(now)
 	}
+	hit, waited := c.ledger.waitingOn(name)
 	if c.ledger.abandon(name, now) {
 		c.wakeWaiting("", true)
+	}
+	if waited {
+		// It no longer waits for the limit: the NodeClass's LimitReached condition may go.
+		c.enqueueStatus(hit.NodeClass)
 	}
 }
 

@@ -288,6 +288,14 @@ func (l *ledger) setJournal(entries map[string]slot) {
 	l.journalKnown = true
 }
 
+// waitingOn returns the limit that keeps dedicated node name waiting, if one does.
+func (l *ledger) waitingOn(name string) (limitHit, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	hit, ok := l.waiting[name]
+	return hit, ok
+}
+
 // waitingNodes returns the dedicated nodes a limit keeps waiting: all of them, or those of
 // NodeClass nodeClass and those waiting for --max-instances.
 func (l *ledger) waitingNodes(nodeClass string, all bool) []string {

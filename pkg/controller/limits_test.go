@@ -27,6 +27,7 @@ import (
 	ippfake "github.com/ipp-project/ipp/pkg/generated/clientset/versioned/fake"
 	ippinformers "github.com/ipp-project/ipp/pkg/generated/informers/externalversions"
 	"github.com/ipp-project/ipp/pkg/isolation"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // withNodeClasses rebuilds the fixture's controller reading NodeClasses, which ncs are.
@@ -566,5 +567,74 @@ func TestNodeClassNotReadyWhileCreationsAreRejected(t *testing.T) {
 	diff(t, "creations", 1, len(f.liveInstances()))
 	if c := ready(); c.Status != metav1.ConditionTrue {
 		t.Errorf("Ready after an instance was created = %+v, want True", c)
+	}
+}
+
+// TestPlanWaitingForALimitIsDroppedWhenItsPodsGo: under controller placement, a node planned for
+// a class that a limit keeps from being created is let go once no Pod of the class waits for it
+// any more: placing the class (which finds no Pod waiting) enqueues the plan, whose reconcile
+// drops it, so that the NodeClass no longer counts it as waiting for the limit. (Nothing else
+// enqueues such a node: gated Pods are not placed on it.)
+func TestPlanWaitingForALimitIsDroppedWhenItsPodsGo(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Placement = isolation.PlacementController
+	f.withNodeClasses(limited("small", 1))
+	gated := func(name, class string, created time.Time) *corev1.Pod {
+		p := f.ncPod(name, class, "small", created)
+		p.Spec.NodeSelector = map[string]string{isolation.ClassLabel: f.cfg.ClassKey("team", class)}
+		p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: placement.Gate}}
+		return p
+	}
+	f.addPod(gated("pa", "a", t0))
+	f.addPod(gated("pb", "b", t0.Add(time.Second)))
+	f.list()
+	planned := func(class string) string {
+		t.Helper()
+		key := f.cfg.ClassKey("team", class)
+		f.refresh()
+		if err := f.c.place(f.ctx, key); err != nil {
+			t.Fatalf("place(%s): %v", class, err)
+		}
+		f.c.mu.Lock()
+		defer f.c.mu.Unlock()
+		if len(f.c.plans[key]) != 1 {
+			t.Fatalf("Plans of class %s = %v, want one", class, f.c.plans[key])
+		}
+		for name := range f.c.plans[key] {
+			return name
+		}
+		return ""
+	}
+	na, nb := planned("a"), planned("b")
+	f.mustSync(na)
+	f.mustSync(nb)
+	if got := f.countLive(); got != 1 {
+		t.Fatalf("instances = %d, want 1", got)
+	}
+	if hits := f.c.ledger.waitingFor("small"); len(hits) != 1 {
+		t.Fatalf("Nodes waiting for NodeClass small's limit: %v, want the one planned for class b", hits)
+	}
+
+	// Class b's Pod goes. Its class is placed again (the Pod's deletion enqueues it): no Pod
+	// waits, so the plan is enqueued, and its reconcile lets it go.
+	f.deletePod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "pb"}})
+	f.refresh()
+	f.drainQueue()
+	if err := f.c.place(f.ctx, f.cfg.ClassKey("team", "b")); err != nil {
+		t.Fatal(err)
+	}
+	var queued []string
+	for f.c.queue.Len() > 0 {
+		key, _ := f.c.queue.Get()
+		f.c.queue.Done(key)
+		queued = append(queued, key)
+	}
+	diff(t, "enqueued after class b's Pod went", []string{nb}, queued)
+	f.mustSync(nb)
+	if hits := f.c.ledger.waitingFor("small"); len(hits) != 0 {
+		t.Errorf("Nodes waiting for NodeClass small's limit after class b's Pod went: %v, want none", hits)
+	}
+	if n := f.c.inflight(f.cfg.ClassKey("team", "b"), "small", nil); n != 0 {
+		t.Errorf("Nodes coming for class b after its Pod went: %d, want 0", n)
 	}
 }

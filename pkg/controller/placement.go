@@ -255,8 +255,12 @@ func (c *Controller) place(ctx context.Context, key string) error {
 		return errNotListed
 	}
 	pending, err := c.pending(key, "")
-	if err != nil || len(pending) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(pending) == 0 {
+		c.enqueueUnwantedPlans(key, nil)
+		return nil
 	}
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "classKey", key)
 	ctx = klog.NewContext(ctx, logger)
@@ -369,6 +373,7 @@ func (c *Controller) place(ctx context.Context, key string) error {
 			err = errors.Join(err, perr)
 		}
 	}
+	c.enqueueUnwantedPlans(key, waiting)
 	return err
 }
 
@@ -391,6 +396,26 @@ func (c *Controller) templateNode(namespace, class, key, nodeClass string) *core
 	l[isolation.NodeClassNodeLabel] = nodeClass
 	l[corev1.LabelOSStable] = "linux"
 	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: l}}
+}
+
+// enqueueUnwantedPlans enqueues the nodes planned for class key, whose Nodes are not bound yet,
+// of the NodeClasses for which no Pod of the class waits for room any more (its Pods were placed
+// on a node with room, or went). Nothing else enqueues such a node when its waiting Pods change:
+// they are not placed on it. Its reconcile finds no demand and drops the plan, and with it the
+// limit it waits for (a plan that a limit keeps from being created would otherwise keep the
+// NodeClass's LimitReached condition, and ipp_limit_waiting, until an instance went).
+func (c *Controller) enqueueUnwantedPlans(key string, waiting map[string][]*cachedPod) {
+	c.mu.Lock()
+	var names []string
+	for name, nc := range c.plans[key] {
+		if len(waiting[nc]) == 0 {
+			names = append(names, name)
+		}
+	}
+	c.mu.Unlock()
+	for _, name := range names {
+		c.queue.Add(name)
+	}
 }
 
 // isolationOf returns the isolation of NodeClass name, looked up once per round.

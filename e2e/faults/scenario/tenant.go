@@ -51,9 +51,11 @@ type Tenant struct {
 }
 
 // NewTenant makes a tenant whose ID starts with prefix, creates its namespace and registers its
-// webhook. When the test ends, its Pods are force-deleted, its Nodes deleted, then the webhook and
-// namespace; if the test failed, its Pods, Nodes and Events are logged first.
-func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string) *Tenant {
+// webhook. configure, if given, changes the configuration after the tenant's names are set (to
+// choose controller placement, say). When the test ends, its Pods are force-deleted, its Nodes
+// deleted, then the webhook and namespace; if the test failed, its Pods, Nodes and Events are
+// logged first.
+func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string, configure ...func(*isolation.Config)) *Tenant {
 	t.Helper()
 	ctx := t.Context()
 	id := prefix + "-" + rand.String(5)
@@ -62,6 +64,9 @@ func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string) *Tenant 
 	cfg.NodeLabel = "ipp-" + id
 	cfg.NodeTaint = "ipp-" + id
 	cfg.ClusterName = id
+	for _, f := range configure {
+		f(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Tenant configuration: %v", err)
 	}
@@ -110,6 +115,7 @@ func (tn *Tenant) Flags() []string {
 		"--node-label=" + tn.Config.NodeLabel,
 		"--node-taint=" + tn.Config.NodeTaint,
 		"--cluster-name=" + tn.Config.ClusterName,
+		"--placement=" + string(tn.Config.Placement),
 	}
 }
 
@@ -160,7 +166,11 @@ func (tn *Tenant) CreatePodErr(ctx context.Context, name, class string) error {
 	if err != nil {
 		return fmt.Errorf("creating pod %s/%s: %w", tn.Namespace, name, err)
 	}
-	if _, pinned := p.Spec.NodeSelector[isolation.BindingLabel]; !pinned {
+	pin := isolation.BindingLabel
+	if tn.Config.Placement == isolation.PlacementController {
+		pin = isolation.ClassLabel
+	}
+	if _, pinned := p.Spec.NodeSelector[pin]; !pinned {
 		return fmt.Errorf("pod %s/%s was not pinned by the webhook: nodeSelector %v", tn.Namespace, name, p.Spec.NodeSelector)
 	}
 	return nil
@@ -185,19 +195,43 @@ func (tn *Tenant) Nodes(ctx context.Context) ([]corev1.Node, error) {
 }
 
 // placement says why a Pod is not yet where it must be, or "" once it runs, Ready, on its
-// class's dedicated node.
-func (tn *Tenant) placement(p *corev1.Pod) string {
+// class's dedicated node (under controller placement, on a Node bound to its class key).
+func (tn *Tenant) placement(ctx context.Context, p *corev1.Pod) string {
 	class, _ := tn.Config.Class(p)
-	want := tn.NodeName(class)
 	switch {
 	case p.Spec.NodeName == "":
 		return "unscheduled"
-	case p.Spec.NodeName != want:
-		return fmt.Sprintf("on node %s, not its class's %s", p.Spec.NodeName, want)
-	case !framework.PodRunningAndReady(p):
+	case tn.Config.Placement == isolation.PlacementController:
+		if why := tn.onClassNode(ctx, p.Spec.NodeName, class); why != "" {
+			return why
+		}
+	case p.Spec.NodeName != tn.NodeName(class):
+		return fmt.Sprintf("on node %s, not its class's %s", p.Spec.NodeName, tn.NodeName(class))
+	}
+	if !framework.PodRunningAndReady(p) {
 		return fmt.Sprintf("%s on its node", p.Status.Phase)
 	}
 	return ""
+}
+
+// onClassNode says why node is not a Node of class under controller placement, or "" if it
+// carries the class's key.
+func (tn *Tenant) onClassNode(ctx context.Context, node, class string) string {
+	n, err := tn.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("on node %s: %v", node, err)
+	}
+	if got, want := n.Labels[isolation.ClassLabel], tn.Config.ClassKey(tn.Namespace, class); got != want {
+		return fmt.Sprintf("on node %s of class key %q, not its class's %q", node, got, want)
+	}
+	return ""
+}
+
+// RunsOnClassNode reports whether the Pod named name runs, Ready, on its class's
+// dedicated node (under controller placement, on a Node bound to its class key).
+func (tn *Tenant) RunsOnClassNode(ctx context.Context, name string) bool {
+	p, err := tn.Client.CoreV1().Pods(tn.Namespace).Get(ctx, name, metav1.GetOptions{})
+	return err == nil && tn.placement(ctx, p) == ""
 }
 
 // WaitAllRunning waits up to timeout until there are want Pods and every one runs, Ready, on its
@@ -214,7 +248,7 @@ func (tn *Tenant) WaitAllRunning(t testing.TB, want int, timeout time.Duration) 
 		}
 		waiting = waiting[:0]
 		for i := range pods {
-			if why := tn.placement(&pods[i]); why != "" {
+			if why := tn.placement(ctx, &pods[i]); why != "" {
 				waiting = append(waiting, pods[i].Name+": "+why)
 			}
 		}
@@ -277,7 +311,7 @@ func (tn *Tenant) checkSettled(t testing.TB, want int, nodes map[string]types.UI
 		t.Errorf("%d pods, want %d: some were deleted after they ran", len(pods), want)
 	}
 	for i := range pods {
-		if why := tn.placement(&pods[i]); why != "" {
+		if why := tn.placement(t.Context(), &pods[i]); why != "" {
 			t.Errorf("Pod %s no longer runs on its class's node: %s", pods[i].Name, why)
 		}
 	}
@@ -372,7 +406,7 @@ func (tn *Tenant) Dump(t testing.TB) {
 	} else {
 		placed := 0
 		for i := range pods {
-			why := tn.placement(&pods[i])
+			why := tn.placement(ctx, &pods[i])
 			if why == "" {
 				placed++
 				continue
