@@ -243,7 +243,7 @@ func TestNodeClassCRD(t *testing.T) {
 				columns = append(columns, c.Name)
 			}
 		}
-		if diff := cmp.Diff([]string{"Name", "Nodes", "Classes", "Pods", "Isolation", "Ready", "Age"}, columns); diff != "" {
+		if diff := cmp.Diff([]string{"Name", "Nodes", "Classes", "Pods", "Warm", "Warm-Size", "Isolation", "Ready", "Age"}, columns); diff != "" {
 			t.Errorf("kubectl get columns (-want +got):\n%s", diff)
 		}
 		if len(table.Rows) != 1 {

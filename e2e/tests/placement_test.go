@@ -77,7 +77,11 @@ func TestControllerPlacement(t *testing.T) {
 			}
 			names = append(names, p.Name)
 		}
+		placedBefore := metricTotal(t, "ipp_pods_placed_total", nil)
 		perNode := waitPlacedRunning(t, ns, names)
+		if got := metricTotal(t, "ipp_pods_placed_total", nil) - placedBefore; got < 6 {
+			t.Errorf("ipp_pods_placed_total grew by %v for six Pods placed, want at least 6", got)
+		}
 		if len(perNode) != 3 {
 			t.Fatalf("The six Pods run on %d nodes, want 3: %v", len(perNode), perNode)
 		}

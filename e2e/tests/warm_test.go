@@ -91,6 +91,13 @@ func TestWarmPool(t *testing.T) {
 			_ = ippc.IppV1alpha1().NodeClasses().Delete(context.Background(), nc.Name, metav1.DeleteOptions{})
 		})
 		warm := waitWarm(t, nc.Name, 2)
+		err = waitFor(ctx, podTimeout, func(context.Context) (bool, error) {
+			return metricTotal(t, "ipp_warm_nodes", map[string]string{"node_class": nc.Name, "state": "ready"}) == 2, nil
+		})
+		if err != nil {
+			t.Errorf("ipp_warm_nodes{state=ready} of %s is %v, want 2: %v", nc.Name, metricTotal(t, "ipp_warm_nodes", map[string]string{"node_class": nc.Name, "state": "ready"}), err)
+		}
+		claimsBefore := metricTotal(t, "ipp_warm_claims_total", nil)
 		ns := namespace(t, "warm")
 
 		// A tenant aims at a warm node.
@@ -127,6 +134,9 @@ func TestWarmPool(t *testing.T) {
 			t.Fatalf("The class's Pod runs on %s, not on one of the warm nodes %v", claimed, sets.List(warm))
 		}
 		checkBoundTo(t, cfg, claimed, ns, "c1")
+		if got := metricTotal(t, "ipp_warm_claims_total", nil) - claimsBefore; got != 1 {
+			t.Errorf("ipp_warm_claims_total grew by %v for one claim", got)
+		}
 		n, err := cluster.Client.CoreV1().Nodes().Get(ctx, claimed, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
