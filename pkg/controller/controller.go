@@ -314,6 +314,7 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
+	c.ledger.claimOf = c.claimOf
 	c.limiter = workqueue.NewTypedMaxOfRateLimiter(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](orDefault(opts.RetryBaseDelay, DefaultRetryBaseDelay), c.retryMaxDelay),
 		// Overall: 10 reconciles per second after failures, bursts of 100.

@@ -91,13 +91,23 @@ type ledger struct {
 	journalKnown bool
 	// waiting holds the dedicated nodes a limit keeps waiting, with the limit.
 	waiting map[string]limitHit
+	// claims holds, by node name, the warm nodes claimed for a class (namespace, class) that the
+	// Node informer may not show claimed yet.
+	claims map[string]claimSlot
+	// claimOf returns the namespace and class a warm node was claimed for, from its Node's
+	// class labels; nil when warm pools are not used.
+	claimOf func(node string) (namespace, class string, ok bool)
 }
+
+// claimSlot is a warm node claimed for a class.
+type claimSlot struct{ namespace, class string }
 
 func newLedger(max int, journalKnown bool) *ledger {
 	return &ledger{
 		max:          max,
 		inflight:     map[string]slot{},
 		journal:      map[string]slot{},
+		claims:       map[string]claimSlot{},
 		journalKnown: journalKnown,
 		waiting:      map[string]limitHit{},
 	}
@@ -134,6 +144,11 @@ func classID(namespace, class, node string) string {
 func (u *usage) add(class, nodeClass, namespace string) {
 	u.total++
 	u.byNodeClass[nodeClass]++
+	if class == "" {
+		// An unclaimed warm instance: it counts against the instance limits, and against
+		// no namespace or class until a class claims it.
+		return
+	}
 	if u.byNamespace[nodeClass] == nil {
 		u.byNamespace[nodeClass] = map[string]int{}
 	}
@@ -150,11 +165,24 @@ func (l *ledger) usageLocked(index *instanceIndex, self string) usage {
 	liveNodes := map[string]bool{}
 	for _, inst := range index.liveInstances() {
 		liveNodes[inst.NodeName] = true
+		if isWarmInstance(inst) {
+			ns, class, ok := l.claimedLocked(inst.NodeName)
+			if !ok {
+				u.add("", nodeClassOf(inst), "")
+				continue
+			}
+			u.add(classID(ns, class, inst.NodeName), nodeClassOf(inst), ns)
+			continue
+		}
 		u.add(classID(inst.Namespace, inst.Class, inst.NodeName), nodeClassOf(inst), inst.Namespace)
 	}
 	for name, s := range l.inflight {
 		if liveNodes[name] {
 			delete(l.inflight, name) // its instance shows up: it counts there now
+			continue
+		}
+		if s.class == "" {
+			u.add("", s.nodeClass, "") // a warm node being created
 			continue
 		}
 		u.add(classID(s.namespace, s.class, name), s.nodeClass, s.namespace)
@@ -169,6 +197,47 @@ func (l *ledger) usageLocked(index *instanceIndex, self string) usage {
 		u.add(classID(s.namespace, s.class, name), s.nodeClass, s.namespace)
 	}
 	return u
+}
+
+// claimedLocked returns the class a warm node was claimed for: recorded by claim, else read from
+// its Node. A recorded claim that the Node shows is forgotten.
+func (l *ledger) claimedLocked(node string) (namespace, class string, ok bool) {
+	if l.claimOf != nil {
+		if ns, cl, ok := l.claimOf(node); ok {
+			delete(l.claims, node)
+			return ns, cl, true
+		}
+	}
+	c, ok := l.claims[node]
+	return c.namespace, c.class, ok
+}
+
+// claim records that the warm node name of NodeClass nc is being claimed for class in namespace,
+// unless a limit of the class forbids it (limits.instancesPerNamespace, maxNodesPerClass; the
+// instance counts against the others already): then it returns the limit and records nothing.
+// unclaim forgets a claim whose patch failed.
+func (l *ledger) claim(index *instanceIndex, name string, nc *ippv1alpha1.NodeClass, namespace, class string) *limitHit {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.usageLocked(index, name)
+	id := classID(namespace, class, name)
+	hit := limitHit{NodeClass: nc.Name, Namespace: namespace}
+	switch {
+	case nc.Spec.MaxNodesPerClass != nil && u.byClass[id] >= int(*nc.Spec.MaxNodesPerClass):
+		hit.Limit, hit.Value, hit.Count = LimitMaxNodesPerClass, int(*nc.Spec.MaxNodesPerClass), u.byClass[id]
+	case nc.Spec.Limits != nil && nc.Spec.Limits.InstancesPerNamespace != nil && u.byNamespace[nc.Name][namespace] >= int(*nc.Spec.Limits.InstancesPerNamespace):
+		hit.Limit, hit.Value, hit.Count = LimitInstancesPerNamespace, int(*nc.Spec.Limits.InstancesPerNamespace), u.byNamespace[nc.Name][namespace]
+	default:
+		l.claims[name] = claimSlot{namespace: namespace, class: class}
+		return nil
+	}
+	return &hit
+}
+
+func (l *ledger) unclaim(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.claims, name)
 }
 
 // errJournalUnknown is returned by reserve until the join token journal has been read once.
@@ -192,7 +261,22 @@ func (l *ledger) reserve(index *instanceIndex, name string, nc *ippv1alpha1.Node
 	}
 	u := l.usageLocked(index, name)
 	hit := limitHit{NodeClass: nc.Name, Namespace: namespace}
+	warm := class == "" // a warm node: no namespace or class to count it against yet
 	switch {
+	case warm:
+		// Only the instance limits below.
+		if nc.Spec.Limits != nil && nc.Spec.Limits.Instances != nil && u.byNodeClass[nc.Name] >= int(*nc.Spec.Limits.Instances) {
+			hit.Limit, hit.Value, hit.Count = LimitInstances, int(*nc.Spec.Limits.Instances), u.byNodeClass[nc.Name]
+			break
+		}
+		if l.max > 0 && u.total >= l.max {
+			hit.Limit, hit.Value, hit.Count = LimitMaxInstances, l.max, u.total
+			break
+		}
+		l.inflight[name] = slot{nodeClass: nc.Name, namespace: namespace, class: class}
+		delete(l.waiting, name)
+		l.setWaitingGaugeLocked()
+		return nil, nil
 	case nc.Spec.MaxNodesPerClass != nil && u.byClass[classID(namespace, class, name)] >= int(*nc.Spec.MaxNodesPerClass):
 		hit.Limit, hit.Value, hit.Count = LimitMaxNodesPerClass, int(*nc.Spec.MaxNodesPerClass), u.byClass[classID(namespace, class, name)]
 	case nc.Spec.Limits != nil && nc.Spec.Limits.Instances != nil && u.byNodeClass[nc.Name] >= int(*nc.Spec.Limits.Instances):

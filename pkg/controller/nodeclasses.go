@@ -238,8 +238,11 @@ func (c *Controller) nodeClassStatus(nc *ippv1alpha1.NodeClass) ippv1alpha1.Node
 		}
 		nodes++
 		// A class may have several nodes (controller placement): count it once.
-		if !isWarmInstance(inst) {
+		switch ns, class, claimed := c.claimOf(inst.NodeName); {
+		case !isWarmInstance(inst):
 			classes[classID(inst.Namespace, inst.Class, inst.NodeName)] = true
+		case claimed:
+			classes[classID(ns, class, inst.NodeName)] = true
 		}
 		if seen[inst.NodeName] {
 			continue // a duplicate instance of one node: its Pods are counted

@@ -517,7 +517,7 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 	}
 	coming := c.inflight(key, nc.Name, bound)
 	if need > coming {
-		coming += c.claimWarm(ctx, key, namespace, class, nc.Name, need-coming)
+		coming += c.claimWarm(ctx, key, namespace, class, nc, need-coming)
 	}
 	if need > coming && nc.Spec.Warm != nil && nc.Spec.Warm.Size > 0 {
 		metrics.AddWarmClaimMisses(need - coming)

@@ -8,7 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/placement"
@@ -229,5 +231,79 @@ func TestUnregisteredNodeWithoutPods(t *testing.T) {
 	}
 	if n := len(f.liveInstances()); n != 0 {
 		t.Fatalf("without Pods, %d instances are left after the idle TTL, want 0 (the registration timeout is %v)", n, testRegTimeout)
+	}
+}
+
+// warmNode returns a Ready warm node of NodeClass nc, as the controller binds it.
+func (f *fixture) warmNode(name, nc string, created time.Time) *corev1.Node {
+	n := f.classNode(name, "x", created)
+	delete(n.Labels, isolation.ClassLabel)
+	delete(n.Labels, isolation.NamespaceLabel)
+	delete(n.Labels, isolation.ClassNameLabel)
+	n.Labels[isolation.WarmLabel] = isolation.LabelValue
+	n.Labels[isolation.NodeClassNodeLabel] = nc
+	return n
+}
+
+// TestClaimRespectsTheClassLimits: a class whose namespace is at its NodeClass's
+// limits.instancesPerNamespace cannot take a warm node (which would put the namespace over the
+// limit), while one of another namespace can; and a claimed warm instance counts against the
+// namespace and class it was claimed for, not against the pool.
+func TestClaimRespectsTheClassLimits(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Placement = isolation.PlacementController
+	nc := &ippv1alpha1.NodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "pool"},
+		Spec: ippv1alpha1.NodeClassSpec{
+			Limits: &ippv1alpha1.NodeClassLimits{InstancesPerNamespace: ptr.To[int32](1)},
+			Warm:   &ippv1alpha1.WarmPool{Size: 2},
+		},
+	}
+	f.withNodeClasses(nc)
+	// team has one instance of pool already; two warm instances wait.
+	for _, spec := range []cloudprovider.InstanceSpec{
+		{NodeName: "ipp-a-0000000000000001", Class: "a", Namespace: "team", NodeClass: "pool", IdempotencyKey: "1"},
+		{NodeName: "ipp-warm-0000000000000002", NodeClass: "pool", IdempotencyKey: "2"},
+		{NodeName: "ipp-warm-0000000000000003", NodeClass: "pool", IdempotencyKey: "3"},
+	} {
+		if _, err := f.provider.Provider.Create(f.ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.list()
+	f.addNode(f.warmNode("ipp-warm-0000000000000002", "pool", t0))
+	f.addNode(f.warmNode("ipp-warm-0000000000000003", "pool", t0.Add(time.Second)))
+	p := f.gatedPod("b0", "b", "100m", t0)
+	p.Labels[isolation.NodeClassLabel] = "pool"
+	f.addPod(p)
+	f.place("b")
+	for _, a := range f.actions() {
+		if strings.HasPrefix(a, "patch nodes/") {
+			t.Errorf("claimed a warm node past limits.instancesPerNamespace 1 of namespace team: %s", a)
+		}
+	}
+
+	// Another namespace may claim one, and then counts it.
+	other := f.gatedPod("c0", "c", "100m", t0)
+	other.Namespace = "other"
+	other.Spec.NodeSelector[isolation.ClassLabel] = f.cfg.ClassKey("other", "c")
+	other.Labels[isolation.NodeClassLabel] = "pool"
+	f.addPod(other)
+	f.refresh()
+	if err := f.c.place(f.ctx, f.cfg.ClassKey("other", "c")); err != nil {
+		t.Fatal(err)
+	}
+	claims := 0
+	for _, a := range f.actions() {
+		if strings.HasPrefix(a, "patch nodes/ipp-warm-0000000000000002") && strings.Contains(a, "ipp-class") {
+			claims++
+		}
+	}
+	if claims != 1 {
+		t.Fatalf("namespace other claimed %d warm nodes, want the oldest one", claims)
+	}
+	f.refresh()
+	if hit := f.c.ledger.claim(f.c.instances, "ipp-warm-0000000000000003", nc, "other", "d"); hit == nil || hit.Limit != LimitInstancesPerNamespace {
+		t.Errorf("a second claim for namespace other: %v, want limits.instancesPerNamespace (the first claim counts)", hit)
 	}
 }

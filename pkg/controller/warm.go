@@ -276,7 +276,8 @@ func (r *round) warmHold(ctx context.Context, node *corev1.Node, inst cloudprovi
 // first, and returns how many it bound. Each claim is one JSON patch that tests that the Node is
 // still warm, unclaimed and not being replaced, so two claims (or a claim and a replacement) can
 // never both succeed.
-func (c *Controller) claimWarm(ctx context.Context, key, namespace, class, nodeClass string, n int) int {
+func (c *Controller) claimWarm(ctx context.Context, key, namespace, class string, nc *ippv1alpha1.NodeClass, n int) int {
+	nodeClass := nc.Name
 	objs, err := c.nodeIndexer.ByIndex(warmIndex, nodeClass)
 	if err != nil || len(objs) == 0 {
 		return 0
@@ -302,6 +303,13 @@ func (c *Controller) claimWarm(ctx context.Context, key, namespace, class, nodeC
 		if got == n {
 			break
 		}
+		name := node.Labels[isolation.BindingLabel]
+		// The claimed node counts against the class's namespace and class from now on: a
+		// claim may not take either past its limit.
+		if hit := c.ledger.claim(c.instances, name, nc, namespace, class); hit != nil {
+			logger.Info("Limit reached; not claiming a warm node", "limit", hit.Limit, "value", hit.Value, "count", hit.Count, "nodeClass", nodeClass, "class", class, "namespace", namespace)
+			break
+		}
 		_, err := c.patchNode(ctx, node,
 			jsonpatch.Test(jsonpatch.LabelPath(isolation.WarmLabel), isolation.LabelValue),
 			jsonpatch.TestAbsent(jsonpatch.LabelPath(isolation.ClassLabel)),
@@ -311,12 +319,12 @@ func (c *Controller) claimWarm(ctx context.Context, key, namespace, class, nodeC
 			addLabelOp(isolation.NamespaceLabel, namespace),
 			addLabelOp(isolation.ClassNameLabel, class))
 		if err != nil {
+			c.ledger.unclaim(name)
 			logger.V(2).Info("Warm node not claimed", "nodeObject", klog.KObj(node), "err", err)
 			continue
 		}
 		got++
 		metrics.IncWarmClaims()
-		name := node.Labels[isolation.BindingLabel]
 		c.addPlan(name, &classPlan{key: key, namespace: namespace, class: class, nodeClass: nodeClass, launched: true})
 		logger.Info("Claimed warm node", "nodeObject", klog.KObj(node), "class", class, "namespace", namespace, "nodeClass", nodeClass)
 		c.recorder.Event(node, corev1.EventTypeNormal, ReasonClaimed,
@@ -351,6 +359,16 @@ func setWarmGauges(c *Controller, name string) {
 		}
 	}
 	metrics.SetWarmNodes(name, ready, max(total-ready, 0))
+}
+
+// claimOf returns the namespace and class that the Node of a warm instance was claimed for,
+// from its class labels, which only the controller writes.
+func (c *Controller) claimOf(name string) (namespace, class string, ok bool) {
+	n, err := c.nodes.Get(name)
+	if err != nil || n.Labels[isolation.ClassLabel] == "" {
+		return "", "", false
+	}
+	return n.Labels[isolation.NamespaceLabel], n.Labels[isolation.ClassNameLabel], true
 }
 
 // everything selects every object of a lister.
