@@ -105,6 +105,7 @@ func (s *sandbox) applyExamples(ctx context.Context) error {
 			s.nodeClasses = append(s.nodeClasses, created.Name)
 			if created.Spec.Warm != nil && created.Spec.Warm.Size > 0 {
 				s.warmPools[created.Name] = int(created.Spec.Warm.Size)
+				s.appliedAt[created.Name] = time.Now()
 			}
 			s.printf("Applied NodeClass %s (%s): validated by the API server; %s", created.Name, describeNodeClass(created), whoGets(created.Name))
 		case *corev1.Namespace:
@@ -312,7 +313,7 @@ func nodeClassTable(ncs []*ippv1alpha1.NodeClass, now time.Time) string {
 	w := tabwriter.NewWriter(&b, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(w, "NAME\tNODES\tCLASSES\tPODS\tWARM\tWARM-SIZE\tISOLATION\tREADY\tAGE")
 	for _, nc := range ncs {
-		size := "<none>"
+		size := "" // kubectl prints a column whose JSONPath finds nothing empty
 		if nc.Spec.Warm != nil {
 			size = fmt.Sprint(nc.Spec.Warm.Size)
 		}
@@ -374,8 +375,8 @@ func (s *sandbox) waitWarmPools(ctx context.Context) error {
 		}
 		for _, n := range warm {
 			s.firstWarm[n.Name] = nc
-			s.printf("Warm pool of NodeClass %s ready: node %s joined, Ready, bound to no class (%s; no %s label), %.1fs after its creation",
-				nc, n.Name, warmLabels(n), isolation.ClassLabel, time.Since(n.CreationTimestamp.Time).Seconds())
+			s.printf("Warm pool of NodeClass %s ready: node %s booted, joined and Ready, bound to no class (%s; no %s label), %.1fs after the NodeClass was applied",
+				nc, n.Name, warmLabels(n), isolation.ClassLabel, time.Since(s.appliedAt[nc]).Seconds())
 		}
 	}
 	return nil

@@ -65,12 +65,14 @@ type sandbox struct {
 	// example Deployments were created, by name, with their NodeClass.
 	warmPools map[string]int
 	firstWarm map[string]string
+	// appliedAt says when each example NodeClass with a warm pool was applied.
+	appliedAt map[string]time.Time
 }
 
 // start brings everything up and prints the export line once the cluster answers. On error,
 // what started is stopped.
 func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error) {
-	s := &sandbox{out: out, begin: time.Now(), placement: o.placement, bootDelay: o.bootDelay, warmPools: map[string]int{}, firstWarm: map[string]string{}}
+	s := &sandbox{out: out, begin: time.Now(), placement: o.placement, bootDelay: o.bootDelay, warmPools: map[string]int{}, firstWarm: map[string]string{}, appliedAt: map[string]time.Time{}}
 	if s.placement == "" {
 		s.placement = isolation.PlacementController
 	}
