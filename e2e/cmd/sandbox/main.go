@@ -4,12 +4,15 @@
 // and the controller, with the real gce provider pointed at the emulator).
 //
 // It prints one line, export KUBECONFIG=<path>, as soon as the cluster answers, applies the
-// examples (examples.yaml: NodeClasses default and metal, namespace tenant-a that may use metal,
-// and three example Deployments: class0 on default, class1 on metal, and class2 on default, whose
-// Pods need two nodes), shows the webhook denying NodeClass metal to namespace default, and then
-// reports instances created with their NodeClass and machine type, nodes appearing and being bound
-// to their class, Pods being placed by ipp (--placement=controller, the default here) and landing,
-// which nodes each class runs on, the NodeClasses' status and nodes being reaped, until Ctrl-C.
+// examples (examples.yaml: NodeClasses default and metal, which keeps a warm pool of one node,
+// namespace tenant-a that may use metal, and, once metal's warm node is Ready, three example
+// Deployments: class0 on default, class1 on metal, and class2 on default, whose Pods need two
+// nodes), shows the webhook denying NodeClass metal to namespace default, and then reports
+// instances created with their NodeClass and machine type, nodes appearing and being bound to
+// their class, class1 claiming the warm node at once and its replacement booting, Pods being
+// placed by ipp (--placement=controller, the default here) and landing, which nodes each class
+// runs on, the NodeClasses' status and nodes being reaped, until Ctrl-C. With
+// --placement=admission, which never claims warm nodes, metal's warm pool is left out.
 //
 //	cd e2e && go run ./cmd/sandbox [--boot-delay=5s] [--idle-ttl=1m] [--placement=controller]
 package main
@@ -36,7 +39,7 @@ func main() {
 	fs.DurationVar(&o.bootDelay, "boot-delay", 5*time.Second, "How long an emulated instance takes from creation until its kubelet registers the Node.")
 	fs.DurationVar(&o.idleTTL, "idle-ttl", time.Minute, "How long a dedicated node may have no Pod of its class before ipp deletes it (ipp's --idle-ttl), unless its NodeClass sets idleTTL (the example NodeClass metal sets 10m).")
 	fs.IntVar(&o.workers, "workers", 1, "Plain worker nodes (no IPP taint), for Pods without a class.")
-	fs.BoolVar(&o.examples, "examples", true, "Apply the examples: NodeClasses default and metal, namespace tenant-a, and three example Deployments (class0 in namespace default on NodeClass default, class1 in tenant-a on NodeClass metal, and class2 in namespace default on NodeClass default, whose four Pods of 1.5 CPUs need two nodes; with --placement=admission, which gives a class one node, class2 is left out).")
+	fs.BoolVar(&o.examples, "examples", true, "Apply the examples: NodeClasses default and metal, namespace tenant-a, and three example Deployments (class0 in namespace default on NodeClass default, class1 in tenant-a on NodeClass metal, and class2 in namespace default on NodeClass default, whose four Pods of 1.5 CPUs need two nodes; NodeClass metal keeps a warm pool of one node, which class1 claims; with --placement=admission, which gives a class one node and claims no warm node, class2 and the warm pool are left out).")
 	placementFlag := fs.String("placement", string(isolation.PlacementController), "Who chooses an IPP Pod's node (ipp's --placement): "+strings.Join(isolation.Placements, " or ")+". controller places each Pod on a node of its class with room and grows a class to more nodes; admission pins each class to one dedicated node.")
 	fs.BoolVar(&o.exitWhenRunning, "exit-when-running", false, "Exit once the examples' Pods run, after printing how long each took (for measurements).")
 	fs.StringVar(&o.dir, "dir", "", "Directory for the kubeconfig, certificates and log, kept on exit. Empty makes a temporary one, removed on a clean exit.")

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -91,11 +93,20 @@ func (s *sandbox) applyExamples(ctx context.Context) error {
 	for _, obj := range objs {
 		switch o := obj.(type) {
 		case *ippv1alpha1.NodeClass:
+			if o.Spec.Warm != nil && s.placement == isolation.PlacementAdmission {
+				// Only the controller's placement claims warm nodes: they would boot for nothing.
+				s.printf("Left out the warm pool of NodeClass %s (warm.size %d): --placement=admission never claims warm nodes (--placement=controller does)", o.Name, o.Spec.Warm.Size)
+				o.Spec.Warm = nil
+			}
 			created, err := s.ipp.IppV1alpha1().NodeClasses().Create(ctx, o, metav1.CreateOptions{FieldManager: "ipp-sandbox"})
 			if err != nil {
 				return fmt.Errorf("creating example NodeClass %s: %w", o.Name, err)
 			}
 			s.nodeClasses = append(s.nodeClasses, created.Name)
+			if created.Spec.Warm != nil && created.Spec.Warm.Size > 0 {
+				s.warmPools[created.Name] = int(created.Spec.Warm.Size)
+				s.appliedAt[created.Name] = time.Now()
+			}
 			s.printf("Applied NodeClass %s (%s): validated by the API server; %s", created.Name, describeNodeClass(created), whoGets(created.Name))
 		case *corev1.Namespace:
 			if _, err := s.cp.Client.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -127,6 +138,9 @@ func (s *sandbox) applyExamples(ctx context.Context) error {
 		}
 	}
 	s.showDenial(ctx)
+	if err := s.waitWarmPools(ctx); err != nil {
+		return err
+	}
 	if s.expectPods == nil {
 		s.expectPods = map[string]int{}
 	}
@@ -268,6 +282,12 @@ func describeNodeClass(nc *ippv1alpha1.NodeClass) string {
 			parts = append(parts, fmt.Sprintf("limits.instancesPerNamespace %d", *l.InstancesPerNamespace))
 		}
 	}
+	if w := nc.Spec.Warm; w != nil {
+		parts = append(parts, fmt.Sprintf("warm.size %d", w.Size))
+		if w.MaxAge != nil {
+			parts = append(parts, "warm.maxAge "+w.MaxAge.Duration.String())
+		}
+	}
 	if nc.Spec.NamespaceSelector != nil {
 		parts = append(parts, "namespaceSelector "+metav1.FormatLabelSelector(nc.Spec.NamespaceSelector))
 	} else {
@@ -293,7 +313,7 @@ func nodeClassTable(ncs []*ippv1alpha1.NodeClass, now time.Time) string {
 	w := tabwriter.NewWriter(&b, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(w, "NAME\tNODES\tCLASSES\tPODS\tWARM\tWARM-SIZE\tISOLATION\tREADY\tAGE")
 	for _, nc := range ncs {
-		size := "<none>"
+		size := "" // kubectl prints a column whose JSONPath finds nothing empty
 		if nc.Spec.Warm != nil {
 			size = fmt.Sprint(nc.Spec.Warm.Size)
 		}
@@ -305,7 +325,7 @@ func nodeClassTable(ncs []*ippv1alpha1.NodeClass, now time.Time) string {
 }
 
 // waitNodeClassesSettled waits until the status of each example NodeClass counts the example
-// Pods placed on its nodes and says Ready, then prints the NodeClasses as `kubectl get
+// Pods placed on its nodes and its Ready warm nodes, and says Ready, then prints the NodeClasses as `kubectl get
 // nodeclasses` shows them.
 func (s *sandbox) waitNodeClassesSettled(ctx context.Context) error {
 	lister := s.progress.ncs.Ipp().V1alpha1().NodeClasses().Lister()
@@ -317,6 +337,9 @@ func (s *sandbox) waitNodeClassesSettled(ctx context.Context) error {
 		}
 		for _, nc := range ncs {
 			if want, ok := s.expectPods[nc.Name]; ok && (int(nc.Status.Pods) != want || conditionStatus(nc, ippv1alpha1.ConditionReady) != string(metav1.ConditionTrue)) {
+				return false, nil
+			}
+			if size, ok := s.warmPools[nc.Name]; ok && int(nc.Status.WarmReady) != size {
 				return false, nil
 			}
 		}
@@ -331,6 +354,86 @@ func (s *sandbox) waitNodeClassesSettled(ctx context.Context) error {
 	defer s.outMu.Unlock()
 	for _, l := range strings.Split(strings.TrimRight(table, "\n"), "\n") {
 		fmt.Fprintf(s.out, "          %s\n", l)
+	}
+	return nil
+}
+
+// waitWarmPools waits until the warm pool of each example NodeClass that has one holds its size
+// of Ready warm nodes, bound to no class, and prints them: the example Deployments are created
+// after, so that a class finds a warm node to claim.
+func (s *sandbox) waitWarmPools(ctx context.Context) error {
+	for _, nc := range slices.Sorted(maps.Keys(s.warmPools)) {
+		size := s.warmPools[nc]
+		s.printf("Waiting for the warm pool of NodeClass %s (warm.size %d) to be Ready before creating the example Deployments", nc, size)
+		var warm []*corev1.Node
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+			warm = s.progress.warmNodes(nc)
+			return len(warm) >= size, nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for the warm pool of NodeClass %s: %w", nc, err)
+		}
+		for _, n := range warm {
+			s.firstWarm[n.Name] = nc
+			s.printf("Warm pool of NodeClass %s ready: node %s booted, joined and Ready, bound to no class (%s; no %s label), %.1fs after the NodeClass was applied",
+				nc, n.Name, warmLabels(n), isolation.ClassLabel, time.Since(s.appliedAt[nc]).Seconds())
+		}
+	}
+	return nil
+}
+
+// printWarmClaims prints, for each example class whose Pods run on a node that was warm before
+// the Deployments were created, how long its Pods took from creation to Running: no boot.
+func (s *sandbox) printWarmClaims() {
+	if len(s.firstWarm) == 0 {
+		return
+	}
+	cfg := isolation.DefaultConfig()
+	for _, d := range s.exampleDeployments {
+		pods, err := s.progress.pods.Core().V1().Pods().Lister().Pods(d.Namespace).List(labels.SelectorFromSet(d.Spec.Selector.MatchLabels))
+		if err != nil {
+			continue
+		}
+		byNode := map[string][]string{}
+		for _, pod := range pods {
+			if _, warm := s.firstWarm[pod.Spec.NodeName]; warm && pod.DeletionTimestamp == nil {
+				byNode[pod.Spec.NodeName] = append(byNode[pod.Spec.NodeName], fmt.Sprintf("%s %.2fs", pod.Name, s.progress.runningTime(pod).Seconds()))
+			}
+		}
+		for _, node := range slices.Sorted(maps.Keys(byNode)) {
+			sort.Strings(byNode[node])
+			s.printf("Class %s/%s claimed warm node %s of NodeClass %s at once: creation to Running %s, no boot waited (an instance takes --boot-delay %v to register)",
+				d.Namespace, d.Spec.Template.Labels[cfg.PodLabel], node, s.firstWarm[node], strings.Join(byNode[node], ", "), s.bootDelay)
+		}
+	}
+}
+
+// waitWarmReplacements waits until each warm pool holds its size of Ready warm nodes again, and
+// prints the replacements of the claimed ones.
+func (s *sandbox) waitWarmReplacements(ctx context.Context) error {
+	for _, nc := range slices.Sorted(maps.Keys(s.warmPools)) {
+		size := s.warmPools[nc]
+		var warm []*corev1.Node
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+			warm = s.progress.warmNodes(nc)
+			return len(warm) >= size, nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for the warm pool of NodeClass %s to be back to warm.size %d: %w", nc, size, err)
+		}
+		for _, n := range warm {
+			if _, first := s.firstWarm[n.Name]; first {
+				continue
+			}
+			since := ""
+			claimedAt, claimed := s.progress.lastClaim(nc)
+			readyAt, ready := s.progress.warmReadyAt(n.Name)
+			if claimed && ready {
+				since = fmt.Sprintf(", Ready %.1fs after the claim", readyAt.Sub(claimedAt).Seconds())
+			}
+			s.printf("Replacement warm node %s of NodeClass %s booted, joined and Ready, bound to no class (%s)%s: the pool is back to warm.size %d",
+				n.Name, nc, warmLabels(n), since, size)
+		}
 	}
 	return nil
 }

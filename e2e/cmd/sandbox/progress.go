@@ -50,10 +50,15 @@ type progress struct {
 	seen     map[string]time.Time     // pod key -> when it was first seen (or created)
 	running  map[string]time.Duration // pod key -> creation to Running
 	reported map[string]string        // object key -> last state printed
+	// warmReady says when each node was first seen Ready in a warm pool, by name; claims says
+	// when each NodeClass's warm node was last seen claimed, by NodeClass.
+	warmReady map[string]time.Time
+	claims    map[string]time.Time
 }
 
 func newProgress(s *sandbox) *progress {
-	return &progress{s: s, seen: map[string]time.Time{}, running: map[string]time.Duration{}, reported: map[string]string{}}
+	return &progress{s: s, seen: map[string]time.Time{}, running: map[string]time.Duration{}, reported: map[string]string{},
+		warmReady: map[string]time.Time{}, claims: map[string]time.Time{}}
 }
 
 func (p *progress) start(ctx context.Context, c kubernetes.Interface, ipp ippclient.Interface) error {
@@ -164,10 +169,13 @@ func (p *progress) watchInstances(gce *gceemu.Server) {
 }
 
 // nodeClass reports a NodeClass's status as it changes: the counts and conditions of
-// `kubectl get nodeclasses`.
+// `kubectl get nodeclasses`, and the Ready warm nodes of its warm pool if it has one.
 func (p *progress) nodeClass(nc *ippv1alpha1.NodeClass) {
 	state := fmt.Sprintf("nodes %d, classes %d, pods %d, Ready %s, LimitReached %s", nc.Status.Nodes, nc.Status.Classes, nc.Status.Pods,
 		orNone(conditionStatus(nc, ippv1alpha1.ConditionReady)), orNone(conditionStatus(nc, ippv1alpha1.ConditionLimitReached)))
+	if nc.Spec.Warm != nil {
+		state += fmt.Sprintf(", warm %d of warm.size %d", nc.Status.WarmReady, nc.Spec.Warm.Size)
+	}
 	p.report("nodeclass/"+nc.Name, state, "NodeClass %s status: %s", nc.Name, state)
 }
 
@@ -185,16 +193,73 @@ func tombstone(obj any) any {
 	return obj
 }
 
-// report prints line for key unless the state printed last for key is already state.
-func (p *progress) report(key, state, format string, args ...any) {
+// report prints line for key unless the state printed last for key is already state, and says
+// whether it printed.
+func (p *progress) report(key, state, format string, args ...any) bool {
 	p.mu.Lock()
 	if p.reported[key] == state {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	p.reported[key] = state
 	p.mu.Unlock()
 	p.s.printf(format, args...)
+	return true
+}
+
+// nodeReady reports whether the Node's Ready condition is True.
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// warmLabels formats the labels that bind a warm node to its NodeClass's pool.
+func warmLabels(n *corev1.Node) string {
+	return isolation.WarmLabel + "=" + n.Labels[isolation.WarmLabel] + ", " + isolation.NodeClassNodeLabel + "=" + n.Labels[isolation.NodeClassNodeLabel]
+}
+
+// warmNodes returns the Nodes of NodeClass nc's warm pool that a class may claim: Ready, bound to
+// no class, not being replaced; by name.
+func (p *progress) warmNodes(nc string) []*corev1.Node {
+	nodes, err := p.pods.Core().V1().Nodes().Lister().List(labels.SelectorFromSet(labels.Set{isolation.WarmLabel: isolation.LabelValue, isolation.NodeClassNodeLabel: nc}))
+	if err != nil {
+		return nil
+	}
+	var warm []*corev1.Node
+	for _, n := range nodes {
+		if n.Labels[isolation.ClassLabel] == "" && n.Labels[isolation.ReapingLabel] == "" && !n.Spec.Unschedulable && n.DeletionTimestamp == nil && nodeReady(n) {
+			warm = append(warm, n)
+		}
+	}
+	sort.Slice(warm, func(i, j int) bool { return warm[i].Name < warm[j].Name })
+	return warm
+}
+
+// warmReadyAt returns when the node was first seen Ready in a warm pool.
+func (p *progress) warmReadyAt(name string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.warmReady[name]
+	return at, ok
+}
+
+// lastClaim returns when a warm node of NodeClass nc was last seen claimed.
+func (p *progress) lastClaim(nc string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.claims[nc]
+	return at, ok
+}
+
+// runningTime returns how long the Pod took from its creation to Running (0 if it does not run).
+func (p *progress) runningTime(pod *corev1.Pod) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running[pod.Namespace+"/"+pod.Name]
 }
 
 func (p *progress) node(n *corev1.Node, deleted bool) {
@@ -208,7 +273,32 @@ func (p *progress) node(n *corev1.Node, deleted bool) {
 		p.report(key, "deleted", "Node %s deleted", n.Name)
 	case n.Spec.Unschedulable:
 		p.report(key, "cordoned", "Node %s cordoned", n.Name)
+	case n.Labels[isolation.WarmLabel] == isolation.LabelValue && n.Labels[isolation.ClassLabel] == "":
+		nc := n.Labels[isolation.NodeClassNodeLabel]
+		if !nodeReady(n) {
+			p.report(key, "warm", "Node %s joined the warm pool of NodeClass %s, not Ready yet (%s)", n.Name, nc, warmLabels(n))
+			return
+		}
+		p.mu.Lock()
+		if _, ok := p.warmReady[n.Name]; !ok {
+			p.warmReady[n.Name] = time.Now()
+		}
+		p.mu.Unlock()
+		p.report(key, "warm-ready", "Node %s Ready in the warm pool of NodeClass %s, bound to no class (%s): no Pod of any class may run there until a class claims it",
+			n.Name, nc, warmLabels(n))
 	case n.Labels[isolation.ClassLabel] != "":
+		p.mu.Lock()
+		_, wasWarm := p.warmReady[n.Name]
+		p.mu.Unlock()
+		if wasWarm {
+			if p.report(key, "bound", "Node %s claimed from the warm pool by class %s (NodeClass %s), no boot: warm label removed and class labels written in one patch: %s",
+				n.Name, classOfNode(n), n.Labels[isolation.NodeClassNodeLabel], classLabels(n)) {
+				p.mu.Lock()
+				p.claims[n.Labels[isolation.NodeClassNodeLabel]] = time.Now()
+				p.mu.Unlock()
+			}
+			return
+		}
 		p.report(key, "bound", "Node %s bound to class %s (NodeClass %s): %s", n.Name, classOfNode(n), n.Labels[isolation.NodeClassNodeLabel], classLabels(n))
 	case n.Labels[isolation.BindingLabel] != "":
 		p.report(key, "bound", "Node %s bound to its class (%s=%s)", n.Name, isolation.BindingLabel, n.Labels[isolation.BindingLabel])
@@ -350,9 +440,11 @@ func (p *progress) csr(c *certificatesv1.CertificateSigningRequest) {
 
 // event prints Warning Events, which say why something waits or was refused, except the
 // scheduler's (a Pod waiting for its node is reported as gated or pending already), and ipp's
-// WaitingForRoom, which says that a class grows.
+// WaitingForRoom, which says that a class grows, Claimed, which says that a class took a warm
+// node, and WarmReplaced, which says that a warm node was deleted unclaimed.
 func (p *progress) event(e *corev1.Event) {
-	if (e.Type != corev1.EventTypeWarning && e.Reason != controller.ReasonWaitingForRoom) || e.Reason == "FailedScheduling" ||
+	normal := e.Reason == controller.ReasonWaitingForRoom || e.Reason == controller.ReasonClaimed || e.Reason == controller.ReasonWarmReplaced
+	if (e.Type != corev1.EventTypeWarning && !normal) || e.Reason == "FailedScheduling" ||
 		!e.LastTimestamp.IsZero() && time.Since(e.LastTimestamp.Time) > time.Minute {
 		return
 	}

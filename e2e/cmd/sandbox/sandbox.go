@@ -58,12 +58,21 @@ type sandbox struct {
 	ipp ippclient.Interface
 	// placement is ipp's --placement.
 	placement isolation.Placement
+	// bootDelay is the Compute emulator's boot delay.
+	bootDelay time.Duration
+	// warmPools are the example NodeClasses with a warm pool, by name, with its size
+	// (controller placement only); firstWarm are the warm nodes that were Ready before the
+	// example Deployments were created, by name, with their NodeClass.
+	warmPools map[string]int
+	firstWarm map[string]string
+	// appliedAt says when each example NodeClass with a warm pool was applied.
+	appliedAt map[string]time.Time
 }
 
 // start brings everything up and prints the export line once the cluster answers. On error,
 // what started is stopped.
 func start(ctx context.Context, o options, out io.Writer) (_ *sandbox, err error) {
-	s := &sandbox{out: out, begin: time.Now(), placement: o.placement}
+	s := &sandbox{out: out, begin: time.Now(), placement: o.placement, bootDelay: o.bootDelay, warmPools: map[string]int{}, firstWarm: map[string]string{}, appliedAt: map[string]time.Time{}}
 	if s.placement == "" {
 		s.placement = isolation.PlacementController
 	}
@@ -219,7 +228,9 @@ func freeAddress() (string, error) {
 }
 
 // waitExamplesRunning waits until every example Pod runs and prints the time each took from its
-// creation to Running, then waits for the NodeClasses' status to count them and prints it.
+// creation to Running and the nodes of each class, and which class claimed a warm node; then
+// waits for each warm pool to be back to its size, and for the NodeClasses' status to count the
+// Pods and warm nodes, and prints it.
 func (s *sandbox) waitExamplesRunning(ctx context.Context) error {
 	var took []time.Duration
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -239,6 +250,10 @@ func (s *sandbox) waitExamplesRunning(ctx context.Context) error {
 		took[0].Round(10*time.Millisecond), took[len(took)/2].Round(10*time.Millisecond), took[len(took)-1].Round(10*time.Millisecond), strings.Join(parts, " "))
 	for _, d := range s.exampleDeployments {
 		s.printClassNodes(d)
+	}
+	s.printWarmClaims()
+	if err := s.waitWarmReplacements(ctx); err != nil {
+		return err
 	}
 	return s.waitNodeClassesSettled(ctx)
 }
