@@ -103,6 +103,12 @@ func (c *Controller) demand(name string) ([]*cachedPod, error) {
 			pods = append(pods, pod)
 		}
 	}
+	sortOldestFirst(pods)
+	return pods, nil
+}
+
+// sortOldestFirst orders Pods by creation, then UID.
+func sortOldestFirst(pods []*cachedPod) {
 	sort.Slice(pods, func(i, j int) bool {
 		a, b := pods[i].CreationTimestamp, pods[j].CreationTimestamp
 		if !a.Equal(&b) {
@@ -110,7 +116,6 @@ func (c *Controller) demand(name string) ([]*cachedPod, error) {
 		}
 		return pods[i].UID < pods[j].UID
 	})
-	return pods, nil
 }
 
 // isDemand reports whether pod needs the node name: pinned to it at admission (a legacy pin),

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -206,13 +205,7 @@ func (c *Controller) pending(key, nodeClass string) ([]*cachedPod, error) {
 		}
 		out = append(out, pod)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i].CreationTimestamp, out[j].CreationTimestamp
-		if !a.Equal(&b) {
-			return a.Before(&b)
-		}
-		return out[i].UID < out[j].UID
-	})
+	sortOldestFirst(out)
 	return out, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -140,7 +141,7 @@ func (c *Controller) syncWarm(ctx context.Context, name string) error {
 		if d := a.created.Compare(b.created); d != 0 {
 			return d
 		}
-		return cmpString(a.name, b.name)
+		return strings.Compare(a.name, b.name)
 	})
 	c.mu.Lock()
 	for i, m := range members {
@@ -169,16 +170,6 @@ func (c *Controller) syncWarm(ctx context.Context, name string) error {
 	setWarmGauges(c, name)
 	c.enqueueStatus(name)
 	return nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // claimed reports whether the Node of the name is bound to a class.
@@ -295,7 +286,7 @@ func (c *Controller) claimWarm(ctx context.Context, key, namespace, class string
 		if d := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); d != 0 {
 			return d
 		}
-		return cmpString(a.Name, b.Name)
+		return strings.Compare(a.Name, b.Name)
 	})
 	logger := klog.FromContext(ctx)
 	got := 0
