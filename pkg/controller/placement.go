@@ -351,6 +351,14 @@ func (c *Controller) place(ctx context.Context, key string) error {
 					fmt.Sprintf("The Pod's node selector or required node affinity asks for a node label that no node of its class with NodeClass %s has (IPP nodes carry %s, the class labels, and the zone, machine type and hostname they boot with); it is not placed and creates no instance", nc.Name, c.cfg.NodeLabel+"="+isolation.LabelValue))
 				continue
 			}
+			if other, o := index.Choose(nc.Name, pod.requests); pod.affinity != nil && o == placement.Placed {
+				// A node of its class and NodeClass has room, but the Pod's own constraints
+				// (a zone, say) refuse it: a new node of the same NodeClass would most
+				// likely be refused too, so none is created for it.
+				c.tellPod(pod, corev1.EventTypeWarning, ReasonUnsatisfiable, nc.Name+"/"+other,
+					fmt.Sprintf("Node %s of the Pod's class has room for it, but the Pod's node selector or required node affinity does not match the node's labels; new nodes of NodeClass %s come up the same way (zone, machine type), so it is not placed and creates no instance. Put the zone or machine type in the NodeClass instead", other, nc.Name))
+				continue
+			}
 			waiting[nc.Name] = append(waiting[nc.Name], pod)
 			continue
 		}

@@ -152,9 +152,9 @@ func TestPlaceOnlyOnItsOwnClass(t *testing.T) {
 }
 
 // TestPlaceHonoursThePodsAffinity: a Pod is placed only on a node its own node selector matches;
-// one that asks for a zone the nodes are not in waits for a new node (the zone is known only once
-// it boots), one that asks for a label no IPP node has gets an Unsatisfiable Event and plans
-// nothing.
+// one that asks for a zone its class's nodes are not in, while one of them has room, plans no node
+// (a new one would come up in the same zone, and the next, without end); one that asks for a label
+// no IPP node has gets an Unsatisfiable Event and plans nothing.
 func TestPlaceHonoursThePodsAffinity(t *testing.T) {
 	f := newPlacementFixture(t)
 	f.addNode(f.classNode("ipp-a", "a", t0))
@@ -166,8 +166,11 @@ func TestPlaceHonoursThePodsAffinity(t *testing.T) {
 		t.Fatalf("placed %v on a node in another zone", got)
 	}
 	key := f.cfg.ClassKey("team", "a")
-	if n := f.c.inflight(key, isolation.DefaultNodeClass, nil); n != 1 {
-		t.Errorf("a Pod for zone-b planned %d nodes, want 1", n)
+	if n := f.c.inflight(key, isolation.DefaultNodeClass, nil); n != 0 {
+		t.Errorf("a Pod for zone-b, with room in zone-a, planned %d nodes, want 0", n)
+	}
+	if ev := strings.Join(f.events(), " "); !strings.Contains(ev, "Warning "+ReasonUnsatisfiable) {
+		t.Errorf("events %q, want %s", ev, ReasonUnsatisfiable)
 	}
 
 	f2 := newPlacementFixture(t)
