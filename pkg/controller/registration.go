@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
@@ -68,11 +69,21 @@ func (r *round) registered(ctx context.Context, node *corev1.Node, inst cloudpro
 	if ops := activeOps(node); ops != nil {
 		logger.Info("Node has demand again; keeping it", "nodeObject", klog.KObj(node), "waitingPods", len(r.demand))
 		if _, err := r.c.patchNode(ctx, node, ops...); err != nil {
+			if apierrors.IsInvalid(err) {
+				// The informer's Node is behind: a mark it shows is gone already (a
+				// "remove" of a missing label fails the patch). Look again once it caught up.
+				logger.V(2).Info("Node changed since the informer saw it; looking again", "nodeObject", klog.KObj(node), "err", err)
+				return staleNodeRetry, nil
+			}
 			return 0, err
 		}
 	}
 	return 0, nil
 }
+
+// staleNodeRetry is how soon a node whose patch met a newer Node than the informer's is looked at
+// again; the informer's update event usually comes first.
+const staleNodeRetry = time.Second
 
 // classLabels returns the labels that bind a node of controller placement to the class of its
 // instance (as the instance's tags record it, not as anything the node says), or nil for a
