@@ -192,13 +192,12 @@ func TestSandbox(t *testing.T) {
 		// The NodeClasses' status as `kubectl get nodeclasses` shows it: default has three nodes
 		// (class0's and class2's two), two classes and six Pods, no warm pool (WARM-SIZE
 		// empty, as kubectl shows a missing spec.warm.size); metal two nodes
-		// (class1's claimed one and the replacement warm one), two Pods, one warm node Ready of
-		// warm.size 1; both Ready. (metal's CLASSES is not asserted: the controller counts a
-		// class by its instance's tags, which a claimed warm instance does not carry, so it
-		// says 0.)
+		// (class1's claimed one and the replacement warm one), one class (class1, counted from
+		// the class labels of the warm node it claimed), two Pods, one warm node Ready of
+		// warm.size 1; both Ready.
 		{"kubectl get nodeclasses header", regexp.MustCompile(`(?m)^\s+NAME\s+NODES\s+CLASSES\s+PODS\s+WARM\s+WARM-SIZE\s+ISOLATION\s+READY\s+AGE$`), 1},
 		{"status of NodeClass default", regexp.MustCompile(`(?m)^\s+default\s+3\s+2\s+6\s+0\s+Class\s+True\s+\S+$`), 1},
-		{"status of NodeClass metal", regexp.MustCompile(`(?m)^\s+metal\s+2\s+\d+\s+2\s+1\s+1\s+Class\s+True\s+\S+$`), 1},
+		{"status of NodeClass metal", regexp.MustCompile(`(?m)^\s+metal\s+2\s+1\s+2\s+1\s+1\s+Class\s+True\s+\S+$`), 1},
 	} {
 		if n := len(c.re.FindAllString(out.String(), -1)); n < c.want {
 			t.Errorf("%d lines of %s, want at least %d", n, c.what, c.want)
