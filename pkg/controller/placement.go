@@ -517,8 +517,10 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 			fmt.Sprintf("The Pod requests more than a node of NodeClass %s offers (%s); it is not placed and creates no instance", nc.Name, resourceString(c.shapeOf(nc.Name))))
 	}
 	coming := c.inflight(key, nc.Name, bound)
+	claimed := 0
 	if need > coming {
-		coming += c.claimWarm(ctx, key, namespace, class, nc, need-coming)
+		claimed = c.claimWarm(ctx, key, namespace, class, nc, need-coming)
+		coming += claimed
 	}
 	if need > coming && nc.Spec.Warm != nil && nc.Spec.Warm.Size > 0 {
 		metrics.AddWarmClaimMisses(need - coming)
@@ -532,13 +534,14 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 		klog.FromContext(ctx).Info("Planned a new node for the class", "node", name, "class", class, "namespace", namespace, "nodeClass", nc.Name, "waitingPods", len(pods))
 		c.queue.Add(name)
 	}
-	coming = max(coming, need)
+	booting := max(coming, need) - claimed
 	for i, p := range pods {
-		if large[i] {
+		if large[i] || booting == 0 {
+			// (Placed on the warm nodes just claimed, once the informer shows them.)
 			continue
 		}
 		c.tellPod(p, corev1.EventTypeNormal, ReasonWaitingForRoom, nc.Name,
-			fmt.Sprintf("No node of the Pod's class with NodeClass %s has room for it; %d new node(s) of the class are coming", nc.Name, coming))
+			fmt.Sprintf("No node of the Pod's class with NodeClass %s has room for it; %d new node(s) of the class are booting", nc.Name, booting))
 	}
 	return nil
 }
