@@ -310,3 +310,45 @@ func TestClaimRespectsTheClassLimits(t *testing.T) {
 		t.Errorf("a second claim for namespace other: %v, want limits.instancesPerNamespace (the first claim counts)", hit)
 	}
 }
+
+// TestControllerPlacementBindsWhateverNameRegistered: under controller placement a node's Pods are
+// pinned to the name its Node registered with, so a Node named otherwise than its instance (EKS
+// names Nodes after their private DNS name) is bound by its providerID alone, with the class labels
+// of its instance, even with the node-name pin on; a second Node claiming the same instance is
+// never bound and is warned about.
+func TestControllerPlacementBindsWhateverNameRegistered(t *testing.T) {
+	f := newPlacementFixture(t)
+	name := isolation.InstanceName("a", []byte{9, 9, 9, 9, 9, 9, 9, 9})
+	inst, err := f.provider.Provider.Create(f.ctx, cloudprovider.InstanceSpec{NodeName: name, Class: "a", Namespace: "team", IdempotencyKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.list()
+	f.addPod(f.gatedPod("p", "a", "100m", t0))
+	first := "ip-10-0-0-2.ec2.internal"
+	f.addNode(f.node(first, inst.ProviderID, t0))
+	f.mustSync(name)
+	got := f.getNode(first).Labels
+	for k, want := range map[string]string{
+		isolation.BindingLabel: name, isolation.ClassLabel: f.cfg.ClassKey("team", "a"),
+		isolation.NamespaceLabel: "team", isolation.ClassNameLabel: "a",
+	} {
+		if got[k] != want {
+			t.Errorf("Node %s: %s=%q, want %q", first, k, got[k], want)
+		}
+	}
+	f.events()
+	f.actions()
+
+	second := "ip-10-0-0-1.ec2.internal"
+	f.addNode(f.node(second, inst.ProviderID, t0))
+	f.clock.Step(3 * time.Second)
+	f.list()
+	f.mustSync(name)
+	if v, ok := f.getNode(second).Labels[isolation.ClassLabel]; ok {
+		t.Errorf("the second Node of one instance was bound to class key %q", v)
+	}
+	if ev := strings.Join(f.events(), " "); !strings.Contains(ev, "Warning "+ReasonUntrustedNode) {
+		t.Errorf("events %q, want %s", ev, ReasonUntrustedNode)
+	}
+}

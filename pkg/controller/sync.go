@@ -297,7 +297,14 @@ func (r *round) distrust(ctx context.Context, keep *cloudprovider.Instance, trus
 		}
 		if node.Labels[isolation.BindingLabel] == r.name {
 			logger.Info("Removing the binding label from an untrusted Node", "nodeObject", klog.KObj(node), "providerID", pid)
-			if err := r.c.mergePatchNode(ctx, node.Name, labelsPatch(map[string]any{isolation.BindingLabel: nil})); err != nil {
+			// With the class labels (controller placement), which bind it to a class.
+			unbind := map[string]any{isolation.BindingLabel: nil}
+			for _, k := range []string{isolation.ClassLabel, isolation.NamespaceLabel, isolation.ClassNameLabel, isolation.WarmLabel} {
+				if _, ok := node.Labels[k]; ok {
+					unbind[k] = nil
+				}
+			}
+			if err := r.c.mergePatchNode(ctx, node.Name, labelsPatch(unbind)); err != nil {
 				return 0, err
 			}
 			r.warnUntrusted(node, keep, trusted, true)
