@@ -52,8 +52,10 @@ type Tenant struct {
 
 // NewTenant makes a tenant whose ID starts with prefix, creates its namespace and registers its
 // webhook. When the test ends, its Pods are force-deleted, its Nodes deleted, then the webhook and
-// namespace; if the test failed, its Pods, Nodes and Events are logged first.
-func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string) *Tenant {
+// namespace; if the test failed, its Pods, Nodes and Events are logged first. Each of configure,
+// if any, changes the configuration (its placement, say) after the tenant's names are set and
+// before it is validated.
+func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string, configure ...func(*isolation.Config)) *Tenant {
 	t.Helper()
 	ctx := t.Context()
 	id := prefix + "-" + rand.String(5)
@@ -62,6 +64,9 @@ func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string) *Tenant 
 	cfg.NodeLabel = "ipp-" + id
 	cfg.NodeTaint = "ipp-" + id
 	cfg.ClusterName = id
+	for _, f := range configure {
+		f(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Tenant configuration: %v", err)
 	}
@@ -105,12 +110,16 @@ func (tn *Tenant) nodeSelector() string {
 
 // Flags are the ipp isolation flags of the tenant's configuration.
 func (tn *Tenant) Flags() []string {
-	return []string{
+	flags := []string{
 		"--pod-label=" + tn.Config.PodLabel,
 		"--node-label=" + tn.Config.NodeLabel,
 		"--node-taint=" + tn.Config.NodeTaint,
 		"--cluster-name=" + tn.Config.ClusterName,
 	}
+	if tn.Config.Placement != "" {
+		flags = append(flags, "--placement="+string(tn.Config.Placement))
+	}
+	return flags
 }
 
 // NodeName is the dedicated node name of a class of the tenant.
