@@ -27,13 +27,15 @@ import (
 )
 
 // TestWarmClaimAcrossCrashes: under controller placement, a NodeClass keeps a warm pool of
-// three nodes; waves of two new classes arrive while the pool is full, and the leading `ipp
+// three nodes, each replaced once 8 s old (warm.maxAge); waves of two new classes arrive while the pool is full, and the leading `ipp
 // controller` process is SIGKILLed at a random point from 0 to 400 ms after each wave (3 to 5
-// times), so that kills land before, during and after the claims and the replacements' creation.
+// times), so that kills land before, during and after the claims, the replacements' creation and
+// the maxAge replacements.
 // A watch over the tenant's Nodes for the whole test fails it if a Node's class label, once set,
 // changes or goes: every node is bound to exactly one class for life, or still unclaimed. In the
-// end every class's Pod runs on a node of its own bound to its class (I1-I3), the pool is back to
-// three Ready warm nodes, and the cloud holds no instance beyond the classes' nodes and the pool.
+// end every class's Pod runs on a node of its own bound to its class (I1-I3), on a live instance
+// (a claimed node is never replaced), the pool is back to three Ready warm nodes, and the cloud
+// holds no instance beyond the classes' nodes and the pool.
 func TestWarmClaimAcrossCrashes(t *testing.T) {
 	for _, kind := range scenario.Kinds {
 		t.Run(string(kind), func(t *testing.T) { testWarmClaimAcrossCrashes(t, kind) })
@@ -46,6 +48,11 @@ func testWarmClaimAcrossCrashes(t *testing.T, kind scenario.Kind) {
 		perWave  = 2
 		maxKill  = 400 * time.Millisecond
 		nodeWait = 2 * time.Minute
+		// maxAge has warm nodes replaced all along, so that kills also land around
+		// replacements, and claims race them.
+		maxAge = 8 * time.Second
+		// resync is the controllers' --provider-resync.
+		resync = 2 * time.Second
 	)
 	ctx := t.Context()
 	seed := *crashSeed
@@ -64,7 +71,7 @@ func testWarmClaimAcrossCrashes(t *testing.T, kind scenario.Kind) {
 	ncs := client.IppV1alpha1().NodeClasses()
 	nc := &ippv1alpha1.NodeClass{
 		ObjectMeta: metav1.ObjectMeta{Name: tn.ID},
-		Spec:       ippv1alpha1.NodeClassSpec{Warm: &ippv1alpha1.WarmPool{Size: size}},
+		Spec:       ippv1alpha1.NodeClassSpec{Warm: &ippv1alpha1.WarmPool{Size: size, MaxAge: &metav1.Duration{Duration: maxAge}}},
 	}
 	if _, err := ncs.Create(ctx, nc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -134,6 +141,7 @@ func testWarmClaimAcrossCrashes(t *testing.T, kind scenario.Kind) {
 	last := reps.start()
 	reps.waitLeader(last)
 	wave(kills)
+	lastWave := time.Now()
 
 	// Every class runs on a node of its own, bound to it.
 	var waiting []string
@@ -172,21 +180,41 @@ func testWarmClaimAcrossCrashes(t *testing.T, kind scenario.Kind) {
 
 	// The pool is back to its size, and the cloud holds nothing more than the classes' nodes
 	// and the pool.
-	waitPool("the pool back to its size after the last restart")
 	want := len(classes) + size
-	var live []string
-	scenario.WaitFor(t, fmt.Sprintf("%d live instances", want), nodeWait, func(context.Context) (bool, error) {
+	var (
+		live  []string
+		ready int
+	)
+	scenario.WaitFor(t, fmt.Sprintf("the pool back to %d Ready warm nodes and %d live instances", size, want), nodeWait, func(ctx context.Context) (bool, error) {
 		live = live[:0]
 		for name, insts := range cloud.LiveInstances() {
 			for range insts {
 				live = append(live, name)
 			}
 		}
-		return len(live) == want, nil
+		var err error
+		ready, err = warmReady(ctx)
+		return err == nil && ready == size && len(live) == want, nil //nolint:nilerr // the apiserver may be busy; look again
 	})
-	if n, err := warmReady(ctx); err != nil || n != size {
-		t.Errorf("%d Ready warm nodes at the end, want %d (%v)", n, size, err)
+	// Past maxAge of every node the last controller found warm, with two provider resyncs to
+	// reconcile them: the claimed ones are still there, their Pods with them.
+	settle := lastWave.Add(maxAge + 2*resync)
+	scenario.WaitFor(t, "maxAge past the last wave", time.Until(settle)+time.Minute, func(context.Context) (bool, error) {
+		return !time.Now().Before(settle), nil
+	})
+	for class, node := range nodeOf {
+		p, err := tn.Client.CoreV1().Pods(tn.Namespace).Get(ctx, class, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Spec.NodeName != node || p.Status.Phase != corev1.PodRunning {
+			t.Errorf("Class %s ran on %s; past maxAge its Pod is %s on %q", class, node, p.Status.Phase, p.Spec.NodeName)
+		}
+		if _, err := tn.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
+			t.Errorf("Node %s of class %s past maxAge: %v", node, class, err)
+		}
 	}
+	tn.CheckIsolation(t)
 	bound, warm := bindings()
 	claimedWarm := 0
 	for class, node := range nodeOf {
@@ -226,6 +254,8 @@ func watchBindings(t *testing.T, tn *scenario.Tenant) func() (bound map[string]s
 		bound = map[string]string{}
 		warm  = map[string]bool{}
 		done  bool
+		// reported holds the Nodes already reported.
+		reported = map[string]bool{}
 	)
 	sel := labels.SelectorFromSet(tn.Config.NodeLabels()).String()
 	factory := informers.NewSharedInformerFactoryWithOptions(tn.Client, 0,
@@ -244,7 +274,8 @@ func watchBindings(t *testing.T, tn *scenario.Tenant) func() (bound map[string]s
 		key, has := n.Labels[isolation.ClassLabel]
 		prev, was := bound[n.Name]
 		switch {
-		case was && (!has || key != prev):
+		case was && (!has || key != prev) && !reported[n.Name]:
+			reported[n.Name] = true // once per Node: every later update would say it again
 			t.Errorf("Node %s was bound to class key %q, now has %s=%q (present %t)", n.Name, prev, isolation.ClassLabel, key, has)
 		case !was && has:
 			bound[n.Name] = key
