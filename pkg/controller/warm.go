@@ -215,8 +215,8 @@ func (r *round) warmRound(ctx context.Context, keep *cloudprovider.Instance, tru
 	return 0, nil
 }
 
-// warmKeep handles a bound warm Node: keep it while its pool wants it and it is younger than
-// warm.maxAge, else delete it. The reaping mark is written with a test that the Node has no class
+// warmHold handles a bound warm Node: keep it while its pool wants it and it is younger than
+// warm.maxAge, else delete it; once marked for deletion, it goes whatever the pool wants since. The reaping mark is written with a test that the Node has no class
 // label, and a claim tests that it has no reaping mark, so of a claim and a replacement racing,
 // exactly one wins.
 func (r *round) warmHold(ctx context.Context, node *corev1.Node, inst cloudprovider.Instance) (time.Duration, error) {
@@ -228,6 +228,12 @@ func (r *round) warmHold(ctx context.Context, node *corev1.Node, inst cloudprovi
 	}
 	why := ""
 	switch {
+	case node.Labels[isolation.ReapingLabel] != "":
+		// Marked earlier (its deletion failed, or the controller stopped before it), perhaps for
+		// a reason that no longer holds, such as a surplus the pool has since grown back into.
+		// A claim tests that the mark is absent, so the node can never serve a class: keeping
+		// it would leave the pool a node short for good.
+		why = "it was marked for replacement"
 	case !r.c.keepWarm(r.name):
 		why = "its NodeClass's warm pool no longer wants it"
 	case maxAge > 0 && age >= maxAge:

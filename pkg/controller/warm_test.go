@@ -1,0 +1,101 @@
+package controller
+
+import (
+	"errors"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
+	"github.com/ipp-project/ipp/pkg/cloudprovider"
+	"github.com/ipp-project/ipp/pkg/isolation"
+)
+
+// warmPool returns a NodeClass whose warm pool has size nodes.
+func warmPool(name string, size int32) *ippv1alpha1.NodeClass {
+	return &ippv1alpha1.NodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       ippv1alpha1.NodeClassSpec{Warm: &ippv1alpha1.WarmPool{Size: size}},
+	}
+}
+
+// setWarmSize changes the warm.size of NodeClass name and runs its pool's sync.
+func (f *fixture) setWarmSize(name string, size int32) {
+	f.t.Helper()
+	nc, err := f.ipp.IppV1alpha1().NodeClasses().Get(f.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	nc.Spec.Warm.Size = size
+	if _, err := f.ipp.IppV1alpha1().NodeClasses().Update(f.ctx, nc, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.refresh()
+	if err := f.c.syncWarm(f.ctx, name); err != nil {
+		f.t.Fatalf("syncWarm(%s): %v", name, err)
+	}
+}
+
+// TestWarmNodeMarkedForReplacementIsDeleted: a warm node marked for replacement (the reaping
+// label and unschedulable, written when its pool shrank) whose instance deletion failed is
+// deleted on the next reconcile even if its pool wants it again by then. Such a node can never be
+// claimed (a claim tests that the reaping label is absent), so keeping it would leave the pool a
+// node short for good: the pool counts it as a member and plans no replacement.
+func TestWarmNodeMarkedForReplacementIsDeleted(t *testing.T) {
+	const (
+		pool = "pool"
+		name = "ipp-warm-a"
+	)
+	f := newPlacementFixture(t)
+	f.withNodeClasses(warmPool(pool, 1))
+	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
+	n := label(f.node(name, "fake:///i-warm", t0),
+		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	f.addNode(n)
+	f.list()
+	f.setWarmSize(pool, 1)
+	f.mustSync(name)
+	if got := f.getNode(name); got.Labels[isolation.ReapingLabel] != "" || got.Spec.Unschedulable {
+		t.Fatalf("The wanted warm node was marked: %v", got.Labels)
+	}
+
+	// The pool shrinks; the node is marked, and its deletion fails.
+	f.setWarmSize(pool, 0)
+	f.provider.FailNext("delete", errors.New("cloud unavailable"))
+	if _, err := f.sync(name); err == nil {
+		t.Fatal("The reconcile whose deletion failed returned no error")
+	}
+	if got := f.getNode(name); got.Labels[isolation.ReapingLabel] == "" || !got.Spec.Unschedulable {
+		t.Fatalf("The surplus warm node was not marked for replacement: %v", got.Labels)
+	}
+
+	// The pool grows back before the retry: the marked node still goes, and a replacement is
+	// planned.
+	f.setWarmSize(pool, 1)
+	f.mustSync(name)
+	for _, inst := range f.liveInstances() {
+		if inst.NodeName == name {
+			t.Fatalf("The warm node marked for replacement kept its instance %s: it can never be claimed", inst.ID)
+		}
+	}
+	if f.nodeExists(name) {
+		t.Errorf("The Node of the warm node marked for replacement is still there")
+	}
+	f.list()
+	if err := f.c.syncWarm(f.ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	planned := 0
+	f.c.mu.Lock()
+	for n, st := range f.c.state {
+		if st.plan != nil && st.plan.warm && st.plan.nodeClass == pool && !st.plan.launched && n != name {
+			planned++
+		}
+	}
+	f.c.mu.Unlock()
+	if planned != 1 {
+		t.Errorf("%d warm nodes planned to replace it, want 1", planned)
+	}
+}
