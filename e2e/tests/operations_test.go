@@ -850,6 +850,7 @@ func checkMetrics(t *testing.T) {
 var countedElsewhere = map[string]string{
 	"ipp_pods_placed_total":       "TestControllerPlacement",
 	"ipp_warm_nodes":              "TestWarmPool",
+	"ipp_warm_oldest_age_seconds": "TestWarmPool",
 	"ipp_warm_claims_total":       "TestWarmPool",
 	"ipp_warm_claim_misses_total": "TestWarmPool",
 }

@@ -97,6 +97,12 @@ func TestWarmPool(t *testing.T) {
 		if err != nil {
 			t.Errorf("ipp_warm_nodes{state=ready} of %s is %v, want 2: %v", nc.Name, metricTotal(t, "ipp_warm_nodes", map[string]string{"node_class": nc.Name, "state": "ready"}), err)
 		}
+		err = waitFor(ctx, podTimeout, func(context.Context) (bool, error) {
+			return metricTotal(t, "ipp_warm_oldest_age_seconds", map[string]string{"node_class": nc.Name}) > 0, nil
+		})
+		if err != nil {
+			t.Errorf("ipp_warm_oldest_age_seconds of %s stays 0 with two warm nodes: %v", nc.Name, err)
+		}
 		claimsBefore := metricTotal(t, "ipp_warm_claims_total", nil)
 		ns := namespace(t, "warm")
 

@@ -167,7 +167,7 @@ func (c *Controller) syncWarm(ctx context.Context, name string) error {
 		logger.Info("Planned a warm node", "node", n, "nodeClass", name, "size", size)
 		c.queue.Add(n)
 	}
-	setWarmGauges(c, name)
+	setWarmGauges(c, name, members)
 	c.enqueueStatus(name)
 	return nil
 }
@@ -238,11 +238,18 @@ func (r *round) warmHold(ctx context.Context, node *corev1.Node, inst cloudprovi
 		why = "its NodeClass's warm pool no longer wants it"
 	case maxAge > 0 && age >= maxAge:
 		why = fmt.Sprintf("it is %v old, warm.maxAge is %v", age.Round(time.Second), maxAge)
+	case !nodeReady(node) && age >= r.regTimeout:
+		// A warm node that never became Ready cannot be claimed; the pool would stay short.
+		why = fmt.Sprintf("it is not Ready %v after its instance was created (the registration timeout)", age.Round(time.Second))
 	default:
+		next := time.Duration(0)
 		if maxAge > 0 {
-			return maxAge - age, nil
+			next = maxAge - age
 		}
-		return 0, nil
+		if !nodeReady(node) {
+			next = earliest(next, r.regTimeout-age)
+		}
+		return next, nil
 	}
 	if after, held := r.onHold(); held {
 		return after, nil
@@ -346,8 +353,13 @@ func (c *Controller) warmReady(name string) int {
 	return n
 }
 
-// setWarmGauges records the warm nodes of NodeClass name by state.
-func setWarmGauges(c *Controller, name string) {
+// setWarmGauges records the warm nodes of NodeClass name by state, and the age of the oldest.
+func setWarmGauges(c *Controller, name string, members []warmMember) {
+	oldest := time.Duration(0)
+	for _, m := range members {
+		oldest = max(oldest, c.clock.Since(m.created))
+	}
+	metrics.SetWarmOldestAge(name, oldest)
 	ready := c.warmReady(name)
 	total := 0
 	for _, inst := range c.instances.liveInstances() {

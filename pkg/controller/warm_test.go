@@ -99,3 +99,35 @@ func TestWarmNodeMarkedForReplacementIsDeleted(t *testing.T) {
 		t.Errorf("%d warm nodes planned to replace it, want 1", planned)
 	}
 }
+
+// TestWarmNodeNeverReadyIsReplaced: a warm node that registered but is not Ready is kept until the
+// registration timeout from its instance's creation (it can be claimed only once Ready), then
+// deleted, so that its pool replaces it.
+func TestWarmNodeNeverReadyIsReplaced(t *testing.T) {
+	const (
+		pool = "pool"
+		name = "ipp-warm-b"
+	)
+	f := newPlacementFixture(t)
+	f.withNodeClasses(warmPool(pool, 1))
+	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
+	n := label(f.node(name, "fake:///i-warm", t0),
+		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse}}
+	f.addNode(n)
+	f.list()
+	f.setWarmSize(pool, 1)
+	if after := f.mustSync(name); after <= 0 || after > testRegTimeout {
+		t.Errorf("a warm node not Ready is looked at again in %v, want by the registration timeout %v", after, testRegTimeout)
+	}
+	if len(f.liveInstances()) != 1 {
+		t.Fatal("the warm node was deleted before its registration timeout")
+	}
+	f.clock.Step(testRegTimeout)
+	f.mustSync(name)
+	for _, inst := range f.liveInstances() {
+		if inst.NodeName == name {
+			t.Fatalf("the warm node, not Ready after the registration timeout, kept its instance %s", inst.ID)
+		}
+	}
+}

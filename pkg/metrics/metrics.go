@@ -130,6 +130,12 @@ var (
 		Help:      "Unclaimed warm nodes of each NodeClass's warm pool, by state: ready (Node Ready, claimable) or booting (instance created, Node not Ready or not registered yet).",
 	}, []string{"node_class", "state"})
 
+	warmOldestAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "warm_oldest_age_seconds",
+		Help:      "Age of the oldest unclaimed warm node of each NodeClass's warm pool, from its instance's creation, as of the pool's last reconcile; 0 for an empty pool. Compare with warm.maxAge, after which warm nodes are replaced.",
+	}, []string{"node_class"})
+
 	warmClaims = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: Namespace,
 		Name:      "warm_claims_total",
@@ -172,7 +178,7 @@ var ippCollectors = []prometheus.Collector{
 	admissionRequests, admissionDuration,
 	reconciles, reconcileDuration,
 	providerCalls, providerDuration, instances,
-	podBound, creationRateLimited, limitReached, limitWaiting, leader, podsPlaced, warmNodes, warmClaims, warmClaimMisses,
+	podBound, creationRateLimited, limitReached, limitWaiting, leader, podsPlaced, warmNodes, warmOldestAge, warmClaims, warmClaimMisses,
 	servingCertExpiry, certRotations,
 }
 
@@ -305,6 +311,11 @@ func IncCreationRateLimited() {
 func SetWarmNodes(nodeClass string, ready, booting int) {
 	warmNodes.WithLabelValues(nodeClass, "ready").Set(float64(ready))
 	warmNodes.WithLabelValues(nodeClass, "booting").Set(float64(booting))
+}
+
+// SetWarmOldestAge records the age of the oldest unclaimed warm node of a NodeClass.
+func SetWarmOldestAge(nodeClass string, age time.Duration) {
+	warmOldestAge.WithLabelValues(nodeClass).Set(age.Seconds())
 }
 
 // IncWarmClaims counts one warm node claimed.
