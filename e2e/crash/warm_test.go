@@ -3,10 +3,8 @@ package crash
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,8 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/ipp-project/ipp/e2e/faults/scenario"
 	"github.com/ipp-project/ipp/e2e/framework"
@@ -83,7 +79,7 @@ func testWarmClaimAcrossCrashes(t *testing.T, kind scenario.Kind) {
 	})
 	cloud := scenario.StartCloud(t, kind, cluster, scenario.CloudOptions{BootDelay: 500 * time.Millisecond, Seed: seed})
 	reps := newReplicas(t, tn, cloud)
-	bindings := watchBindings(t, tn)
+	bindings := framework.WatchBindings(t, tn.Client, labels.SelectorFromSet(tn.Config.NodeLabels()).String())
 
 	warmReady := func(ctx context.Context) (int, error) {
 		nodes, err := tn.Nodes(ctx)
@@ -241,71 +237,4 @@ func ready(n *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-// watchBindings watches the tenant's Nodes for the rest of the test and fails it if a Node's class
-// label, once set, changes or goes while the Node exists, or a Node carries the class label and
-// the warm label at once. It returns a function that ends the checks and returns the class key
-// each Node was first bound to, and the Nodes that were ever seen warm.
-func watchBindings(t *testing.T, tn *scenario.Tenant) func() (bound map[string]string, warm map[string]bool) {
-	t.Helper()
-	var (
-		mu    sync.Mutex
-		bound = map[string]string{}
-		warm  = map[string]bool{}
-		done  bool
-		// reported holds the Nodes already reported.
-		reported = map[string]bool{}
-	)
-	sel := labels.SelectorFromSet(tn.Config.NodeLabels()).String()
-	factory := informers.NewSharedInformerFactoryWithOptions(tn.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
-	inf := factory.Core().V1().Nodes().Informer()
-	see := func(obj any) {
-		n, ok := obj.(*corev1.Node)
-		if !ok {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if done {
-			return
-		}
-		key, has := n.Labels[isolation.ClassLabel]
-		prev, was := bound[n.Name]
-		switch {
-		case was && (!has || key != prev) && !reported[n.Name]:
-			reported[n.Name] = true // once per Node: every later update would say it again
-			t.Errorf("Node %s was bound to class key %q, now has %s=%q (present %t)", n.Name, prev, isolation.ClassLabel, key, has)
-		case !was && has:
-			bound[n.Name] = key
-		}
-		if n.Labels[isolation.WarmLabel] == isolation.LabelValue {
-			warm[n.Name] = true
-		}
-		if has && n.Labels[isolation.WarmLabel] != "" {
-			t.Errorf("Node %s is bound to class key %q and still warm", n.Name, key)
-		}
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    see,
-		UpdateFunc: func(_, obj any) { see(obj) },
-	}); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	t.Cleanup(func() {
-		close(stop)
-		factory.Shutdown()
-	})
-	if !cache.WaitForCacheSync(t.Context().Done(), inf.HasSynced) {
-		t.Fatal("The Node watch did not sync")
-	}
-	return func() (map[string]string, map[string]bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		return maps.Clone(bound), maps.Clone(warm)
-	}
 }

@@ -11,8 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/ipp-project/ipp/e2e/framework"
 	ippv1alpha1 "github.com/ipp-project/ipp/pkg/apis/ipp/v1alpha1"
@@ -48,103 +46,6 @@ func startWarmIPP(t *testing.T, provider, name string, warm ippv1alpha1.WarmPool
 		_ = ippc.IppV1alpha1().NodeClasses().Delete(context.Background(), nc.Name, metav1.DeleteOptions{})
 	})
 	return ipp, cfg
-}
-
-// nodeBindings watches every IPP Node for the rest of the test and fails it if:
-//
-//   - a Node's class label, once set, changes or goes while the Node exists (a node serves one
-//     class for life, I6);
-//   - a Node is deleted while a Pod that is not being deleted is bound to it (a warm node
-//     replaced, or a node reaped, under a Pod that a claim placed there).
-//
-// It returns a function that ends the checks (call it at the end of the test, before its
-// clean-up deletes Pods and Nodes) and returns the class key each Node was first bound to, by
-// node name.
-func nodeBindings(t *testing.T, cfg isolation.Config) func() map[string]string {
-	t.Helper()
-	var (
-		mu    sync.Mutex
-		bound = map[string]string{}
-		done  bool
-		// reported holds the Nodes already reported.
-		reported = map[string]bool{}
-	)
-	factory := informers.NewSharedInformerFactoryWithOptions(cluster.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = cfg.NodeLabel + "=" + isolation.LabelValue }))
-	inf := factory.Core().V1().Nodes().Informer()
-	see := func(obj any) {
-		n, ok := obj.(*corev1.Node)
-		if !ok {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if done {
-			return
-		}
-		key, has := n.Labels[isolation.ClassLabel]
-		prev, was := bound[n.Name]
-		switch {
-		case was && (!has || key != prev) && !reported[n.Name]:
-			reported[n.Name] = true // once per Node: every later update would say it again
-			t.Errorf("Node %s was bound to class key %q, now has %s=%q (present %t)", n.Name, prev, isolation.ClassLabel, key, has)
-		case !was && has:
-			bound[n.Name] = key
-		}
-	}
-	gone := func(obj any) {
-		n, ok := obj.(*corev1.Node)
-		if !ok {
-			tomb, ok := obj.(cache.DeletedFinalStateUnknown)
-			if !ok {
-				return
-			}
-			if n, ok = tomb.Obj.(*corev1.Node); !ok {
-				return
-			}
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if done {
-			return
-		}
-		pods, err := cluster.Client.CoreV1().Pods(metav1.NamespaceAll).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
-		if err != nil {
-			t.Errorf("Listing the Pods of deleted node %s: %v", n.Name, err)
-			return
-		}
-		for _, p := range pods.Items {
-			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-				t.Errorf("Node %s (class key %q) was deleted while Pod %s/%s ran on it", n.Name, n.Labels[isolation.ClassLabel], p.Namespace, p.Name)
-			}
-		}
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    see,
-		UpdateFunc: func(_, obj any) { see(obj) },
-		DeleteFunc: gone,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	factory.Start(stop)
-	t.Cleanup(func() {
-		close(stop)
-		factory.Shutdown()
-	})
-	if !cache.WaitForCacheSync(t.Context().Done(), inf.HasSynced) {
-		t.Fatal("The Node watch did not sync")
-	}
-	return func() map[string]string {
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		out := make(map[string]string, len(bound))
-		for k, v := range bound {
-			out[k] = v
-		}
-		return out
-	}
 }
 
 // waitInstanceGone waits until the Node is deleted and its cloud instance is no longer live.
@@ -207,7 +108,7 @@ func TestWarmMaxAge(t *testing.T) {
 	forEachProvider(t, func(t *testing.T, provider string) {
 		const maxAge = 5 * time.Second
 		ncName := "warmage-" + provider
-		bindings := nodeBindings(t, isolation.DefaultConfig())
+		bindings := framework.WatchBindings(t, cluster.Client, isolation.DefaultConfig().NodeLabel+"="+isolation.LabelValue)
 		ipp, cfg := startWarmIPP(t, provider, ncName, ippv1alpha1.WarmPool{Size: 1, MaxAge: &metav1.Duration{Duration: maxAge}})
 		ns := namespace(t, "warmage")
 
@@ -269,7 +170,8 @@ func TestWarmMaxAge(t *testing.T) {
 		}
 		t.Logf("%d of %d classes claimed the warm node", claimedWarm, len(offsets))
 		checkIsolation(t, cfg)
-		for node, key := range bindings() {
+		bound, _ := bindings()
+		for node, key := range bound {
 			if node == first {
 				t.Errorf("Replaced warm node %s was bound to class key %s", node, key)
 			}
@@ -289,7 +191,7 @@ func TestWarmBurst(t *testing.T) {
 			classes = 20
 		)
 		ncName := "warmburst-" + provider
-		bindings := nodeBindings(t, isolation.DefaultConfig())
+		bindings := framework.WatchBindings(t, cluster.Client, isolation.DefaultConfig().NodeLabel+"="+isolation.LabelValue)
 		_, cfg := startWarmIPP(t, provider, ncName, ippv1alpha1.WarmPool{Size: size})
 		ns := namespace(t, "warmburst")
 		before := waitWarm(t, ncName, size)
@@ -337,7 +239,7 @@ func TestWarmBurst(t *testing.T) {
 			}
 		}
 		checkIsolation(t, cfg)
-		bound := bindings()
+		bound, _ := bindings()
 		for node, pods := range perNode {
 			if got, want := bound[node], cfg.ClassKey(ns, pods[0]); got != want {
 				t.Errorf("Node %s was first bound to %q, want %q", node, got, want)
