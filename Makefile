@@ -40,10 +40,10 @@ fuzz: ## Explore the admission fuzzers for FUZZTIME each
 	@for f in $$($(GO) test -list '^Fuzz' ./pkg/admission/ | grep ^Fuzz); do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./pkg/admission/ || exit 1; done
 
-bench: build ## Benchmarks P1-P3 at short sizes (minutes on 2 cores): JSON, p1.png and profiles in e2e/bench/results/short
+bench: build ## Benchmarks P1-P4 at short sizes (minutes on 2 cores): JSON, p1.png and profiles in e2e/bench/results/short
 	cd e2e && $(GO) run ./cmd/bench -suite short -ipp $(abspath $(BIN)) -out bench/results/short
 
-bench-full: build ## Benchmarks P1-P3 at the sizes of issue 6 (5000 nodes, 50,000 Pods; about an hour on 2 cores): e2e/bench/results/full
+bench-full: build ## Benchmarks P1-P3 at the sizes of issue 6, and P4 (5000 nodes, 50,000 Pods; about an hour on 2 cores): e2e/bench/results/full
 	cd e2e && $(GO) run ./cmd/bench -suite full -ipp $(abspath $(BIN)) -out bench/results/full
 
 sandbox: ## Run the sandbox: an in-process cluster, the GCE emulator and ipp, with three example classes, one on two nodes

@@ -78,10 +78,11 @@ type Result struct {
 	// LoadAvgStart and LoadAvgEnd are the 1-minute load averages around the whole part.
 	LoadAvgStart float64 `json:"loadAvgStart"`
 	LoadAvgEnd   float64 `json:"loadAvgEnd"`
-	// P1, P2, P3 hold the part's measurements; only one is set.
+	// P1 to P4 hold the part's measurements; only one is set.
 	P1 *P1Result `json:"p1,omitempty"`
 	P2 *P2Result `json:"p2,omitempty"`
 	P3 *P3Result `json:"p3,omitempty"`
+	P4 *P4Result `json:"p4,omitempty"`
 }
 
 // WriteJSON writes v, indented, to path, creating its directory.

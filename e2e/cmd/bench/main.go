@@ -36,7 +36,7 @@ func main() {
 
 func run() error {
 	suite := flag.String("suite", "short", "Sizes: short (minutes on 2 cores) or full (the sizes of issue 6).")
-	part := flag.String("part", "p1,p2,p3", "Comma-separated parts to run: p1, p2, p3.")
+	part := flag.String("part", "p1,p2,p3,p4", "Comma-separated parts to run: p1, p2, p3, p4.")
 	out := flag.String("out", "", "Directory for the results (default bench/results/<suite>).")
 	logFile := flag.String("log", "", "File for the control plane's log (default <out>/<part>-cluster.log).")
 	verbosity := flag.Int("log-v", 1, "klog verbosity of the control plane's log.")
@@ -48,6 +48,7 @@ func run() error {
 	placedPerClass := flag.Int("p1-placed-nodes-per-class", 0, "Nodes per class of P1's dedicated-placed variant, bound by the IPP controller (default: the suite's nodes per class, so as many placed nodes as N).")
 	placementWorkers := flag.Int("p1-placement-workers", 0, "The IPP controller's --placement-workers in P1's dedicated-placed variant (default: the controller's).")
 	profile := flag.Int("p1-profile-nodes", -1, "CPU-profile P1's runs (every mode) at this node count (default: the largest).")
+	bootDelay := flag.Duration("p4-boot-delay", 0, "Override P4's emulated boot delay (default 60s; a short one, such as 5s, for a quick check).")
 	ippBinary := flag.String("ipp", "", "ipp binary for P2 and P3 (default: built from the repository into <out>).")
 	repo := flag.String("repo", "..", "Repository root, to build ipp from.")
 	replot := flag.String("plot", "", "Only draw the P1 plot from this p1.json, next to it, and exit.")
@@ -78,6 +79,12 @@ func run() error {
 		return fmt.Errorf("invalid -p1-placed-nodes-per-class %d / -p1-placement-workers %d: must not be negative", *placedPerClass, *placementWorkers)
 	}
 	cfg.P1.PlacedNodesPerClass, cfg.P1.PlacementWorkers = *placedPerClass, *placementWorkers
+	if *bootDelay < 0 {
+		return fmt.Errorf("invalid -p4-boot-delay %v: must not be negative", *bootDelay)
+	}
+	if *bootDelay > 0 {
+		cfg.P4.BootDelay.Duration = *bootDelay
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -126,6 +133,10 @@ func run() error {
 			c := cfg.P3
 			c.LogFile, c.IPPBinary, c.Repo, c.WorkDir = lf, *ippBinary, *repo, *out
 			res.P3, err = bench.RunP3(ctx, c)
+		case "p4":
+			c := cfg.P4
+			c.LogFile = lf
+			res.P4, err = bench.RunP4(ctx, c)
 		default:
 			err = fmt.Errorf("unknown part %q", p)
 		}

@@ -11,11 +11,11 @@ import (
 	"github.com/ipp-project/ipp/e2e/bench"
 )
 
-// report prints the results in dir (p1.json, p2.json, p3.json, whichever exist) as the Markdown
+// report prints the results in dir (p1.json to p4.json, whichever exist) as the Markdown
 // tables of BENCHMARKS.md.
 func report(w io.Writer, dir string) error {
 	found := false
-	for _, part := range []string{"p1", "p2", "p3"} {
+	for _, part := range []string{"p1", "p2", "p3", "p4"} {
 		b, err := os.ReadFile(filepath.Join(dir, part+".json"))
 		if os.IsNotExist(err) {
 			continue
@@ -37,10 +37,12 @@ func report(w io.Writer, dir string) error {
 			reportP2(w, res.P2)
 		case res.P3 != nil:
 			reportP3(w, res.P3)
+		case res.P4 != nil:
+			reportP4(w, res.P4)
 		}
 	}
 	if !found {
-		return fmt.Errorf("no p1.json, p2.json or p3.json in %s", dir)
+		return fmt.Errorf("no p1.json, p2.json, p3.json or p4.json in %s", dir)
 	}
 	return nil
 }
@@ -257,4 +259,86 @@ func reportP3(w io.Writer, res *bench.P3Result) {
 			fmt.Fprintf(w, "Its heap profile: `go tool pprof -sample_index=inuse_space %s`.\n\n", p.HeapProfile)
 		}
 	}
+}
+
+func reportP4(w io.Writer, res *bench.P4Result) {
+	c := res.Config
+	fmt.Fprintf(w, "Boot delay %v (%s emulator); both pools Ready %.1f s after their NodeClasses were created. Pod Create call to Running:\n\n", c.BootDelay.Duration, c.Provider, res.PoolFillSeconds)
+	fmt.Fprintln(w, "| phase | classes | start | Pods | p50 ms | p90 ms | p99 ms | max ms | load |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|")
+	row := func(name string, p *bench.P4Phase) {
+		if p == nil {
+			return
+		}
+		for _, k := range []struct {
+			start string
+			l     bench.Latency
+		}{{"warm", p.Warm}, {"cold", p.Cold}} {
+			if k.l.Count > 0 {
+				fmt.Fprintf(w, "| %s | %d | %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f |\n", name, p.Classes, k.start, k.l.Count, k.l.P50, k.l.P90, k.l.P99, k.l.Max, p.LoadAvg)
+			}
+		}
+	}
+	row(fmt.Sprintf("warm, pool of %d, %v apart", c.WarmPool, c.Interval.Duration), res.Warm)
+	row(fmt.Sprintf("cold (no pool), %v apart", c.Interval.Duration), res.Cold)
+	if res.Burst != nil {
+		row(fmt.Sprintf("burst against a pool of %d", c.BurstPool), &res.Burst.P4Phase)
+	}
+	fmt.Fprintln(w)
+	stages := func(name string, p *bench.P4Phase) {
+		if p == nil || p.WarmStages == nil {
+			return
+		}
+		st := p.WarmStages
+		fmt.Fprintf(w, "| %s | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", name, st.Claimed.P50, st.Claimed.P99, st.Ungated.P50, st.Ungated.P99,
+			st.Bound.P50, st.Bound.P99, st.Running.P50, st.Running.P99)
+	}
+	fmt.Fprintln(w, "Warm starts, from the Create call to each step seen by the benchmark's watch, p50 / p99 ms:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| phase | node bound to the class (claim) | placement gate lifted | Pod bound (scheduler) | Running (kubelet) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	stages("warm", res.Warm)
+	if res.Burst != nil {
+		stages("burst", &res.Burst.P4Phase)
+	}
+	fmt.Fprintln(w)
+	cold := func(name string, p *bench.P4Phase) {
+		if p == nil || p.ColdStages == nil {
+			return
+		}
+		st := p.ColdStages
+		fmt.Fprintf(w, "| %s | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", name, st.NodeReady.P50, st.NodeReady.P99, st.Bound.P50, st.Bound.P99, st.Running.P50, st.Running.P99)
+	}
+	fmt.Fprintln(w, "Cold starts, likewise, p50 / p99 ms:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| phase | new node Ready and bound to its instance | Pod bound (scheduler) | Running (kubelet) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	cold("warm", res.Warm)
+	cold("cold", res.Cold)
+	if res.Burst != nil {
+		cold("burst", &res.Burst.P4Phase)
+	}
+	fmt.Fprintln(w)
+	if res.Burst != nil {
+		fmt.Fprintf(w, "Burst: %d warm and %d cold starts; every Pod bound and the pool back to %d Ready %.1f s after the first Create call. ", res.Burst.WarmStarts, res.Burst.ColdStarts, c.BurstPool, res.Burst.RefillSeconds)
+	}
+	for _, p := range []struct {
+		name string
+		p    *bench.P4Phase
+	}{{"warm", res.Warm}, {"cold", res.Cold}, {"burst", burstPhase(res.Burst)}} {
+		if p.p != nil {
+			fmt.Fprintf(w, "Scheduler attempts in the %s phase: %v. ", p.name, p.p.SchedulerAttempts)
+		}
+	}
+	if len(res.NodeTaints) > 0 {
+		fmt.Fprintf(w, "Nodes seen with a taint other than IPP's, by taint: %v. ", res.NodeTaints)
+	}
+	fmt.Fprintf(w, "%d classes ran on %d nodes. Pod creations retried: %d.\n\n", res.Classes, res.DistinctNodes, res.CreateRetries)
+}
+
+func burstPhase(b *bench.P4Burst) *bench.P4Phase {
+	if b == nil {
+		return nil
+	}
+	return &b.P4Phase
 }
