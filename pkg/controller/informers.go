@@ -297,9 +297,10 @@ func (p *cachedPod) DeepCopyObject() runtime.Object {
 }
 
 // trimNode returns the part of a Node the controller reads: identity, labels, creation and
-// deletion time, providerID and unschedulable. The Node's status, which its kubelet refreshes
-// every few minutes, is dropped, so heartbeats do not wake the controller; so are its annotations,
-// which its kubelet may write and which therefore decide nothing.
+// deletion time, providerID, unschedulable and taints, and of its status the allocatable and the
+// Ready condition without its timestamps (for placement). The rest of the status, which its
+// kubelet refreshes every few minutes, is dropped, so heartbeats do not wake the controller; so are
+// its annotations, which its kubelet may write and which therefore decide nothing.
 func trimNode(n *corev1.Node) *corev1.Node {
 	return &corev1.Node{
 		TypeMeta:   n.TypeMeta,
@@ -307,6 +308,7 @@ func trimNode(n *corev1.Node) *corev1.Node {
 		Spec: corev1.NodeSpec{
 			ProviderID:    n.Spec.ProviderID,
 			Unschedulable: n.Spec.Unschedulable,
+			Taints:        n.Spec.Taints,
 		},
 		Status: corev1.NodeStatus{
 			Allocatable: n.Status.Allocatable,

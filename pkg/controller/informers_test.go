@@ -83,7 +83,7 @@ func TestTrim(t *testing.T) {
 			Labels:            node.Labels,
 			CreationTimestamp: node.CreationTimestamp,
 		},
-		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true},
+		Spec: corev1.NodeSpec{ProviderID: "fake://n", Unschedulable: true, Taints: node.Spec.Taints},
 		// The Ready condition without its heartbeat times; nothing else of the status.
 		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
 	}
@@ -212,7 +212,8 @@ func TestNodeChanged(t *testing.T) {
 		{"status heartbeat", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(t0.Add(time.Minute)) }, false},
 		{"someone else's annotation", func(n *corev1.Node) { n.Annotations["node.alpha.kubernetes.io/ttl"] = "1" }, false},
 		{"the old idle annotation", func(n *corev1.Node) { n.Annotations["ipp.io/idle-since"] = t0.Add(time.Hour).Format(time.RFC3339) }, false},
-		{"taints", func(n *corev1.Node) { n.Spec.Taints = nil }, false},
+		// Placement waits for the node lifecycle controller to remove node.kubernetes.io/not-ready.
+		{"taints", func(n *corev1.Node) { n.Spec.Taints = nil }, true},
 		{"idle clock", func(n *corev1.Node) { delete(n.Labels, isolation.IdleSinceLabel) }, true},
 		{"binding label", func(n *corev1.Node) { delete(n.Labels, isolation.BindingLabel) }, true},
 		{"providerID", func(n *corev1.Node) { n.Spec.ProviderID = "fake://m" }, true},

@@ -288,7 +288,7 @@ func (c *Controller) place(ctx context.Context, key string) error {
 			NodeClass:   nc,
 			Allocatable: node.Status.Allocatable,
 			Ready:       nodeReady(node),
-			Schedulable: !node.Spec.Unschedulable && node.Labels[isolation.ReapingLabel] == "" && node.DeletionTimestamp == nil,
+			Schedulable: !node.Spec.Unschedulable && node.Labels[isolation.ReapingLabel] == "" && node.DeletionTimestamp == nil && !c.foreignTaint(node),
 		})
 	}
 	index, err := placement.NewIndex(nodes)
@@ -376,6 +376,19 @@ func (c *Controller) place(ctx context.Context, key string) error {
 	}
 	c.enqueueUnwantedPlans(key, waiting)
 	return err
+}
+
+// foreignTaint reports whether the Node has a NoSchedule or NoExecute taint other than IPP's,
+// which IPP Pods do not tolerate: node.kubernetes.io/not-ready, which the node lifecycle
+// controller removes a moment after the Node turns Ready, or one an admin set. A Pod placed there
+// would wait out the scheduler's back-off; the Node's update event places it once the taint goes.
+func (c *Controller) foreignTaint(node *corev1.Node) bool {
+	for _, t := range node.Spec.Taints {
+		if t.Key != c.cfg.NodeTaint && (t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute) {
+			return true
+		}
+	}
+	return false
 }
 
 // matches reports whether the node's labels and name meet the requirement; a nil node never does.

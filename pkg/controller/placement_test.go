@@ -202,6 +202,10 @@ func TestPlaceSkipsNodesBeingReaped(t *testing.T) {
 	notReady := f.classNode("ipp-notready", "a", t0)
 	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
 	f.addNode(notReady)
+	// Ready, but the node lifecycle controller has not removed its not-ready taint yet.
+	tainted := f.classNode("ipp-tainted", "a", t0)
+	tainted.Spec.Taints = append(tainted.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule})
+	f.addNode(tainted)
 	f.addPod(f.gatedPod("p", "a", "100m", t0))
 	f.place("a")
 	if got := f.placements(); len(got) != 0 {

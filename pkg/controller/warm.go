@@ -290,7 +290,7 @@ func (c *Controller) claimWarm(ctx context.Context, key, namespace, class string
 	for _, o := range objs {
 		node, ok := o.(*corev1.Node)
 		if !ok || node.Labels[isolation.ClassLabel] != "" || node.Labels[isolation.ReapingLabel] != "" ||
-			node.Labels[isolation.BindingLabel] == "" || node.Spec.Unschedulable || node.DeletionTimestamp != nil || !nodeReady(node) {
+			node.Labels[isolation.BindingLabel] == "" || node.Spec.Unschedulable || node.DeletionTimestamp != nil || !nodeReady(node) || c.foreignTaint(node) {
 			continue
 		}
 		ready = append(ready, node)
