@@ -265,6 +265,9 @@ func (c *Controller) place(ctx context.Context, key string) error {
 	}
 	var nodes []placement.Node
 	byName := map[string]*corev1.Node{}
+	// booting counts, by NodeClass, the class's bound nodes that take no Pod yet but will: not
+	// Ready, or still tainted node.kubernetes.io/not-ready. They are nodes coming, as planned ones.
+	booting := map[string]int{}
 	for _, obj := range objs {
 		node, ok := obj.(*corev1.Node)
 		if !ok {
@@ -283,6 +286,9 @@ func (c *Controller) place(ctx context.Context, key string) error {
 		}
 		c.setShape(nc, node.Status.Allocatable)
 		byName[node.Name] = node
+		if going := node.Spec.Unschedulable || node.Labels[isolation.ReapingLabel] != "" || node.DeletionTimestamp != nil; !going && (!nodeReady(node) || c.foreignTaint(node)) {
+			booting[nc]++
+		}
 		nodes = append(nodes, placement.Node{
 			Name:        node.Name,
 			NodeClass:   nc,
@@ -370,7 +376,7 @@ func (c *Controller) place(ctx context.Context, key string) error {
 	}
 	err = c.pinAll(ctx, decisions)
 	for ncName, pods := range waiting {
-		if perr := c.planNodes(ctx, key, namespace, class, ncs[ncName], pods, byName); perr != nil {
+		if perr := c.planNodes(ctx, key, namespace, class, ncs[ncName], pods, byName, booting[ncName]); perr != nil {
 			err = errors.Join(err, perr)
 		}
 	}
@@ -517,7 +523,7 @@ func (c *Controller) pin(ctx context.Context, d placed) error {
 
 // planNodes plans the new nodes that the Pods of NodeClass nc waiting in class key need, beyond
 // those already coming, and tells the Pods.
-func (c *Controller) planNodes(ctx context.Context, key, namespace, class string, nc *ippv1alpha1.NodeClass, pods []*cachedPod, bound map[string]*corev1.Node) error {
+func (c *Controller) planNodes(ctx context.Context, key, namespace, class string, nc *ippv1alpha1.NodeClass, pods []*cachedPod, bound map[string]*corev1.Node, booting int) error {
 	lists := make([]corev1.ResourceList, len(pods))
 	for i, p := range pods {
 		lists[i] = resourceList(p.requests)
@@ -529,7 +535,7 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 		c.tellPod(pods[i], corev1.EventTypeWarning, ReasonTooLarge, nc.Name,
 			fmt.Sprintf("The Pod requests more than a node of NodeClass %s offers (%s); it is not placed and creates no instance", nc.Name, resourceString(c.shapeOf(nc.Name))))
 	}
-	coming := c.inflight(key, nc.Name, bound)
+	coming := c.inflight(key, nc.Name, bound) + booting
 	claimed := 0
 	if need > coming {
 		claimed = c.claimWarm(ctx, key, namespace, class, nc, need-coming)
@@ -547,14 +553,14 @@ func (c *Controller) planNodes(ctx context.Context, key, namespace, class string
 		klog.FromContext(ctx).Info("Planned a new node for the class", "node", name, "class", class, "namespace", namespace, "nodeClass", nc.Name, "waitingPods", len(pods))
 		c.queue.Add(name)
 	}
-	booting := max(coming, need) - claimed
+	coldBoots := max(coming, need) - claimed
 	for i, p := range pods {
-		if large[i] || booting == 0 {
+		if large[i] || coldBoots == 0 {
 			// (Placed on the warm nodes just claimed, once the informer shows them.)
 			continue
 		}
 		c.tellPod(p, corev1.EventTypeNormal, ReasonWaitingForRoom, nc.Name,
-			fmt.Sprintf("No node of the Pod's class with NodeClass %s has room for it; %d new node(s) of the class are booting", nc.Name, booting))
+			fmt.Sprintf("No node of the Pod's class with NodeClass %s has room for it; %d new node(s) of the class are booting", nc.Name, coldBoots))
 	}
 	return nil
 }

@@ -211,6 +211,10 @@ func TestPlaceSkipsNodesBeingReaped(t *testing.T) {
 	if got := f.placements(); len(got) != 0 {
 		t.Fatalf("placed %v on a node that takes no Pod", got)
 	}
+	// The not-Ready and the tainted node will take Pods in a moment: no node is planned.
+	if n := f.c.inflight(f.cfg.ClassKey("team", "a"), isolation.DefaultNodeClass, nil); n != 0 {
+		t.Errorf("planned %d new nodes while two of the class's nodes are coming up, want 0", n)
+	}
 	if _, err := f.kube.CoreV1().Pods("team").Get(f.ctx, "p", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}

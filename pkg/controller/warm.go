@@ -290,7 +290,9 @@ func (c *Controller) claimWarm(ctx context.Context, key, namespace, class string
 	for _, o := range objs {
 		node, ok := o.(*corev1.Node)
 		if !ok || node.Labels[isolation.ClassLabel] != "" || node.Labels[isolation.ReapingLabel] != "" ||
-			node.Labels[isolation.BindingLabel] == "" || node.Spec.Unschedulable || node.DeletionTimestamp != nil || !nodeReady(node) || c.foreignTaint(node) {
+			node.Labels[isolation.BindingLabel] == "" || node.Spec.Unschedulable || node.DeletionTimestamp != nil || !nodeReady(node) {
+			// (A Ready node still tainted node.kubernetes.io/not-ready is claimed: the taint
+			// goes in a moment, long before a cold boot.)
 			continue
 		}
 		ready = append(ready, node)
