@@ -198,7 +198,7 @@ func dedicatedPin(node string) podOpt {
 // and the class-key nodeSelector. It is what a Pod carries once the gate is lifted.
 func keyPin(key string) podOpt {
 	return func(p *corev1.Pod) {
-		withTolerations(tolNoSchedule, tolNoExecute)(p)
+		withTolerations(tolNoSchedule, tolNoExecute, isolation.NotReadyToleration())(p)
 		withNodeSelector(classLbl, key)(p)
 	}
 }

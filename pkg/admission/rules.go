@@ -80,6 +80,11 @@ func pinFor(cfg isolation.Config, namespace, class string) *pin {
 		p.key = cfg.ClassKey(namespace, class)
 		p.selectorKey, p.selectorValue = isolation.ClassLabel, p.key
 		p.gate = placement.Gate
+		// The controller places a Pod only on a Node that is Ready; the node lifecycle
+		// controller removes node.kubernetes.io/not-ready a moment (seconds, for a burst of new
+		// Nodes) later. Tolerating it lets the scheduler bind at once instead of backing off.
+		// It opens no other node: the class key and the node name still pin the Pod.
+		p.tolerations = append(p.tolerations, isolation.NotReadyToleration())
 		return p
 	}
 	p.node = cfg.NodeName(namespace, class)

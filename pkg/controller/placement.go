@@ -389,7 +389,11 @@ func (c *Controller) place(ctx context.Context, key string) error {
 // controller removes a moment after the Node turns Ready, or one an admin set. A Pod placed there
 // would wait out the scheduler's back-off; the Node's update event places it once the taint goes.
 func (c *Controller) foreignTaint(node *corev1.Node) bool {
+	notReady := isolation.NotReadyToleration()
 	for _, t := range node.Spec.Taints {
+		if notReady.ToleratesTaint(klog.Background(), &t, false) {
+			continue // IPP Pods tolerate it: the node is Ready, the taint about to go
+		}
 		if t.Key != c.cfg.NodeTaint && (t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute) {
 			return true
 		}

@@ -202,18 +202,30 @@ func TestPlaceSkipsNodesBeingReaped(t *testing.T) {
 	notReady := f.classNode("ipp-notready", "a", t0)
 	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
 	f.addNode(notReady)
-	// Ready, but the node lifecycle controller has not removed its not-ready taint yet.
+	// Tainted by an admin: IPP Pods do not tolerate it.
 	tainted := f.classNode("ipp-tainted", "a", t0)
-	tainted.Spec.Taints = append(tainted.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule})
+	tainted.Spec.Taints = append(tainted.Spec.Taints, corev1.Taint{Key: "maintenance", Effect: corev1.TaintEffectNoSchedule})
 	f.addNode(tainted)
 	f.addPod(f.gatedPod("p", "a", "100m", t0))
 	f.place("a")
 	if got := f.placements(); len(got) != 0 {
 		t.Fatalf("placed %v on a node that takes no Pod", got)
 	}
-	// The not-Ready and the tainted node will take Pods in a moment: no node is planned.
+	// The not-Ready node will take Pods in a moment: no node is planned.
 	if n := f.c.inflight(f.cfg.ClassKey("team", "a"), isolation.DefaultNodeClass, nil); n != 0 {
-		t.Errorf("planned %d new nodes while two of the class's nodes are coming up, want 0", n)
+		t.Errorf("planned %d new nodes while one of the class's nodes is coming up, want 0", n)
+	}
+
+	// A Ready node that still carries node.kubernetes.io/not-ready takes the Pod: IPP Pods
+	// tolerate it under controller placement.
+	f2 := newPlacementFixture(t)
+	fresh := f2.classNode("ipp-fresh", "a", t0)
+	fresh.Spec.Taints = append(fresh.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule})
+	f2.addNode(fresh)
+	f2.addPod(f2.gatedPod("p", "a", "100m", t0))
+	f2.place("a")
+	if got := f2.placements(); got["p"] != "ipp-fresh" {
+		t.Errorf("placed %v, want p on the Ready node still tainted not-ready", got)
 	}
 	if _, err := f.kube.CoreV1().Pods("team").Get(f.ctx, "p", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)

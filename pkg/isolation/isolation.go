@@ -236,6 +236,13 @@ func (c Config) Tolerations() []corev1.Toleration {
 	}
 }
 
+// NotReadyToleration is the toleration of node.kubernetes.io/not-ready:NoSchedule that IPP Pods
+// get under controller placement: the controller places a Pod only on a Ready node, which may
+// still carry the taint for a few seconds.
+func NotReadyToleration() corev1.Toleration {
+	return corev1.Toleration{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+}
+
 // Taints returns the taints that every IPP node registers with.
 func (c Config) Taints() []corev1.Taint {
 	return []corev1.Taint{
