@@ -131,3 +131,39 @@ func TestWarmNodeNeverReadyIsReplaced(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmPoolDrainsWhenItsNodeClassIsDeleted: deleting a NodeClass drains its warm pool: its
+// unclaimed warm nodes are deleted, Node and instance.
+func TestWarmPoolDrainsWhenItsNodeClassIsDeleted(t *testing.T) {
+	const (
+		pool = "pool"
+		name = "ipp-warm-c"
+	)
+	f := newPlacementFixture(t)
+	f.withNodeClasses(warmPool(pool, 1))
+	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
+	n := label(f.node(name, "fake:///i-warm", t0),
+		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	f.addNode(n)
+	f.list()
+	f.setWarmSize(pool, 1)
+	f.mustSync(name)
+	if len(f.liveInstances()) != 1 {
+		t.Fatal("the wanted warm node was deleted")
+	}
+	if err := f.ipp.IppV1alpha1().NodeClasses().Delete(f.ctx, pool, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh()
+	if err := f.c.syncWarm(f.ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	f.mustSync(name)
+	if n := len(f.liveInstances()); n != 0 {
+		t.Errorf("%d warm instances left after their NodeClass was deleted, want 0", n)
+	}
+	if f.nodeExists(name) {
+		t.Error("the warm Node is left after its NodeClass was deleted")
+	}
+}
