@@ -37,6 +37,19 @@ func (f *fixture) setWarmSize(name string, size int32) {
 	}
 }
 
+// addWarm gives NodeClass pool (whose warm.size is 1) the warm instance name and its Node, bound
+// as warm, with the Ready condition ready, and runs a List and the pool's sync.
+func (f *fixture) addWarm(name, pool string, ready corev1.ConditionStatus) {
+	f.t.Helper()
+	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
+	n := label(f.node(name, "fake:///i-warm", t0),
+		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready}}
+	f.addNode(n)
+	f.list()
+	f.setWarmSize(pool, 1)
+}
+
 // TestWarmNodeMarkedForReplacementIsDeleted: a warm node marked for replacement (the reaping
 // label and unschedulable, written when its pool shrank) whose instance deletion failed is
 // deleted on the next reconcile even if its pool wants it again by then. Such a node can never be
@@ -49,13 +62,7 @@ func TestWarmNodeMarkedForReplacementIsDeleted(t *testing.T) {
 	)
 	f := newPlacementFixture(t)
 	f.withNodeClasses(warmPool(pool, 1))
-	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
-	n := label(f.node(name, "fake:///i-warm", t0),
-		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-	f.addNode(n)
-	f.list()
-	f.setWarmSize(pool, 1)
+	f.addWarm(name, pool, corev1.ConditionTrue)
 	f.mustSync(name)
 	if got := f.getNode(name); got.Labels[isolation.ReapingLabel] != "" || got.Spec.Unschedulable {
 		t.Fatalf("The wanted warm node was marked: %v", got.Labels)
@@ -110,13 +117,7 @@ func TestWarmNodeNeverReadyIsReplaced(t *testing.T) {
 	)
 	f := newPlacementFixture(t)
 	f.withNodeClasses(warmPool(pool, 1))
-	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
-	n := label(f.node(name, "fake:///i-warm", t0),
-		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse}}
-	f.addNode(n)
-	f.list()
-	f.setWarmSize(pool, 1)
+	f.addWarm(name, pool, corev1.ConditionFalse)
 	if after := f.mustSync(name); after <= 0 || after > testRegTimeout {
 		t.Errorf("a warm node not Ready is looked at again in %v, want by the registration timeout %v", after, testRegTimeout)
 	}
@@ -141,13 +142,7 @@ func TestWarmPoolDrainsWhenItsNodeClassIsDeleted(t *testing.T) {
 	)
 	f := newPlacementFixture(t)
 	f.withNodeClasses(warmPool(pool, 1))
-	f.provider.Add(cloudprovider.Instance{ID: "i-warm", NodeName: name, NodeClass: pool, State: cloudprovider.StateRunning, CreatedAt: t0})
-	n := label(f.node(name, "fake:///i-warm", t0),
-		isolation.BindingLabel, name, isolation.WarmLabel, isolation.LabelValue, isolation.NodeClassNodeLabel, pool)
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-	f.addNode(n)
-	f.list()
-	f.setWarmSize(pool, 1)
+	f.addWarm(name, pool, corev1.ConditionTrue)
 	f.mustSync(name)
 	if len(f.liveInstances()) != 1 {
 		t.Fatal("the wanted warm node was deleted")
