@@ -322,13 +322,14 @@ func checkWebhooks(t *testing.T, r rendered) {
 		versions  []string
 		nsSel     *metav1.LabelSelector
 		objectSel *metav1.LabelSelector
+		conds     []admissionregistrationv1.MatchCondition
 	}
 	var all []common
 	for _, w := range mw.Webhooks {
-		all = append(all, common{w.Name, "/mutate", w.ClientConfig, w.Rules, w.FailurePolicy, w.SideEffects, w.TimeoutSeconds, w.AdmissionReviewVersions, w.NamespaceSelector, w.ObjectSelector})
+		all = append(all, common{w.Name, "/mutate", w.ClientConfig, w.Rules, w.FailurePolicy, w.SideEffects, w.TimeoutSeconds, w.AdmissionReviewVersions, w.NamespaceSelector, w.ObjectSelector, w.MatchConditions})
 	}
 	for _, w := range vw.Webhooks {
-		all = append(all, common{w.Name, "/validate", w.ClientConfig, w.Rules, w.FailurePolicy, w.SideEffects, w.TimeoutSeconds, w.AdmissionReviewVersions, w.NamespaceSelector, w.ObjectSelector})
+		all = append(all, common{w.Name, "/validate", w.ClientConfig, w.Rules, w.FailurePolicy, w.SideEffects, w.TimeoutSeconds, w.AdmissionReviewVersions, w.NamespaceSelector, w.ObjectSelector, w.MatchConditions})
 	}
 	if len(all) != 2 {
 		t.Fatalf("%d webhooks, want one mutating and one validating", len(all))
@@ -343,7 +344,26 @@ func checkWebhooks(t *testing.T, r rendered) {
 	wantNS := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"ipp-system", "kube-system"},
 	}}}
+	// The only requests that skip the webhooks are the ipp ServiceAccount's Pod UPDATEs, which the
+	// policy ipp-pods restricts to the placement: the same username, and the policy bound.
+	sa := one[*corev1.ServiceAccount](t, r)
+	user := "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+	if user != ServiceAccountUser {
+		t.Errorf("ServiceAccount %s, want ServiceAccountUser %s", user, ServiceAccountUser)
+	}
+	wantConds := []admissionregistrationv1.MatchCondition{{
+		Name:       "not-ipp-placement",
+		Expression: "!(request.operation == 'UPDATE' && request.userInfo.username == '" + user + "')",
+	}}
+	pol := named[*admissionregistrationv1.ValidatingAdmissionPolicy](t, r, "", "ipp-pods")
+	if want := "request.userInfo.username == '" + user + "'"; len(pol.Spec.MatchConditions) != 1 || pol.Spec.MatchConditions[0].Expression != want {
+		t.Errorf("policy ipp-pods: matchConditions %v, want the one %q: the webhooks skip that user's UPDATEs because this policy restricts them", pol.Spec.MatchConditions, want)
+	}
+	named[*admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, r, "", "ipp-pods")
 	for _, w := range all {
+		if diff := cmp.Diff(wantConds, w.conds); diff != "" {
+			t.Errorf("%s: matchConditions (-want +got):\n%s", w.name, diff)
+		}
 		if w.fail == nil || *w.fail != admissionregistrationv1.Fail {
 			t.Errorf("%s: failurePolicy %v, want Fail", w.name, w.fail)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-controller-manager/names"
 
+	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/webhook"
@@ -73,6 +75,22 @@ func StartCluster(ctx context.Context, logFile string, withScheduler bool) (*Clu
 // file, for the components the benchmark starts; the benchmark's own progress stays on ctx's logger.
 func quiet(ctx context.Context) context.Context { return klog.NewContext(ctx, klog.Background()) }
 
+// ServiceAccountConfig returns credentials of deploy.ServiceAccountUser, the ipp ServiceAccount
+// that deploy/ runs the controller as (a client certificate for that user and its groups), bound
+// to cluster-admin: the benchmark measures what the webhooks and ipp-pods policy do with its
+// requests, not what rbac.yaml grants, which deploy/ and the e2e tests check.
+func (c *Cluster) ServiceAccountConfig(ctx context.Context) (*rest.Config, error) {
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-ipp"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: deploy.ServiceAccountUser}},
+	}
+	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("binding %s: %w", deploy.ServiceAccountUser, err)
+	}
+	return c.UserConfig(deploy.ServiceAccountUser, "system:serviceaccounts", "system:serviceaccounts:ipp-system", "system:authenticated")
+}
+
 // UnlimitedConfig returns a copy of cfg without client-side rate limiting.
 func UnlimitedConfig(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
@@ -96,12 +114,19 @@ func (s *SwitchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // RegisterWebhook registers an in-process webhook whose handler starts as the IPP handler of cfg
-// and can be switched. Pods in exempt namespaces skip it.
+// and can be switched, with deploy's policy ipp-pods. Pods in exempt namespaces skip it, and so
+// do the Pod UPDATEs of deploy.ServiceAccountUser, as in deploy/base/webhooks.yaml.
 func (c *Cluster) RegisterWebhook(ctx context.Context, cfg isolation.Config, exempt ...string) (*SwitchHandler, *framework.Webhook, error) {
 	sw := &SwitchHandler{}
 	sw.Set(webhook.NewHandler(cfg))
+	// As deploy/ installs them: the ipp ServiceAccount's Pod UPDATEs (the controller's placements)
+	// skip the webhooks, and the policy ipp-pods restricts them instead.
+	if _, err := c.ControlPlane.InstallPolicy(ctx, deploy.PodPolicy); err != nil {
+		return nil, nil, err
+	}
 	w, err := c.ControlPlane.RegisterWebhook(quiet(ctx), sw, framework.WebhookOptions{
 		ExemptNamespaces: append(append([]string(nil), framework.DefaultExemptNamespaces...), exempt...),
+		SkipUpdatesBy:    deploy.ServiceAccountUser,
 	})
 	if err != nil {
 		return nil, nil, err

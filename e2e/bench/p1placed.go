@@ -161,15 +161,20 @@ func nodeIsReady(n *corev1.Node) bool {
 }
 
 // startController runs pkg/controller in this process through controller.NewManager, wired as
-// `ipp controller --placement=controller` wires it: client QPS 1000 / burst 2000, 4 workers, the
+// `ipp controller --placement=controller` wires it: as the ipp ServiceAccount (so that its
+// placements skip the webhooks and meet the policy ipp-pods, as installed by deploy/), protobuf,
+// client QPS 1000 / burst 2000, 4 workers, the
 // default placement workers, the real gce provider pointed at the emulator. The idle TTL is an
 // hour, so that no empty node is reaped during a run.
 func (s *p1Size) startController(ctx context.Context) error {
 	p := s.placed
-	restCfg := rest.CopyConfig(s.cluster.AdminConfig)
+	restCfg, err := s.cluster.ServiceAccountConfig(ctx)
+	if err != nil {
+		return err
+	}
 	restCfg.QPS, restCfg.Burst = PlacementControllerQPS, PlacementControllerBurst
 	restCfg = rest.AddUserAgent(restCfg, "ipp-controller")
-	kube, err := kubernetes.NewForConfig(restCfg)
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(restCfg))
 	if err != nil {
 		return fmt.Errorf("making the controller's client: %w", err)
 	}

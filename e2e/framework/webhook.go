@@ -45,6 +45,10 @@ type WebhookOptions struct {
 	ProbeNamespace string
 	// ProbeLabels label the dry-run Pods.
 	ProbeLabels map[string]string
+	// SkipUpdatesBy is a username whose Pod UPDATEs both webhooks leave out, by a matchCondition,
+	// as deploy/base/webhooks.yaml leaves out the ipp ServiceAccount's placements (which the
+	// ValidatingAdmissionPolicy ipp-pods restricts instead); empty: none.
+	SkipUpdatesBy string
 }
 
 // Webhook is an admission webhook registered with the apiserver for Pods, CREATE and UPDATE.
@@ -137,6 +141,13 @@ func (cp *ControlPlane) register(ctx context.Context, w *Webhook, baseURL string
 			Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
 		},
 	}}
+	var conditions []admissionregistrationv1.MatchCondition
+	if opts.SkipUpdatesBy != "" {
+		conditions = []admissionregistrationv1.MatchCondition{{
+			Name:       "not-ipp-placement",
+			Expression: fmt.Sprintf("!(request.operation == 'UPDATE' && request.userInfo.username == %q)", opts.SkipUpdatesBy),
+		}}
+	}
 	clientConfig := func(path string) admissionregistrationv1.WebhookClientConfig {
 		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(baseURL + path), CABundle: cp.CA.CertPEM}
 	}
@@ -151,6 +162,7 @@ func (cp *ControlPlane) register(ctx context.Context, w *Webhook, baseURL string
 			NamespaceSelector:       selector,
 			AdmissionReviewVersions: []string{"v1"},
 			TimeoutSeconds:          ptr.To[int32](5),
+			MatchConditions:         conditions,
 		}},
 	}
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
@@ -164,6 +176,7 @@ func (cp *ControlPlane) register(ctx context.Context, w *Webhook, baseURL string
 			NamespaceSelector:       selector,
 			AdmissionReviewVersions: []string{"v1"},
 			TimeoutSeconds:          ptr.To[int32](5),
+			MatchConditions:         conditions,
 		}},
 	}
 	ar := cp.Client.AdmissionregistrationV1()

@@ -1,21 +1,18 @@
 package tests
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
+	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/placement"
 )
@@ -27,27 +24,11 @@ import (
 func TestPodPolicyAttack(t *testing.T) {
 	ctx := t.Context()
 	admin := cluster.Client
-	raw, err := os.ReadFile("../../deploy/base/pod-policy.yaml")
+	remove, err := cluster.InstallPolicy(ctx, deploy.PodPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs := bytes.Split(raw, []byte("\n---\n"))
-	var pol admissionregistrationv1.ValidatingAdmissionPolicy
-	var bind admissionregistrationv1.ValidatingAdmissionPolicyBinding
-	if err := yaml.UnmarshalStrict(docs[0], &pol); err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(docs[1], &bind); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, &pol, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	defer admin.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(context.Background(), pol.Name, metav1.DeleteOptions{})
-	if _, err := admin.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, &bind, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	defer admin.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(context.Background(), bind.Name, metav1.DeleteOptions{})
+	defer remove(context.Background())
 	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "podpolicy-attack"}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "patch", "create", "delete"}}}}
 	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ func (o *cleanupOptions) run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	restConfig.UserAgent = "ipp-cleanup"
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := kubernetes.NewForConfig(controller.ProtobufConfig(restConfig))
 	if err != nil {
 		return fmt.Errorf("creating Kubernetes client: %w", err)
 	}

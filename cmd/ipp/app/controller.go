@@ -156,7 +156,7 @@ func runController(ctx context.Context, cfg isolation.Config, o *controllerOptio
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(restCfg))
 	if err != nil {
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/certs"
+	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/metrics"
 	"github.com/ipp-project/ipp/pkg/webhook"
@@ -92,7 +93,7 @@ func newTLSManager(co *controllerOptions, opts certs.Options) (*certs.Manager, e
 	if err != nil {
 		return nil, err
 	}
-	kube, err := kubernetes.NewForConfig(rest.AddUserAgent(restCfg, "ipp-tls"))
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(rest.AddUserAgent(restCfg, "ipp-tls")))
 	if err != nil {
 		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/ipp-project/ipp/pkg/controller"
 	ippclient "github.com/ipp-project/ipp/pkg/generated/clientset/versioned"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/metrics"
@@ -159,7 +160,7 @@ func (o *webhookOptions) watches(cfg isolation.Config, api *apiOptions) (webhook
 	if err != nil {
 		return w, fmt.Errorf("%s: %w", what, err)
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(restCfg))
 	if err != nil {
 		return w, fmt.Errorf("%s: creating the Kubernetes client: %w", what, err)
 	}
