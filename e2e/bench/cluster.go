@@ -25,6 +25,7 @@ import (
 
 	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/framework"
+	"github.com/ipp-project/ipp/pkg/controller"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
@@ -32,7 +33,8 @@ import (
 // Cluster is a control plane for one benchmark part with the clients the benchmark uses.
 type Cluster struct {
 	*framework.ControlPlane
-	// Fast is an admin client without client-side rate limiting, for creating objects as fast
+	// Fast is an admin client without client-side rate limiting, speaking protobuf as
+	// kube-scheduler does, for creating objects as fast
 	// as the apiserver takes them.
 	Fast kubernetes.Interface
 	// Kubeconfig is an admin kubeconfig file for components started later.
@@ -63,7 +65,7 @@ func StartCluster(ctx context.Context, logFile string, withScheduler bool) (*Clu
 		cp.Stop()
 		return nil, err
 	}
-	c.Fast, err = kubernetes.NewForConfig(UnlimitedConfig(cp.AdminConfig))
+	c.Fast, err = kubernetes.NewForConfig(controller.ProtobufConfig(UnlimitedConfig(cp.AdminConfig)))
 	if err != nil {
 		cp.Stop()
 		return nil, fmt.Errorf("making the benchmark client: %w", err)

