@@ -247,7 +247,7 @@ func (e *IPP) StartController(ctx context.Context) error {
 	}
 	restCfg := rest.CopyConfig(e.Cluster.AdminConfig)
 	restCfg.UserAgent = "ipp-controller"
-	kube, err := kubernetes.NewForConfig(restCfg)
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(restCfg)) // as `ipp controller` does
 	if err != nil {
 		return fmt.Errorf("making the controller's client: %w", err)
 	}
