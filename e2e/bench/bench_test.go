@@ -109,3 +109,16 @@ func TestGCLiveHeap(t *testing.T) {
 		}
 	}
 }
+
+func TestCreatedByClass(t *testing.T) {
+	p := newTimedProvider(nil)
+	// Under controller placement a class's instances have names of their own.
+	p.names["ipp-c1-aaaa"] = classID{"a", "c1"}
+	p.names["ipp-c1-bbbb"] = classID{"a", "c1"}
+	p.names["ipp-c2-cccc"] = classID{"a", "c2"}
+	got := p.createdByClass(map[string]int{"ipp-c1-aaaa": 1, "ipp-c1-bbbb": 2, "ipp-c2-cccc": 1, "stray": 1})
+	want := map[classID]int{{"a", "c1"}: 3, {"a", "c2"}: 1, {class: "instance stray"}: 1}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(classID{})); diff != "" {
+		t.Errorf("createdByClass (-want +got):\n%s", diff)
+	}
+}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/ipp-project/ipp/deploy"
 	"github.com/ipp-project/ipp/e2e/cloudemu"
+	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/e2e/gceemu"
 	"github.com/ipp-project/ipp/e2e/kubelet"
 	"github.com/ipp-project/ipp/pkg/cloudprovider"
@@ -40,6 +41,11 @@ import (
 
 // P3Config sizes P3.
 type P3Config struct {
+	// Placement is who chooses the IPP Pods' nodes: admission (the webhook pins each class to
+	// its one dedicated node, named after the class) or controller (the webhook gates each Pod
+	// and pins it to its class key; the controller creates nodes with unique names, binds them
+	// to the class and places each Pod by one PATCH).
+	Placement isolation.Placement `json:"placement"`
 	// ReactionClasses new classes get one Pod each, ReactionInterval apart, and their reaction
 	// time is measured.
 	ReactionClasses  int             `json:"reactionClasses"`
@@ -74,7 +80,8 @@ type P3Result struct {
 }
 
 // P3Reaction is the time from a Pod of a new class being created to the provider's Create call
-// for its dedicated node.
+// for its node: under admission placement the class's dedicated node, named at admission; under
+// controller placement the first node the controller plans for the class's gated Pod.
 type P3Reaction struct {
 	Classes int `json:"classes"`
 	// FromCreateCall starts when the benchmark calls Create for the Pod (webhook admission
@@ -92,24 +99,29 @@ type P3Steady struct {
 	// bound Node and every Pod was scheduled.
 	SettleSeconds float64 `json:"settleSeconds"`
 	// Active: the whole build-up (reaction and steady Pods).
-	ActiveReconciles          float64            `json:"activeReconciles"`
-	ActiveRequests            float64            `json:"activeRequests"`
-	ActiveRequestsPerRecon    float64            `json:"activeRequestsPerReconcile"`
-	ActiveRequestsByKind      map[string]float64 `json:"activeRequestsByKind"`
-	ProviderCallsActive       map[string]int     `json:"providerCallsActive"`
-	IdleSeconds               float64            `json:"idleSeconds"`
-	IdleReconciles            float64            `json:"idleReconciles"`
-	IdleReconcilesPerSecond   float64            `json:"idleReconcilesPerSecond"`
-	IdleRequests              float64            `json:"idleRequests"`
-	IdleRequestsByKind        map[string]float64 `json:"idleRequestsByKind"`
-	IdleRequestsPerReconcile  float64            `json:"idleRequestsPerReconcile"`
-	IdleProviderCalls         map[string]int     `json:"idleProviderCalls"`
-	ControllerHeapNote        string             `json:"controllerHeapNote"`
-	LoadAvg                   float64            `json:"loadAvg"`
-	ProviderResyncSeconds     float64            `json:"providerResyncSeconds"`
-	ExpectedResyncReconciles  float64            `json:"expectedResyncReconciles"`
-	InstancesAtEnd            int                `json:"instancesAtEnd"`
-	DuplicateInstanceCreation int                `json:"duplicateInstanceCreations"`
+	ActiveReconciles         float64            `json:"activeReconciles"`
+	ActiveRequests           float64            `json:"activeRequests"`
+	ActiveRequestsPerRecon   float64            `json:"activeRequestsPerReconcile"`
+	ActiveRequestsByKind     map[string]float64 `json:"activeRequestsByKind"`
+	ProviderCallsActive      map[string]int     `json:"providerCallsActive"`
+	IdleSeconds              float64            `json:"idleSeconds"`
+	IdleReconciles           float64            `json:"idleReconciles"`
+	IdleReconcilesPerSecond  float64            `json:"idleReconcilesPerSecond"`
+	IdleRequests             float64            `json:"idleRequests"`
+	IdleRequestsByKind       map[string]float64 `json:"idleRequestsByKind"`
+	IdleRequestsPerReconcile float64            `json:"idleRequestsPerReconcile"`
+	IdleProviderCalls        map[string]int     `json:"idleProviderCalls"`
+	ControllerHeapNote       string             `json:"controllerHeapNote"`
+	LoadAvg                  float64            `json:"loadAvg"`
+	ProviderResyncSeconds    float64            `json:"providerResyncSeconds"`
+	ExpectedResyncReconciles float64            `json:"expectedResyncReconciles"`
+	InstancesAtEnd           int                `json:"instancesAtEnd"`
+	// DuplicateInstanceCreation counts the emulator's instance creations beyond one per class
+	// (each class's Pods fit on one node).
+	DuplicateInstanceCreation int `json:"duplicateInstanceCreations"`
+	// PodPatches are the controller's Pod PATCHes during the build-up: under controller
+	// placement its placements, one per Pod (more where a placement was retried).
+	PodPatches float64 `json:"podPatches"`
 }
 
 // P3Burst is many Pods of new classes arriving at once.
@@ -225,29 +237,58 @@ func sub(a, b map[string]float64) map[string]float64 {
 	return out
 }
 
-// timedProvider records when Create is called for each dedicated node.
+// timedProvider records when Create is called for each class, and the class of each instance
+// name: under admission placement a class has one node, named after it; under controller
+// placement its nodes have random unique names (isolation.InstanceName).
 type timedProvider struct {
 	cloudprovider.Provider
 	mu      sync.Mutex
-	creates map[string][]time.Time
+	creates map[classID][]time.Time
+	names   map[string]classID
+}
+
+// classID is a class in its namespace.
+type classID struct{ namespace, class string }
+
+func newTimedProvider(p cloudprovider.Provider) *timedProvider {
+	return &timedProvider{Provider: p, creates: map[classID][]time.Time{}, names: map[string]classID{}}
 }
 
 func (p *timedProvider) Create(ctx context.Context, spec cloudprovider.InstanceSpec) (*cloudprovider.Instance, error) {
 	now := time.Now()
+	id := classID{spec.Namespace, spec.Class}
 	p.mu.Lock()
-	p.creates[spec.NodeName] = append(p.creates[spec.NodeName], now)
+	p.creates[id] = append(p.creates[id], now)
+	p.names[spec.NodeName] = id
 	p.mu.Unlock()
 	return p.Provider.Create(ctx, spec)
 }
 
-func (p *timedProvider) firstCreate(name string) (time.Time, int) {
+// firstCreate returns the first Create call for the class and how many there were.
+func (p *timedProvider) firstCreate(namespace, class string) (time.Time, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ts := p.creates[name]
+	ts := p.creates[classID{namespace, class}]
 	if len(ts) == 0 {
 		return time.Time{}, 0
 	}
 	return ts[0], len(ts)
+}
+
+// createdByClass sums the emulator's creations per instance name (counts) by class; a name that
+// Create was never called for counts as a class of its own.
+func (p *timedProvider) createdByClass(counts map[string]int) map[classID]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[classID]int{}
+	for name, n := range counts {
+		id, ok := p.names[name]
+		if !ok {
+			id = classID{class: "instance " + name}
+		}
+		out[id] += n
+	}
+	return out
 }
 
 // nodeBooter registers the Node of each booted instance from its bootstrap, as a kubelet would,
@@ -280,7 +321,10 @@ type p3 struct {
 	requests *requestCounter
 	retries  atomic.Int64
 	iso      isolation.Config
-	stop     func()
+	// kubeconfig holds the credentials the controller runs with (the ipp ServiceAccount's), for
+	// the `ipp controller` process.
+	kubeconfig string
+	stop       func()
 }
 
 // RunP3 runs P3.
@@ -289,6 +333,10 @@ func RunP3(ctx context.Context, cfg P3Config) (res *P3Result, err error) {
 	res = &P3Result{Config: cfg}
 	s := &p3{cfg: cfg, requests: &requestCounter{n: map[string]float64{}}, iso: isolation.DefaultConfig()}
 	defer func() { res.CreateRetries = s.retries.Load() }()
+	s.iso.Placement = cfg.Placement
+	if err := s.iso.Validate(); err != nil {
+		return res, fmt.Errorf("invalid P3 placement %q: %w", cfg.Placement, err)
+	}
 	bin, err := ippBinary(ctx, cfg.IPPBinary, cfg.Repo, cfg.WorkDir)
 	if err != nil {
 		return res, err
@@ -343,15 +391,24 @@ func RunP3(ctx context.Context, cfg P3Config) (res *P3Result, err error) {
 	return res, nil
 }
 
-// startController runs pkg/controller in this process, wired as `ipp controller` wires it (same
-// client QPS, informer factories, 4 workers), with a request-counting transport and the real gce
-// provider pointed at the emulator.
+// startController runs pkg/controller in this process through controller.NewManager, wired as
+// `ipp controller --placement=<cfg.Placement>` wires it: as the ipp ServiceAccount (so that its
+// placements skip the webhooks and meet the policy ipp-pods, as deploy/ installs them), protobuf,
+// client QPS 1000 / burst 2000, 4 workers, the default placement workers; with a
+// request-counting transport and the real gce provider pointed at the emulator.
 func (s *p3) startController(ctx context.Context) error {
-	restCfg := rest.CopyConfig(s.cluster.AdminConfig)
-	restCfg.QPS, restCfg.Burst = 50, 100
+	restCfg, err := s.cluster.ServiceAccountConfig(ctx)
+	if err != nil {
+		return err
+	}
+	s.kubeconfig = filepath.Join(s.cluster.Dir(), "bench-ipp.kubeconfig")
+	if err := framework.WriteKubeconfig(s.kubeconfig, restCfg); err != nil {
+		return err
+	}
+	restCfg.QPS, restCfg.Burst = PlacementControllerQPS, PlacementControllerBurst
 	restCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt: rt, c: s.requests} })
 	restCfg = rest.AddUserAgent(restCfg, "ipp-controller")
-	kube, err := kubernetes.NewForConfig(restCfg)
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(restCfg))
 	if err != nil {
 		return fmt.Errorf("making the controller's client: %w", err)
 	}
@@ -365,7 +422,7 @@ func (s *p3) startController(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("building the gce provider: %w", err)
 	}
-	s.provider = &timedProvider{Provider: p, creates: map[string][]time.Time{}}
+	s.provider = newTimedProvider(p)
 
 	cctx, cancel := context.WithCancel(quiet(ctx))
 	broadcaster := record.NewBroadcaster(record.WithContext(cctx))
@@ -480,7 +537,7 @@ func (s *p3) reaction(ctx context.Context) (*P3Reaction, error) {
 		fromCall, fromCreated = fromCall[:0], fromCreated[:0]
 		for i := range s.cfg.ReactionClasses {
 			ns, class := steadyClass(i)
-			t, _ := s.provider.firstCreate(s.iso.NodeName(ns, class))
+			t, _ := s.provider.firstCreate(ns, class)
 			if t.IsZero() {
 				return false, nil
 			}
@@ -582,7 +639,8 @@ func (s *p3) steady(ctx context.Context, before counters, buildStart time.Time) 
 	res.IdleProviderCalls = subCalls(idle.calls, active.calls)
 	res.ExpectedResyncReconciles = float64(s.cfg.SteadyClasses) * res.IdleSeconds / res.ProviderResyncSeconds
 	res.InstancesAtEnd = len(s.emu.Instances())
-	for _, n := range s.emu.CreatedCounts() {
+	res.PodPatches = res.ActiveRequestsByKind["PATCH pods"]
+	for _, n := range s.provider.createdByClass(s.emu.CreatedCounts()) {
 		if n > 1 {
 			res.DuplicateInstanceCreation += n - 1
 		}
@@ -606,11 +664,11 @@ func (s *p3) burst(ctx context.Context) (*P3Burst, error) {
 		return nil, err
 	}
 	res.SettleSeconds = time.Since(t0).Seconds()
-	counts := s.emu.CreatedCounts()
+	counts := s.provider.createdByClass(s.emu.CreatedCounts())
 	for c := range s.cfg.BurstClasses {
-		name := s.iso.NodeName("burst", fmt.Sprintf("burst-%03d", c))
-		res.MaxPerClass = max(res.MaxPerClass, counts[name])
-		_, n := s.provider.firstCreate(name)
+		class := fmt.Sprintf("burst-%03d", c)
+		res.MaxPerClass = max(res.MaxPerClass, counts[classID{"burst", class}])
+		_, n := s.provider.firstCreate("burst", class)
 		res.ProviderCreateCalls += n
 	}
 	res.InsertCalls = s.emu.CallCount("instances.insert") - insertsBefore
@@ -624,7 +682,7 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 		return nil, err
 	}
 	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := append([]string{"controller", "--kubeconfig=" + s.cluster.Kubeconfig, "--leader-elect=false", "-v=2",
+	args := append([]string{"controller", "--kubeconfig=" + s.kubeconfig, "--placement=" + string(s.iso.Placement), "--leader-elect=false", "-v=2",
 		"--metrics-address=" + metricsAddr, "--profiling"}, s.emu.IPPFlags()...)
 	res := &P3Process{Command: "ipp " + strings.Join(args, " "), LoadAvg: LoadAvg()}
 	logPath := filepath.Join(s.cfg.WorkDir, "p3-controller.log")

@@ -232,6 +232,11 @@ func reportP2(w io.Writer, res *bench.P2Result) {
 }
 
 func reportP3(w io.Writer, res *bench.P3Result) {
+	placement := res.Config.Placement
+	if placement == "" {
+		placement = "admission" // results from before the placement was recorded
+	}
+	fmt.Fprintf(w, "Placement: %s.\n\n", placement)
 	if r := res.Reaction; r != nil {
 		fmt.Fprintf(w, "Reaction, %d new classes one Pod each, %v apart (load %.1f):\n\n", r.Classes, res.Config.ReactionInterval.Duration, r.LoadAvg)
 		fmt.Fprintln(w, "| from | p50 ms | p90 ms | p99 ms | max ms |")
@@ -246,6 +251,8 @@ func reportP3(w io.Writer, res *bench.P3Result) {
 		fmt.Fprintf(w, "| build-up | %.0f | | %.0f | %.3f | %v | %v |\n", s.ActiveReconciles, s.ActiveRequests, s.ActiveRequestsPerRecon, s.ActiveRequestsByKind, s.ProviderCallsActive)
 		fmt.Fprintf(w, "| idle %.0f s | %.0f | %.2f | %.0f | %.3f | %v | %v |\n\n", s.IdleSeconds, s.IdleReconciles, s.IdleReconcilesPerSecond, s.IdleRequests,
 			s.IdleRequestsPerReconcile, s.IdleRequestsByKind, s.IdleProviderCalls)
+		fmt.Fprintf(w, "Build-up: %.0f Pod PATCHes (placements, under controller placement) for %d Pods. At the end: %d instances, %d instance creations beyond one per class.\n\n",
+			s.PodPatches, s.Pods, s.InstancesAtEnd, s.DuplicateInstanceCreation)
 	}
 	if b := res.Burst; b != nil {
 		fmt.Fprintf(w, "Burst: %d Pods of %d new classes at once: %d instances.insert calls at the emulator, %d Provider.Create calls, at most %d per class; all bound in %.1f s (load %.1f).\n\n",
