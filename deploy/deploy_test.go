@@ -47,7 +47,7 @@ type rendered struct {
 }
 
 // Render builds the kustomization in dir with the kustomize library, as `kubectl kustomize` does.
-func render(t *testing.T, dir string) []byte {
+func render(t testing.TB, dir string) []byte {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
@@ -72,7 +72,7 @@ var manifestScheme = func() *runtime.Scheme {
 
 // decode decodes every document with manifestScheme, strictly, so that a misspelt field fails
 // the test instead of being dropped by the apiserver.
-func decode(t *testing.T, y []byte) rendered {
+func decode(t testing.TB, y []byte) rendered {
 	t.Helper()
 	strict := serializer.NewCodecFactory(manifestScheme, serializer.EnableStrict).UniversalDeserializer()
 	r := rendered{other: map[string]int{}}
@@ -119,7 +119,7 @@ func decode(t *testing.T, y []byte) rendered {
 	return r
 }
 
-func only[T runtime.Object](t *testing.T, r rendered) []T {
+func only[T runtime.Object](t testing.TB, r rendered) []T {
 	t.Helper()
 	var out []T
 	for _, o := range r.objects {
@@ -144,7 +144,7 @@ func one[T runtime.Object](t *testing.T, r rendered) T {
 func named[T interface {
 	runtime.Object
 	metav1.Object
-}](t *testing.T, r rendered, namespace, name string) T {
+}](t testing.TB, r rendered, namespace, name string) T {
 	t.Helper()
 	for _, o := range only[T](t, r) {
 		if o.GetNamespace() == namespace && o.GetName() == name {

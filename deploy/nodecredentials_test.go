@@ -54,7 +54,7 @@ type policyEvaluator struct {
 // compilePolicy compiles p as the apiserver of version ver would accept it when p is created (the
 // NewExpressions environment, which is stricter than the stored one), and fails on any compile
 // error.
-func compilePolicy(t *testing.T, p *admissionregistrationv1.ValidatingAdmissionPolicy, ver *version.Version) policyEvaluator {
+func compilePolicy(t testing.TB, p *admissionregistrationv1.ValidatingAdmissionPolicy, ver *version.Version) policyEvaluator {
 	t.Helper()
 	mode := environment.NewExpressions
 	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(ver))

@@ -35,13 +35,13 @@ const (
 )
 
 // podPolicy returns the ValidatingAdmissionPolicy ipp-pods.
-func podPolicy(t *testing.T, r rendered) *admissionregistrationv1.ValidatingAdmissionPolicy {
+func podPolicy(t testing.TB, r rendered) *admissionregistrationv1.ValidatingAdmissionPolicy {
 	t.Helper()
 	return named[*admissionregistrationv1.ValidatingAdmissionPolicy](t, r, "", "ipp-pods")
 }
 
 // podDenials is denials for a Pod in its namespace.
-func (e policyEvaluator) podDenials(t *testing.T, op admission.Operation, username string, obj, old *corev1.Pod) []string {
+func (e policyEvaluator) podDenials(t testing.TB, op admission.Operation, username string, obj, old *corev1.Pod) []string {
 	t.Helper()
 	p := obj
 	if p == nil {
@@ -55,7 +55,7 @@ func (e policyEvaluator) podDenials(t *testing.T, op admission.Operation, userna
 // on node: placement.PinPatch, applied to the Pod's JSON with the JSON Patch library the API
 // server uses, plus what the API server itself changes on an update (resourceVersion, generation,
 // managedFields).
-func pinned(t *testing.T, pod *corev1.Pod, node string) *corev1.Pod {
+func pinned(t testing.TB, pod *corev1.Pod, node string) *corev1.Pod {
 	t.Helper()
 	patch, err := ippplacement.PinPatch(pod, node)
 	if err != nil {
@@ -104,18 +104,10 @@ func podWith(p *corev1.Pod, f func(*corev1.Pod)) *corev1.Pod {
 	return p
 }
 
-// TestPodPolicy evaluates the policy ipp-pods of the rendered base against the controller's
-// placements (placement.PinPatch, as pkg/controller applies it) and against what a stolen ipp
-// token might do with pods/patch instead.
-func TestPodPolicy(t *testing.T) {
-	policy := podPolicy(t, decode(t, render(t, "base")))
-	cfg := isolation.DefaultConfig()
-	cfg.Placement = isolation.PlacementController
-	const node = "ipp-my-cluster-web-0123456789abcdef"
-
-	// An IPP Pod as the webhook admits it under --placement=controller: pinned to its class
-	// key, tolerating IPP's taints, gated.
-	gated := &corev1.Pod{
+// gatedPod returns an IPP Pod as the webhook admits it under --placement=controller: pinned to its
+// class key, tolerating IPP's taints, gated.
+func gatedPod(cfg isolation.Config) *corev1.Pod {
+	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-5d8f7-abcde", Namespace: "tenant-a", UID: "3f2e", ResourceVersion: "100", Generation: 1,
 			Labels:      map[string]string{cfg.PodLabel: "web", "app": "web", "pod-template-hash": "5d8f7"},
@@ -140,6 +132,18 @@ func TestPodPolicy(t *testing.T) {
 			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonSchedulingGated,
 		}}},
 	}
+}
+
+// TestPodPolicy evaluates the policy ipp-pods of the rendered base against the controller's
+// placements (placement.PinPatch, as pkg/controller applies it) and against what a stolen ipp
+// token might do with pods/patch instead.
+func TestPodPolicy(t *testing.T) {
+	policy := podPolicy(t, decode(t, render(t, "base")))
+	cfg := isolation.DefaultConfig()
+	cfg.Placement = isolation.PlacementController
+	const node = "ipp-my-cluster-web-0123456789abcdef"
+
+	gated := gatedPod(cfg)
 	zone := corev1.NodeSelectorRequirement{Key: corev1.LabelTopologyZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-central1-a"}}
 	arch := corev1.NodeSelectorRequirement{Key: corev1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"}}
 	// A gated IPP Pod with an affinity of its own: two required terms (one already with
@@ -241,6 +245,10 @@ func TestPodPolicy(t *testing.T) {
 		{name: "naming a node", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) { p.Spec.NodeName = "worker-1" }), want: []string{msgPodSpec}},
 		{name: "changing the ServiceAccount", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) { p.Spec.ServiceAccountName = "admin" }), want: []string{msgPodSpec}},
 		{name: "removing a spec field", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = nil }), want: []string{msgPodSpec}},
+		{name: "replacing a spec field by another", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) {
+			p.Spec.TerminationGracePeriodSeconds = nil
+			p.Spec.ActiveDeadlineSeconds = ptr(int64(1))
+		}), want: []string{msgPodSpec}},
 		{name: "changing the class label", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) { p.Labels[cfg.PodLabel] = "db" }), want: []string{msgPodLabels}},
 		{name: "removing the class label", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) { delete(p.Labels, cfg.PodLabel) }), want: []string{msgPodLabels}},
 		{name: "adding a label", op: admission.Update, old: gated, obj: podWith(placed, func(p *corev1.Pod) { p.Labels["ipp.io/node-class"] = "metal" }), want: []string{msgPodLabels}},
@@ -333,5 +341,35 @@ func checkPodPolicy(t *testing.T, r rendered) {
 	}
 	if !granted {
 		t.Error("ClusterRole ipp: no patch on pods, which the controller's placement (--placement=controller) needs")
+	}
+}
+
+// BenchmarkPodPolicy measures what the API server spends evaluating the policy ipp-pods
+// (matchConditions, variables and validations, with the apiserver's own packages and the current
+// Kubernetes version) on one request: the controller's placement of a gated IPP Pod
+// (placement.PinPatch, an UPDATE by the ipp ServiceAccount), and an UPDATE by another user, which
+// only the matchConditions see.
+func BenchmarkPodPolicy(b *testing.B) {
+	policy := podPolicy(b, decode(b, render(b, "base")))
+	cfg := isolation.DefaultConfig()
+	cfg.Placement = isolation.PlacementController
+	gated := gatedPod(cfg)
+	placed := pinned(b, gated, "ipp-my-cluster-web-0123456789abcdef")
+	eval := compilePolicy(b, policy, environment.DefaultCompatibilityVersion())
+	for _, bc := range []struct {
+		name, user string
+	}{
+		{name: "placement", user: ippUsername},
+		{name: "other user", user: "system:serviceaccount:kube-system:replicaset-controller"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if got := eval.podDenials(b, admission.Update, bc.user, placed, gated); len(got) != 0 {
+				b.Fatalf("denied: %v", got)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				eval.podDenials(b, admission.Update, bc.user, placed, gated)
+			}
+		})
 	}
 }
