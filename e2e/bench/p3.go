@@ -287,7 +287,7 @@ type p3 struct {
 func RunP3(ctx context.Context, cfg P3Config) (res *P3Result, err error) {
 	logger := klog.FromContext(ctx)
 	res = &P3Result{Config: cfg}
-	s := &p3{cfg: cfg, requests: &requestCounter{n: map[string]float64{}}, iso: isolation.DefaultConfig()}
+	s := &p3{cfg: cfg, requests: &requestCounter{n: map[string]float64{}}, iso: admissionConfig()}
 	defer func() { res.CreateRetries = s.retries.Load() }()
 	bin, err := ippBinary(ctx, cfg.IPPBinary, cfg.Repo, cfg.WorkDir)
 	if err != nil {
@@ -625,7 +625,7 @@ func (s *p3) process(ctx context.Context, bin string) (*P3Process, error) {
 	}
 	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := append([]string{"controller", "--kubeconfig=" + s.cluster.Kubeconfig, "--leader-elect=false", "-v=2",
-		"--metrics-address=" + metricsAddr, "--profiling"}, s.emu.IPPFlags()...)
+		"--metrics-address=" + metricsAddr, "--profiling", "--placement=" + string(s.iso.Placement)}, s.emu.IPPFlags()...)
 	res := &P3Process{Command: "ipp " + strings.Join(args, " "), LoadAvg: LoadAvg()}
 	logPath := filepath.Join(s.cfg.WorkDir, "p3-controller.log")
 	logf, err := os.Create(logPath)
