@@ -79,12 +79,21 @@ type Variant struct {
 	Config isolation.Config
 }
 
+// admissionConfig is isolation.DefaultConfig with --placement=admission, which P1's dedicated
+// variants, P2 and P3 measure (as they did before --placement=controller became the default);
+// P1's dedicated-placed variant and P4 set --placement=controller themselves.
+func admissionConfig() isolation.Config {
+	cfg := isolation.DefaultConfig()
+	cfg.Placement = isolation.PlacementAdmission
+	return cfg
+}
+
 // Variants returns P1's variants by name, in the order they run.
 func Variants() []Variant {
-	dedicated := isolation.DefaultConfig()
-	labelOnly := isolation.DefaultConfig()
+	dedicated := admissionConfig()
+	labelOnly := admissionConfig()
 	labelOnly.PinNodeName = false
-	auto := isolation.DefaultConfig()
+	auto := admissionConfig()
 	auto.Mode = isolation.ModeAutoscaler
 	return []Variant{
 		{Name: VariantBaseline, Class: false, Config: dedicated},
@@ -247,7 +256,7 @@ func RunP1(ctx context.Context, cfg P1Config) (*P1Result, error) {
 	}
 	defer s.cluster.Stop()
 	defer s.closePlaced()
-	if s.sw, _, err = s.cluster.RegisterWebhook(ctx, isolation.DefaultConfig(), FillerNamespace); err != nil {
+	if s.sw, _, err = s.cluster.RegisterWebhook(ctx, admissionConfig(), FillerNamespace); err != nil {
 		return res, err
 	}
 	for _, ns := range []string{P1Namespace, FillerNamespace} {
@@ -288,7 +297,7 @@ type p1Size struct {
 func (s *p1Size) runSize(ctx context.Context, n int) (runs []P1Run, err error) {
 	logger := klog.FromContext(ctx)
 	k := max(1, n/s.cfg.NodesPerClass)
-	ded := isolation.DefaultConfig()
+	ded := admissionConfig()
 	begin := time.Now()
 	// Filler Pods are recreated for the new plain nodes, level by level.
 	if s.filler > 0 {

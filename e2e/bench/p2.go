@@ -200,7 +200,7 @@ func ippBinary(ctx context.Context, bin, repo, dir string) (string, error) {
 // p2Bodies returns the AdmissionReviews sent: a Deployment-made IPP Pod as /mutate gets it, and
 // the same Pod with IPP's patch applied, as /validate gets it.
 func p2Bodies() (mutate, validate []byte, err error) {
-	cfg := isolation.DefaultConfig()
+	cfg := admissionConfig()
 	req := admissiontest.Request(p2UID, "team-a", admissiontest.Pod("class0"))
 	resp := admission.MutateReview(cfg, &admission.Review{Request: req})
 	if !resp.Allowed || len(resp.Patch) == 0 {
@@ -586,7 +586,7 @@ func profileServe(ctx context.Context, path string, body []byte, conns int, d ti
 	sctx, cancel := context.WithCancel(klog.NewContext(ctx, klog.Background()))
 	done := make(chan error, 1)
 	go func() {
-		done <- webhook.Serve(sctx, isolation.DefaultConfig(), webhook.ServerOptions{
+		done <- webhook.Serve(sctx, admissionConfig(), webhook.ServerOptions{
 			Listener:       ln,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 		})
@@ -610,7 +610,7 @@ func measureCreate(ctx context.Context, cfg P2Config) (*P2Create, error) {
 	}
 	defer cluster.Stop()
 	const with, without = "bench-webhook", "bench-nowebhook"
-	if _, _, err := cluster.RegisterWebhook(ctx, isolation.DefaultConfig(), without); err != nil {
+	if _, _, err := cluster.RegisterWebhook(ctx, admissionConfig(), without); err != nil {
 		return nil, err
 	}
 	for _, ns := range []string{with, without} {

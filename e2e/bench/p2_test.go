@@ -14,7 +14,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/e2e/framework"
-	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -44,7 +43,7 @@ func TestGenerateLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(klog.NewContext(t.Context(), klog.Background()))
 	done := make(chan error, 1)
 	go func() {
-		done <- webhook.Serve(ctx, isolation.DefaultConfig(), webhook.ServerOptions{
+		done <- webhook.Serve(ctx, admissionConfig(), webhook.ServerOptions{
 			Listener:       ln,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 		})

@@ -331,7 +331,7 @@ type p3 struct {
 func RunP3(ctx context.Context, cfg P3Config) (res *P3Result, err error) {
 	logger := klog.FromContext(ctx)
 	res = &P3Result{Config: cfg}
-	s := &p3{cfg: cfg, requests: &requestCounter{n: map[string]float64{}}, iso: isolation.DefaultConfig()}
+	s := &p3{cfg: cfg, requests: &requestCounter{n: map[string]float64{}}, iso: admissionConfig()}
 	defer func() { res.CreateRetries = s.retries.Load() }()
 	s.iso.Placement = cfg.Placement
 	if err := s.iso.Validate(); err != nil {

@@ -12,6 +12,8 @@ import (
 
 func TestIsolationViolations(t *testing.T) {
 	cfg := isolation.DefaultConfig()
+	// --placement=admission: I3 is checked against each class's dedicated node name.
+	cfg.Placement = isolation.PlacementAdmission
 	auto := cfg
 	auto.Mode = isolation.ModeAutoscaler
 	a, b := cfg.NodeName("ns", "a"), cfg.NodeName("ns", "b")

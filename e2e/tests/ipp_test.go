@@ -43,6 +43,9 @@ func TestDedicated(t *testing.T) {
 	forEachProvider(t, func(t *testing.T, provider string) {
 		cfg := isolation.DefaultConfig()
 		cfg.ClusterName = "e2e-" + provider
+		// --placement=admission: these scenarios follow each class's one dedicated node by its
+		// name (cfg.NodeName). The default placement's flows are TestControllerPlacement's.
+		cfg.Placement = isolation.PlacementAdmission
 		ipp, err := framework.StartIPP(t.Context(), cluster, framework.IPPOptions{
 			Provider:    provider,
 			Config:      &cfg,

@@ -52,6 +52,9 @@ func TestJoinCredentials(t *testing.T) {
 		ctx := t.Context()
 		cfg := isolation.DefaultConfig()
 		cfg.ClusterName = "join-" + provider
+		// --placement=admission: the test knows each class's node name before it exists
+		// (cfg.NodeName), to hold one back (NeverBoot) and to attack with another's credentials.
+		cfg.Placement = isolation.PlacementAdmission
 		const regTimeout = 10 * time.Minute
 		ipp, err := framework.StartIPP(ctx, cluster, framework.IPPOptions{
 			Provider:            provider,

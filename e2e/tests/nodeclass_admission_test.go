@@ -86,8 +86,8 @@ func TestNodeClassAdmission(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Pod of NodeClass metal in %s (labelled tenant-tier=untrusted): %v, want admitted", nsIn, err)
 		}
-		if p.Labels[isolation.NodeClassLabel] != "metal" || p.Spec.NodeSelector[isolation.BindingLabel] != cfg.NodeName(nsIn, "c0") {
-			t.Errorf("Admitted Pod: labels %v, nodeSelector %v; want NodeClass metal, pinned to %s", p.Labels, p.Spec.NodeSelector, cfg.NodeName(nsIn, "c0"))
+		if key := cfg.ClassKey(nsIn, "c0"); p.Labels[isolation.NodeClassLabel] != "metal" || p.Spec.NodeSelector[isolation.ClassLabel] != key {
+			t.Errorf("Admitted Pod: labels %v, nodeSelector %v; want NodeClass metal, pinned to class key %s", p.Labels, p.Spec.NodeSelector, key)
 		}
 
 		// The tenant cannot move the admitted Pod to another NodeClass, nor take the label off.

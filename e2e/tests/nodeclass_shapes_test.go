@@ -43,6 +43,9 @@ func TestNodeClassShapes(t *testing.T) {
 		ctx := t.Context()
 		cfg := isolation.DefaultConfig()
 		cfg.ClusterName = "shapes-" + provider
+		// --placement=admission: the instances are found by each class's dedicated node name
+		// (cfg.NodeName).
+		cfg.Placement = isolation.PlacementAdmission
 		ipp, err := framework.StartIPP(ctx, cluster, framework.IPPOptions{Provider: provider, Config: &cfg})
 		if err != nil {
 			t.Fatal(err)

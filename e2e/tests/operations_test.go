@@ -107,6 +107,10 @@ func testOperations(t *testing.T, provider string) {
 	objs := renderOverlay(t, filepath.Join(opsOverlays, provider))
 	cfg := isolation.DefaultConfig()
 	cfg.ClusterName = opsClusterName + "-" + provider
+	// --placement=admission: the checks below follow the class's one dedicated node by its name
+	// (cfg.NodeName) and attack the Node policy through its binding label. deploy/ passes no
+	// --placement, so an installed ipp runs the default, --placement=controller.
+	cfg.Placement = isolation.PlacementAdmission
 
 	// Install: every object is accepted. (Not a subtest: what it creates lives until the end.)
 	mwc, vwc := applyOverlay(t, objs)

@@ -38,6 +38,9 @@ func TestCreationRateLimit(t *testing.T) {
 		ctx := t.Context()
 		cfg := isolation.DefaultConfig()
 		cfg.ClusterName = "e2e-rate-" + provider
+		// --placement=admission: the creation times are read by each class's dedicated node
+		// name (cfg.NodeName).
+		cfg.Placement = isolation.PlacementAdmission
 		ipp, err := framework.StartIPP(ctx, cluster, framework.IPPOptions{
 			Provider:             provider,
 			Config:               &cfg,

@@ -17,6 +17,9 @@ import (
 // fuzzConfigs are the configurations every fuzz input is decided under.
 func fuzzConfigs() []isolation.Config {
 	dedicated := isolation.DefaultConfig()
+	// The first three are --placement=admission's (--pin-node-name matters only there); the last
+	// is the default placement.
+	dedicated.Placement = isolation.PlacementAdmission
 	noName := dedicated
 	noName.PinNodeName = false
 	cluster := dedicated

@@ -47,18 +47,18 @@ func TestMutate(t *testing.T) {
 	}{
 		// dedicated mode
 		{
-			name: "dedicated: plain IPP Pod gets tolerations and the two-part pin",
+			name: "admission: plain IPP Pod gets tolerations and the two-part pin",
 			pod:  newPod("class0"),
 			want: newPod("class0", dedicatedPin(nodeClass0)),
 		},
 		{
-			name:   "dedicated: dry-run gets the same patch",
+			name:   "admission: dry-run gets the same patch",
 			pod:    newPod("class0"),
 			dryRun: true,
 			want:   newPod("class0", dedicatedPin(nodeClass0)),
 		},
 		{
-			name: "dedicated: user's tolerations, selectors and terms stay and every required term gets the name",
+			name: "admission: user's tolerations, selectors and terms stay and every required term gets the name",
 			pod: newPod("class0", withTolerations(tolOther), withNodeSelector("disk", "ssd"),
 				withRequired(zoneA, zoneB), withPreferred(10, zoneA), withAnti(userAnti), withPodAffinity(userAnti)),
 			want: newPod("class0", withTolerations(tolOther, tolNoSchedule, tolNoExecute), withNodeSelector("disk", "ssd", binding, nodeClass0),
@@ -68,163 +68,163 @@ func TestMutate(t *testing.T) {
 				), withPreferred(10, zoneA), withAnti(userAnti), withPodAffinity(userAnti)),
 		},
 		{
-			name: "dedicated: a term that already names the node is left alone, the other gets it",
+			name: "admission: a term that already names the node is left alone, the other gets it",
 			pod:  newPod("class0", withRequired(fieldsTerm(nodeClass0), zoneA)),
 			want: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0),
 				withRequired(fieldsTerm(nodeClass0), corev1.NodeSelectorTerm{MatchExpressions: zoneA.MatchExpressions, MatchFields: []corev1.NodeSelectorRequirement{nameIn(nodeClass0)}})),
 		},
 		{
-			name: "dedicated: the user's own exact toleration and pin label are not duplicated",
+			name: "admission: the user's own exact toleration and pin label are not duplicated",
 			pod:  newPod("class0", withTolerations(corev1.Toleration{Key: "ipp", Value: "true", Effect: corev1.TaintEffectNoSchedule}), withNodeSelector(binding, nodeClass0)),
 			want: newPod("class0", withTolerations(corev1.Toleration{Key: "ipp", Value: "true", Effect: corev1.TaintEffectNoSchedule}, tolNoExecute),
 				withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0))),
 		},
 		{
-			name: "dedicated: a broad toleration of the user stays and the exact ones are added",
+			name: "admission: a broad toleration of the user stays and the exact ones are added",
 			pod:  newPod("class0", withTolerations(tolAll)),
 			want: newPod("class0", withTolerations(tolAll), dedicatedPin(nodeClass0)),
 		},
 		{
-			name: "dedicated: affinity with only pod affinity gets a node affinity",
+			name: "admission: affinity with only pod affinity gets a node affinity",
 			pod:  newPod("class0", withPodAffinity(userAnti)),
 			want: newPod("class0", withPodAffinity(userAnti), dedicatedPin(nodeClass0)),
 		},
 		{
-			name: "dedicated: node affinity with only preferred terms gets a required one",
+			name: "admission: node affinity with only preferred terms gets a required one",
 			pod:  newPod("class0", withPreferred(5, zoneA)),
 			want: newPod("class0", withPreferred(5, zoneA), dedicatedPin(nodeClass0)),
 		},
 		{
-			name: "dedicated: re-invocation on a mutated Pod adds nothing",
+			name: "admission: re-invocation on a mutated Pod adds nothing",
 			pod:  newPod("class0", dedicatedPin(nodeClass0)),
 			want: newPod("class0", dedicatedPin(nodeClass0)), wantNoPatch: true,
 		},
 		{
-			name: "dedicated: class with upper case, dots and underscores",
+			name: "admission: class with upper case, dots and underscores",
 			pod:  newPod("My.Class_A"),
 			want: newPod("My.Class_A", dedicatedPin(nodeMixed)),
 		},
 		{
-			name: "dedicated: 63-character class",
+			name: "admission: 63-character class",
 			pod:  newPod(long),
 			want: newPod(long, dedicatedPin(nodeLong)),
 		},
 		{
-			name:      "dedicated: namespace scope uses the request's namespace (metadata.namespace is empty on CREATE)",
+			name:      "admission: namespace scope uses the request's namespace (metadata.namespace is empty on CREATE)",
 			namespace: "team-a",
 			pod:       newPod("class0"),
 			want:      newPod("class0", dedicatedPin(nodeTeamA)),
 		},
 		{
-			name:      "dedicated: cluster scope ignores the namespace",
+			name:      "admission: cluster scope ignores the namespace",
 			cfg:       clusterScope,
 			namespace: "team-a",
 			pod:       newPod("class0"),
 			want:      newPod("class0", dedicatedPin(nodeCluster)),
 		},
 		{
-			name: "dedicated: --pin-node-name=false leaves out matchFields and the affinity",
+			name: "admission: --pin-node-name=false leaves out matchFields and the affinity",
 			cfg:  noNodeName,
 			pod:  newPod("class0"),
 			want: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0)),
 		},
 		{
-			name: "dedicated: --pin-node-name=false keeps the user's terms as they are",
+			name: "admission: --pin-node-name=false keeps the user's terms as they are",
 			cfg:  noNodeName,
 			pod:  newPod("class0", withRequired(zoneA)),
 			want: newPod("class0", withRequired(zoneA), withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0)),
 		},
 		{
-			name: "dedicated: a Pod without a class is not touched",
+			name: "admission: a Pod without a class is not touched",
 			pod:  newPod("", withTolerations(tolNoSchedule)), wantNoPatch: true,
 		},
 		{
-			name: "dedicated: an empty class label is no class",
+			name: "admission: an empty class label is no class",
 			pod:  newPod("", withLabel("ipp-class", "")), wantNoPatch: true,
 		},
 		{
-			name: "dedicated: exempt namespace is skipped entirely", namespace: "kube-system",
+			name: "admission: exempt namespace is skipped entirely", namespace: "kube-system",
 			pod: newPod("class0", withNodeName("somewhere")), wantNoPatch: true,
 		},
 		{
-			name: "dedicated: ownerReferences exempt nothing",
+			name: "admission: ownerReferences exempt nothing",
 			pod:  newPod("class0", withOwner("DaemonSet", "agent")),
 			want: newPod("class0", withOwner("DaemonSet", "agent"), dedicatedPin(nodeClass0)),
 		},
 		{
-			name:       "dedicated: preset spec.nodeName is denied",
+			name:       "admission: preset spec.nodeName is denied",
 			pod:        newPod("class0", withNodeName("node-1")),
 			wantDenied: []string{`spec.nodeName is preset to "node-1"`, "remove spec.nodeName"},
 		},
 		{
-			name:       "dedicated: preset spec.nodeName is denied even when it is the class's node",
+			name:       "admission: preset spec.nodeName is denied even when it is the class's node",
 			pod:        newPod("class0", withNodeName(nodeClass0)),
 			wantDenied: []string{"remove spec.nodeName"},
 		},
 		{
-			name:       "dedicated: preset spec.nodeName is denied on dry-run too",
+			name:       "admission: preset spec.nodeName is denied on dry-run too",
 			pod:        newPod("class0", withNodeName("node-1")),
 			dryRun:     true,
 			wantDenied: []string{"remove spec.nodeName"},
 		},
 		{
-			name:       "dedicated: own value for the pin label is denied",
+			name:       "admission: own value for the pin label is denied",
 			pod:        newPod("class0", withNodeSelector(binding, "ipp-other-123")),
 			wantDenied: []string{`spec.nodeSelector sets node-restriction.kubernetes.io/ipp-node="ipp-other-123": remove it`, nodeClass0},
 		},
 		{
-			name:       "dedicated: node-name affinity naming another node is denied",
+			name:       "admission: node-name affinity naming another node is denied",
 			pod:        newPod("class0", withRequired(fieldsTerm("node-1"))),
 			wantDenied: []string{"nodeSelectorTerms[0].matchFields[0] selects metadata.name In [node-1]: remove it"},
 		},
 		{
-			name:       "dedicated: node-name affinity naming the node among others is denied",
+			name:       "admission: node-name affinity naming the node among others is denied",
 			pod:        newPod("class0", withRequired(corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{req("metadata.name", corev1.NodeSelectorOpIn, nodeClass0, "node-1")}})),
 			wantDenied: []string{"matchFields[0] selects metadata.name In"},
 		},
 		{
-			name:       "dedicated: node-name affinity with NotIn is denied",
+			name:       "admission: node-name affinity with NotIn is denied",
 			pod:        newPod("class0", withRequired(zoneA, corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{req("metadata.name", corev1.NodeSelectorOpNotIn, "node-1")}})),
 			wantDenied: []string{"nodeSelectorTerms[1].matchFields[0]"},
 		},
 		{
-			name:       "dedicated: binding-label affinity naming another node is denied",
+			name:       "admission: binding-label affinity naming another node is denied",
 			pod:        newPod("class0", withRequired(exprTerm(req(binding, corev1.NodeSelectorOpIn, "ipp-x")))),
 			wantDenied: []string{"matchExpressions[0] selects node-restriction.kubernetes.io/ipp-node In [ipp-x]"},
 		},
 		{
-			name:       "dedicated: an empty required term is denied",
+			name:       "admission: an empty required term is denied",
 			pod:        newPod("class0", withRequired(zoneA, corev1.NodeSelectorTerm{})),
 			wantDenied: []string{"nodeSelectorTerms[1] is empty and matches no node: remove it"},
 		},
 		{
-			name: "dedicated: UPDATE of a scheduling-gated Pod gets the pin",
+			name: "admission: UPDATE of a scheduling-gated Pod gets the pin",
 			op:   admissionv1.Update,
 			pod:  newPod("class0", withGate("wait")),
 			old:  newPod("class0", withGate("wait"), withLabel("v", "1")),
 			want: newPod("class0", withGate("wait"), dedicatedPin(nodeClass0)),
 		},
 		{
-			name: "dedicated: UPDATE of a bound Pod is left alone",
+			name: "admission: UPDATE of a bound Pod is left alone",
 			op:   admissionv1.Update,
 			pod:  newPod("class0", dedicatedPin(nodeClass0), withNodeName(nodeClass0), withLabel("v", "2")),
 			old:  newPod("class0", dedicatedPin(nodeClass0), withNodeName(nodeClass0)), wantNoPatch: true,
 		},
 		{
-			name: "dedicated: UPDATE of a bound Pod admitted before IPP is left alone",
+			name: "admission: UPDATE of a bound Pod admitted before IPP is left alone",
 			op:   admissionv1.Update,
 			pod:  newPod("class0", withNodeName("node-1"), withLabel("v", "2")),
 			old:  newPod("class0", withNodeName("node-1")), wantNoPatch: true,
 		},
 		{
-			name:       "dedicated: UPDATE that sets spec.nodeName is denied",
+			name:       "admission: UPDATE that sets spec.nodeName is denied",
 			op:         admissionv1.Update,
 			pod:        newPod("class0", withNodeName("node-1")),
 			old:        newPod("class0"),
 			wantDenied: []string{"remove spec.nodeName"},
 		},
 		{
-			name:       "dedicated: UPDATE with a conflicting pin label is denied",
+			name:       "admission: UPDATE with a conflicting pin label is denied",
 			op:         admissionv1.Update,
 			pod:        newPod("class0", withGate("g"), withNodeSelector(binding, "x")),
 			old:        newPod("class0", withGate("g")),
@@ -473,6 +473,9 @@ func TestMutate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := isolation.DefaultConfig()
+			// The "admission:" cases are --placement=admission's own pin (one dedicated node per
+			// class); the "controller:" cases set the default placement back.
+			cfg.Placement = isolation.PlacementAdmission
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}

@@ -80,9 +80,16 @@ func withNodeClass(name string) podOpt { return withLabel(isolation.NodeClassLab
 
 func TestValidateNodeClass(t *testing.T) {
 	cfg := isolation.DefaultConfig()
-	// pinned returns an IPP Pod of class0 in namespace ns with its whole pin and opts.
+	// pinned returns an IPP Pod of class0 in namespace ns with its whole pin (the default
+	// placement's, --placement=controller) and opts.
 	pinned := func(ns string, opts ...podOpt) *corev1.Pod {
-		return newPod("class0", append([]podOpt{dedicatedPin(cfg.NodeName(ns, "class0"))}, opts...)...)
+		return newPod("class0", append([]podOpt{controllerPin(cfg.ClassKey(ns, "class0"))}, opts...)...)
+	}
+	// placed returns an IPP Pod of class0 in namespace ns that the controller placed on a node of
+	// its class and that is bound there, with opts.
+	placed := func(ns string, opts ...podOpt) *corev1.Pod {
+		const node = "ipp-class0-0123456789abcdef"
+		return newPod("class0", append([]podOpt{keyPin(cfg.ClassKey(ns, "class0")), withRequired(fieldsTerm(node)), withNodeName(node)}, opts...)...)
 	}
 	withDefault := testClasses()
 	withDefault.classes[isolation.DefaultNodeClass] = nodeClassFixture(isolation.DefaultNodeClass, &metav1.LabelSelector{MatchLabels: map[string]string{"tenant-tier": "trusted"}})
@@ -154,7 +161,7 @@ func TestValidateNodeClass(t *testing.T) {
 		{name: "update: the same label is allowed", op: admissionv1.Update, namespace: "team-a",
 			pod: pinned("team-a", withNodeClass("metal"), withLabel("v", "2")), old: pinned("team-a", withNodeClass("metal"))},
 		{name: "update: a NodeClass deleted since the Pod's creation does not block its updates", op: admissionv1.Update, namespace: "team-a",
-			pod: pinned("team-a", withNodeClass("gone"), withNodeName(cfg.NodeName("team-a", "class0")), withLabel("v", "2")), old: pinned("team-a", withNodeClass("gone"), withNodeName(cfg.NodeName("team-a", "class0")))},
+			pod: placed("team-a", withNodeClass("gone"), withLabel("v", "2")), old: placed("team-a", withNodeClass("gone"))},
 		{name: "update: changing the label is denied", op: admissionv1.Update, namespace: "team-a",
 			pod: pinned("team-a", withNodeClass("vm")), old: pinned("team-a", withNodeClass("metal")),
 			wantDenied: []string{`the ipp.io/node-class label of an existing IPP Pod cannot be added, removed or changed (it was "metal", the update makes it "vm")`, "delete the Pod and create it again"}},
@@ -162,7 +169,7 @@ func TestValidateNodeClass(t *testing.T) {
 			pod: pinned("team-a", withNodeClass("metal")), old: pinned("team-a"),
 			wantDenied: []string{`(it was absent, the update makes it "metal")`}},
 		{name: "update: removing the label is denied", op: admissionv1.Update, namespace: "team-a",
-			pod: pinned("team-a", withNodeName(cfg.NodeName("team-a", "class0"))), old: pinned("team-a", withNodeClass("metal"), withNodeName(cfg.NodeName("team-a", "class0"))),
+			pod: placed("team-a"), old: placed("team-a", withNodeClass("metal")),
 			wantDenied: []string{`(it was "metal", the update makes it absent)`}},
 		{name: "update: emptying the label is denied", op: admissionv1.Update, namespace: "default",
 			pod: pinned("default", withNodeClass("")), old: pinned("default"),

@@ -33,28 +33,28 @@ func TestValidate(t *testing.T) {
 		wantCode   int32
 	}{
 		// dedicated mode, IPP Pods
-		{name: "dedicated: mutated IPP Pod is allowed", pod: pinned()},
-		{name: "dedicated: the user's broad toleration counts", pod: newPod("class0", withTolerations(tolAll), withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0)))},
-		{name: "dedicated: user terms each carrying the name are allowed", pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0),
+		{name: "admission: mutated IPP Pod is allowed", pod: pinned()},
+		{name: "admission: the user's broad toleration counts", pod: newPod("class0", withTolerations(tolAll), withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0)))},
+		{name: "admission: user terms each carrying the name are allowed", pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0),
 			withRequired(corev1.NodeSelectorTerm{MatchExpressions: zoneA.MatchExpressions, MatchFields: []corev1.NodeSelectorRequirement{nameIn(nodeClass0)}}, fieldsTerm(nodeClass0)))},
-		{name: "dedicated: unmutated IPP Pod is denied", pod: newPod("class0"),
+		{name: "admission: unmutated IPP Pod is denied", pod: newPod("class0"),
 			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoSchedule", "ipp=true:NoExecute", "spec.nodeSelector node-restriction.kubernetes.io/ipp-node=" + nodeClass0, "a required node-affinity term with matchFields metadata.name In [" + nodeClass0 + "]", "check that it runs"}},
-		{name: "dedicated: missing NoExecute toleration is denied", pod: newPod("class0", withTolerations(tolNoSchedule), withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0))),
+		{name: "admission: missing NoExecute toleration is denied", pod: newPod("class0", withTolerations(tolNoSchedule), withNodeSelector(binding, nodeClass0), withRequired(fieldsTerm(nodeClass0))),
 			wantDenied: []string{"lacks a toleration of the IPP taint ipp=true:NoExecute"}},
-		{name: "dedicated: missing pin label is denied", pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withRequired(fieldsTerm(nodeClass0))),
+		{name: "admission: missing pin label is denied", pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withRequired(fieldsTerm(nodeClass0))),
 			wantDenied: []string{"lacks spec.nodeSelector node-restriction.kubernetes.io/ipp-node=" + nodeClass0}},
-		{name: "dedicated: a required term without the name is denied", pod: pinned(withRequired(zoneA)),
+		{name: "admission: a required term without the name is denied", pod: pinned(withRequired(zoneA)),
 			wantDenied: []string{"matchFields metadata.name In [" + nodeClass0 + "] in " + requiredPath + "[1]"}},
-		{name: "dedicated: --pin-node-name=false needs no matchFields", cfg: noNodeName, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0), withRequired(zoneA))},
-		{name: "dedicated: --pin-node-name=false still needs the label", cfg: noNodeName, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute)),
+		{name: "admission: --pin-node-name=false needs no matchFields", cfg: noNodeName, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute), withNodeSelector(binding, nodeClass0), withRequired(zoneA))},
+		{name: "admission: --pin-node-name=false still needs the label", cfg: noNodeName, pod: newPod("class0", withTolerations(tolNoSchedule, tolNoExecute)),
 			wantDenied: []string{"lacks spec.nodeSelector"}},
-		{name: "dedicated: the pin of another namespace is denied", namespace: "team-a", pod: pinned(),
+		{name: "admission: the pin of another namespace is denied", namespace: "team-a", pod: pinned(),
 			wantDenied: []string{"spec.nodeSelector sets node-restriction.kubernetes.io/ipp-node=\"" + nodeClass0 + "\""}},
-		{name: "dedicated: cluster scope pin is allowed in any namespace", cfg: clusterScope, namespace: "team-a",
+		{name: "admission: cluster scope pin is allowed in any namespace", cfg: clusterScope, namespace: "team-a",
 			pod: newPod("class0", dedicatedPin(nodeCluster))},
-		{name: "dedicated: preset spec.nodeName is denied", pod: pinned(withNodeName(nodeClass0)), wantDenied: []string{"remove spec.nodeName"}},
-		{name: "dedicated: a second node-name term is denied", pod: pinned(withRequired(fieldsTerm("node-1"))), wantDenied: []string{"matchFields[0] selects metadata.name In [node-1]"}},
-		{name: "dedicated: exempt namespace is skipped", namespace: "kube-system", pod: newPod("class0")},
+		{name: "admission: preset spec.nodeName is denied", pod: pinned(withNodeName(nodeClass0)), wantDenied: []string{"remove spec.nodeName"}},
+		{name: "admission: a second node-name term is denied", pod: pinned(withRequired(fieldsTerm("node-1"))), wantDenied: []string{"matchFields[0] selects metadata.name In [node-1]"}},
+		{name: "admission: exempt namespace is skipped", namespace: "kube-system", pod: newPod("class0")},
 
 		// dedicated mode, --placement=controller
 		{name: "controller: mutated IPP Pod is allowed", cfg: controller, pod: newPod("class0", controllerPin(keyClass0))},
@@ -228,6 +228,9 @@ func TestValidate(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				cfg := isolation.DefaultConfig()
+				// The "admission:" cases are --placement=admission's own pin (one dedicated node per
+				// class); the "controller:" cases set the default placement back.
+				cfg.Placement = isolation.PlacementAdmission
 				if tt.cfg != nil {
 					tt.cfg(&cfg)
 				}

@@ -98,10 +98,10 @@ var Modes = []string{string(ModeDedicated), string(ModeAutoscaler)}
 type Placement string
 
 const (
-	// PlacementAdmission: the webhook pins every Pod of a class to the class's one dedicated node
+	// PlacementAdmission, the legacy placement: the webhook pins every Pod of a class to the class's one dedicated node
 	// name (BindingLabel and matchFields metadata.name); the controller creates that node.
 	PlacementAdmission Placement = "admission"
-	// PlacementController: the webhook pins every Pod to its class key (ClassLabel) and holds
+	// PlacementController, the default: the webhook pins every Pod to its class key (ClassLabel) and holds
 	// it with the scheduling gate ipp.io/placement; the controller places it on a node of its
 	// class with room, creating nodes as needed, and lifts the gate.
 	PlacementController Placement = "controller"
@@ -135,8 +135,9 @@ type Config struct {
 	ClusterName string
 	// Placement says who chooses an IPP Pod's node in dedicated mode.
 	Placement Placement
-	// PinNodeName adds the matchFields metadata.name term to the pin. Without it the pin is the
-	// binding-label nodeSelector alone, which the scheduler cannot narrow to one node.
+	// PinNodeName adds the matchFields metadata.name term to the pin of PlacementAdmission.
+	// Without it that pin is the binding-label nodeSelector alone, which the scheduler cannot
+	// narrow to one node. PlacementController ignores it: the controller names the node.
 	PinNodeName bool
 	// ExemptNamespaces are namespaces whose Pods the webhook neither mutates nor checks.
 	ExemptNamespaces sets.Set[string]
@@ -151,7 +152,7 @@ func DefaultConfig() Config {
 		NodeTaint:        DefaultNodeTaint,
 		ClassScope:       ScopeNamespace,
 		ClusterName:      DefaultClusterName,
-		Placement:        PlacementAdmission,
+		Placement:        PlacementController,
 		PinNodeName:      true,
 		ExemptNamespaces: sets.New("kube-system", "ipp-system"),
 	}

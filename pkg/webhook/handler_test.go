@@ -65,8 +65,9 @@ func BenchmarkHandler(b *testing.B) {
 // TestDocsExamples sends the AdmissionReviews of docs/examples to the handler and checks the
 // answers that docs/webhook.md shows.
 func TestDocsExamples(t *testing.T) {
-	h := NewHandler(isolation.DefaultConfig())
-	post := func(t *testing.T, path, file string) *admissionv1.AdmissionResponse {
+	admission := isolation.DefaultConfig()
+	admission.Placement = isolation.PlacementAdmission
+	postTo := func(t *testing.T, h http.Handler, path, file string) *admissionv1.AdmissionResponse {
 		t.Helper()
 		body, err := os.ReadFile(filepath.Join("..", "..", "docs", "examples", file))
 		if err != nil {
@@ -83,8 +84,23 @@ func TestDocsExamples(t *testing.T) {
 		}
 		return review.Response
 	}
-	t.Run("review.json is pinned to ipp-class0-1b5442993e86", func(t *testing.T) {
+	post := func(t *testing.T, path, file string) *admissionv1.AdmissionResponse {
+		t.Helper()
+		return postTo(t, NewHandler(isolation.DefaultConfig()), path, file)
+	}
+	t.Run("review.json is pinned to its class key and gated", func(t *testing.T) {
 		resp := post(t, MutatePath, "review.json")
+		if !resp.Allowed || resp.UID != "705ab4f5-6393-11e8-b7cc-42010a800002" {
+			t.Fatalf("response %+v", resp)
+		}
+		for _, want := range []string{`"path":"/spec/nodeSelector/node-restriction.kubernetes.io~1ipp-class","value":"class0-e1709d78698e5d450d49ec0f2125682c"`, `"effect":"NoExecute"`, `{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoSchedule"}`, `"path":"/spec/schedulingGates","value":[{"name":"ipp.io/placement"}]`} {
+			if !strings.Contains(string(resp.Patch), want) {
+				t.Errorf("patch %s does not contain %s", resp.Patch, want)
+			}
+		}
+	})
+	t.Run("review.json is pinned to ipp-class0-1b5442993e86 under --placement=admission", func(t *testing.T) {
+		resp := postTo(t, NewHandler(admission), MutatePath, "review.json")
 		if !resp.Allowed || resp.UID != "705ab4f5-6393-11e8-b7cc-42010a800002" {
 			t.Fatalf("response %+v", resp)
 		}

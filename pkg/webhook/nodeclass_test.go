@@ -20,6 +20,7 @@ import (
 	ippfake "github.com/ipp-project/ipp/pkg/generated/clientset/versioned/fake"
 	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/nodeclass"
+	"github.com/ipp-project/ipp/pkg/placement"
 )
 
 // postValidateIn sends a Pod CREATE of pod in namespace ns to /validate and returns the answer.
@@ -65,18 +66,17 @@ func TestValidateNodeClass(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := NewHandler(cfg, WithNodeClasses(classes))
-	// pod is a mutated IPP Pod of class c0 in ns, with the NodeClass label nc unless empty.
+	// pod is a mutated IPP Pod of class c0 in ns (the pin of the default placement,
+	// --placement=controller: the class key and the gate), with the NodeClass label nc unless empty.
 	pod := func(ns, nc string) *corev1.Pod {
 		p := admissiontest.Pod("c0")
 		if nc != "" {
 			p.Labels[isolation.NodeClassLabel] = nc
 		}
-		node := cfg.NodeName(ns, "c0")
 		p.Spec.Tolerations = append(p.Spec.Tolerations, cfg.Tolerations()...)
-		p.Spec.NodeSelector = map[string]string{isolation.BindingLabel: node}
-		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{{Key: isolation.NodeNameField, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}},
-		}}}
+		p.Spec.Tolerations = append(p.Spec.Tolerations, isolation.NotReadyToleration())
+		p.Spec.NodeSelector = map[string]string{isolation.ClassLabel: cfg.ClassKey(ns, "c0")}
+		p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: placement.Gate}}
 		return p
 	}
 	deniedWith := func(t *testing.T, resp *admissionv1.AdmissionResponse, code int32, want ...string) {

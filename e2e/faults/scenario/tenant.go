@@ -51,8 +51,10 @@ type Tenant struct {
 }
 
 // NewTenant makes a tenant whose ID starts with prefix, creates its namespace and registers its
-// webhook. configure, if given, changes the configuration after the tenant's names are set (to
-// choose controller placement, say). When the test ends, its Pods are force-deleted, its Nodes
+// webhook. Its placement is --placement=admission, not the default: the crash and fault scenarios
+// check the legacy placement's one dedicated node per class (NodeName). configure, if given,
+// changes the configuration after the tenant's names are set (to choose controller placement,
+// say). When the test ends, its Pods are force-deleted, its Nodes
 // deleted, then the webhook and namespace; if the test failed, its Pods, Nodes and Events are
 // logged first.
 func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string, configure ...func(*isolation.Config)) *Tenant {
@@ -64,6 +66,7 @@ func NewTenant(t testing.TB, cp *framework.ControlPlane, prefix string, configur
 	cfg.NodeLabel = "ipp-" + id
 	cfg.NodeTaint = "ipp-" + id
 	cfg.ClusterName = id
+	cfg.Placement = isolation.PlacementAdmission
 	for _, f := range configure {
 		f(&cfg)
 	}
