@@ -122,3 +122,23 @@ func TestCreatedByClass(t *testing.T) {
 		t.Errorf("createdByClass (-want +got):\n%s", diff)
 	}
 }
+
+func TestSteadyRate(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	var ts []time.Time
+	// A slow start (10 events in 1 s), then 100 events 10 ms apart, then one late straggler.
+	for i := range 10 {
+		ts = append(ts, t0.Add(time.Duration(i)*100*time.Millisecond))
+	}
+	for i := range 100 {
+		ts = append(ts, t0.Add(time.Second+time.Duration(i)*10*time.Millisecond))
+	}
+	ts = append(ts, t0.Add(10*time.Second))
+	got := steadyRate(ts)
+	if got < 95 || got > 105 {
+		t.Errorf("steadyRate = %.1f/s, want about 100/s (the pace between the start-up and the straggler)", got)
+	}
+	if got := steadyRate(ts[:19]); got != 0 {
+		t.Errorf("steadyRate of 19 events = %v, want 0", got)
+	}
+}

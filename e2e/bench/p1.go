@@ -184,6 +184,10 @@ type P1Run struct {
 	// placed: in placement-only, the controller's start-up (informer sync, the provider's first
 	// List) and its first round.
 	FirstPlacedSeconds float64 `json:"firstPlacedSeconds,omitempty"`
+	// SteadyPlacedPerSecond (placement modes) is the rate between the 10th and the 90th
+	// percentile of the Pods' placement times: the controller's pace once it runs, without its
+	// start-up (informer sync) and the last stragglers. 0 with fewer than 20 Pods.
+	SteadyPlacedPerSecond float64 `json:"steadyPlacedPerSecond,omitempty"`
 	// The scheduler's own histograms for this run (estimated within their buckets):
 	// scheduling_attempt_duration_seconds{result=scheduled} (algorithm + binding),
 	// scheduling_algorithm_duration_seconds, and pod_scheduling_sli_duration_seconds (queue
@@ -568,6 +572,32 @@ func (w *podWatch) firstPlaced() time.Time {
 	return first
 }
 
+// steadyPlacedRate is P1Run.SteadyPlacedPerSecond of the Pods seen placed so far.
+func (w *podWatch) steadyPlacedRate() float64 {
+	w.mu.Lock()
+	ts := make([]time.Time, 0, len(w.placed))
+	for _, t := range w.placed {
+		ts = append(ts, t)
+	}
+	w.mu.Unlock()
+	return steadyRate(ts)
+}
+
+// steadyRate is the number of events per second between the 10th and the 90th percentile of
+// their times ts; 0 with fewer than 20 events or none between.
+func steadyRate(ts []time.Time) float64 {
+	if len(ts) < 20 {
+		return 0
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	i, j := len(ts)/10, len(ts)*9/10
+	dt := ts[j].Sub(ts[i]).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	return float64(j-i) / dt
+}
+
 func latest(ts map[string]time.Time) time.Time {
 	var last time.Time
 	for _, t := range ts {
@@ -798,6 +828,7 @@ func (s *p1Size) finishPlacement(ctx context.Context, run P1Run, w *podWatch, cr
 		run.Seconds = run.PlacedSeconds
 		run.PodsPerSecond = float64(run.Bound) / run.Seconds
 		run.FirstPlacedSeconds = w.firstPlaced().Sub(t0).Seconds()
+		run.SteadyPlacedPerSecond = w.steadyPlacedRate()
 		cpu := processCPU() - cpu0
 		run.ProcessCPUUtil = cpu.Seconds() / time.Since(t0).Seconds()
 		run.CPUMsPerPod = msOf(cpu.Seconds() / float64(run.Bound))

@@ -70,6 +70,12 @@ func PlotP1(res *P1Result, path string) error {
 			nodes = append(nodes, float64(r.Nodes))
 		}
 	}
+	// The log axis needs a positive range, also in a panel without data (every run of that mode
+	// and level failed) and with one node count.
+	xMin, xMax := slices.Min(nodes), slices.Max(nodes)
+	if xMin == xMax {
+		xMin, xMax = xMin/2, xMax*2
+	}
 	var modes []string
 	var levels []int
 	for _, p := range panels {
@@ -97,6 +103,7 @@ func PlotP1(res *P1Result, path string) error {
 			p.Y.Min = 0
 			// Node counts span a decade: a log axis spaces them evenly.
 			p.X.Scale = plot.LogScale{}
+			p.X.Min, p.X.Max = xMin, xMax
 			p.X.Tick.Marker = nodeTicks(nodes)
 			p.Add(plotter.NewGrid())
 			p.Legend.Top = true
