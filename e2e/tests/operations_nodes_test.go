@@ -29,7 +29,7 @@ const (
 // checkNodePolicy attacks the installed RBAC and ValidatingAdmissionPolicy ipp-nodes with the
 // ServiceAccount's own identity: RBAC lets it patch and delete every Node; the policy lets it
 // change only IPP's labels and annotations and the cordon of IPP nodes, and delete only IPP
-// nodes. dedicated is a bound IPP node that serves a class.
+// nodes. dedicated is a bound IPP node that serves a class (its class key label included).
 //
 // Every request is a dry run: admission, and so the policy, judges it as a real one, and an
 // attack that gets through (the policy removed) changes nothing for the rest of the test. The
@@ -54,7 +54,7 @@ func checkNodePolicy(t *testing.T, sa kubernetes.Interface, cfg isolation.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ipp.Labels[cfg.NodeLabel] != isolation.LabelValue || ipp.Labels[isolation.BindingLabel] != dedicated {
+	if ipp.Labels[cfg.NodeLabel] != isolation.LabelValue || ipp.Labels[isolation.BindingLabel] != dedicated || ipp.Labels[isolation.ClassLabel] == "" {
 		t.Fatalf("Node %s has labels %v, want a bound IPP node", dedicated, ipp.Labels)
 	}
 
@@ -80,6 +80,7 @@ func checkNodePolicy(t *testing.T, sa kubernetes.Interface, cfg isolation.Config
 		}
 	}
 	bindingPath := "/metadata/labels/" + strings.ReplaceAll(isolation.BindingLabel, "/", "~1")
+	classPath := "/metadata/labels/" + strings.ReplaceAll(isolation.ClassLabel, "/", "~1")
 
 	attacks := []struct {
 		name string
@@ -87,6 +88,7 @@ func checkNodePolicy(t *testing.T, sa kubernetes.Interface, cfg isolation.Config
 		want string
 	}{
 		{"label a non-IPP Node into a class", mergePatch(plain.Name, labels(map[string]any{isolation.BindingLabel: dedicated})), nodePolicyNotIPP},
+		{"give a non-IPP Node a class key", mergePatch(plain.Name, labels(map[string]any{isolation.ClassLabel: ipp.Labels[isolation.ClassLabel]})), nodePolicyNotIPP},
 		{"make a non-IPP Node an IPP node", mergePatch(plain.Name, labels(map[string]any{cfg.NodeLabel: isolation.LabelValue})), nodePolicyNotIPP},
 		{"remove another Node's label", mergePatch(plain.Name, labels(map[string]any{"team": nil})), nodePolicyNotIPP},
 		{"cordon a non-IPP Node", mergePatch(plain.Name, map[string]any{"spec": map[string]any{"unschedulable": true}}), nodePolicyNotIPP},
@@ -139,7 +141,8 @@ func checkNodePolicy(t *testing.T, sa kubernetes.Interface, cfg isolation.Config
 		{"bind, guarded by UID and providerID", jsonPatch(dedicated,
 			map[string]any{"op": "test", "path": "/metadata/uid", "value": uid},
 			map[string]any{"op": "test", "path": "/spec/providerID", "value": pid},
-			map[string]any{"op": "add", "path": bindingPath, "value": dedicated})},
+			map[string]any{"op": "add", "path": bindingPath, "value": dedicated},
+			map[string]any{"op": "add", "path": classPath, "value": ipp.Labels[isolation.ClassLabel]})},
 		{"remove the binding of an untrusted Node", mergePatch(dedicated, labels(map[string]any{isolation.BindingLabel: nil}))},
 		{"mark idle", mergePatch(dedicated, annotations(map[string]any{"ipp.io/idle-since": now}))},
 		{"cordon to reap", mergePatch(dedicated, map[string]any{

@@ -107,10 +107,12 @@ func testOperations(t *testing.T, provider string) {
 	objs := renderOverlay(t, filepath.Join(opsOverlays, provider))
 	cfg := isolation.DefaultConfig()
 	cfg.ClusterName = opsClusterName + "-" + provider
-	// --placement=admission: the checks below follow the class's one dedicated node by its name
-	// (cfg.NodeName) and attack the Node policy through its binding label. deploy/ passes no
-	// --placement, so an installed ipp runs the default, --placement=controller.
-	cfg.Placement = isolation.PlacementAdmission
+	// deploy/ passes no --placement: an installed ipp runs the default, --placement=controller,
+	// so its ServiceAccount places each Pod with a PATCH that skips the webhooks and meets the
+	// policy ipp-pods.
+	if cfg.Placement != isolation.PlacementController {
+		t.Fatalf("the default placement is %q; this test follows the controller's", cfg.Placement)
+	}
 
 	// Install: every object is accepted. (Not a subtest: what it creates lives until the end.)
 	mwc, vwc := applyOverlay(t, objs)
@@ -182,25 +184,32 @@ func testOperations(t *testing.T, provider string) {
 	}
 
 	const class = "web"
-	dedicated := cfg.NodeName(ns, class)
+	key := cfg.ClassKey(ns, class)
+	// The class's node: the one the controller placed its Pod on.
+	var dedicated string
 	t.Run("a class gets its node with the ServiceAccount's RBAC", func(t *testing.T) {
+		placedBefore := metricTotal(t, "ipp_pods_placed_total", nil)
 		createDeployment(t, ns, deployment(cfg, class, class, 1))
 		for _, p := range waitDeploymentRunning(t, ns, class, 1) {
-			if p.Spec.NodeName != dedicated {
-				t.Errorf("Pod %s runs on %s, want %s", p.Name, p.Spec.NodeName, dedicated)
-			}
+			dedicated = p.Spec.NodeName
 		}
-		// kubectl get nodes -l ipp=true -L node-restriction.kubernetes.io/ipp-node
+		if dedicated == "" {
+			t.Fatal("the class's Pod runs on no node")
+		}
+		// kubectl get nodes -l ipp=true -L node-restriction.kubernetes.io/ipp-class
 		nodes, err := cluster.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: cfg.NodeLabel + "=true"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		bound := false
 		for _, n := range nodes.Items {
-			bound = bound || (n.Name == dedicated && n.Labels[isolation.BindingLabel] == dedicated)
+			bound = bound || (n.Name == dedicated && n.Labels[isolation.BindingLabel] == dedicated && n.Labels[isolation.ClassLabel] == key)
 		}
 		if !bound {
-			t.Errorf("no Node %s labelled %s=%s among the ipp=true Nodes", dedicated, isolation.BindingLabel, dedicated)
+			t.Errorf("the Pod's Node %s is not among the ipp=true Nodes labelled %s=%s and %s=%s", dedicated, isolation.BindingLabel, dedicated, isolation.ClassLabel, key)
+		}
+		if n := metricTotal(t, "ipp_pods_placed_total", nil) - placedBefore; n < 1 {
+			t.Errorf("ipp_pods_placed_total grew by %v, want the Pod's placement (by the ServiceAccount, through the policy ipp-pods)", n)
 		}
 		if !hasEvent(t, "", "Node", dedicated, controller.ReasonBound) {
 			t.Errorf("no %s Event on Node %s (Events need create on events)", controller.ReasonBound, dedicated)
@@ -224,6 +233,10 @@ func testOperations(t *testing.T, provider string) {
 			t.Errorf("A Pod without a class with spec.nodeName=%s: last error %v, want the webhook's denial naming the IPP node: %v", dedicated, last, err)
 		}
 	})
+
+	if t.Failed() {
+		return
+	}
 
 	t.Run("actions outside the RBAC are refused", func(t *testing.T) {
 		checkForbidden(t, sa, ns)
@@ -261,7 +274,7 @@ func testOperations(t *testing.T, provider string) {
 	})
 
 	t.Run("uninstall in the documented order leaves no instance", func(t *testing.T) {
-		uninstall(t, ns, class, cloud, cfg)
+		uninstall(t, ns, class, dedicated, cloud, cfg)
 	})
 }
 
@@ -850,9 +863,8 @@ func checkMetrics(t *testing.T) {
 
 // total sums a family's samples: counter and gauge values, histogram counts.
 // countedElsewhere are the documented metrics of features that TestOperations's installation
-// (admission placement, no warm pool) does not use, with the test that checks that they count.
+// (no warm pool) does not use, with the test that checks that they count.
 var countedElsewhere = map[string]string{
-	"ipp_pods_placed_total":       "TestControllerPlacement",
 	"ipp_warm_nodes":              "TestWarmPool",
 	"ipp_warm_oldest_age_seconds": "TestWarmPool",
 	"ipp_warm_claims_total":       "TestWarmPool",
@@ -906,7 +918,8 @@ func total(mf *dto.MetricFamily) float64 {
 
 // uninstall runs docs/operations.md's uninstall: the class's workload first, then `ipp cleanup`
 // (refusing without --yes), then the webhook configurations, then the namespace and the rest.
-func uninstall(t *testing.T, ns, class string, cloud framework.Cloud, cfg isolation.Config) {
+// node is the class's node.
+func uninstall(t *testing.T, ns, class, node string, cloud framework.Cloud, cfg isolation.Config) {
 	t.Helper()
 	ctx := t.Context()
 	if err := cluster.Client.AppsV1().Deployments(ns).Delete(ctx, class, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
@@ -947,7 +960,7 @@ func uninstall(t *testing.T, ns, class string, cloud framework.Cloud, cfg isolat
 		t.Fatal(err)
 	}
 	for _, n := range nodes.Items {
-		if n.Name == cfg.NodeName(ns, class) {
+		if n.Name == node {
 			t.Errorf("Node %s remains after ipp cleanup --yes", n.Name)
 		}
 	}
