@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
@@ -384,15 +385,20 @@ func (s *p1Size) createFiller(ctx context.Context, from, to int) error {
 // autoscaler mutation adds).
 func (s *p1Size) setTaints(ctx context.Context, taints []corev1.Taint) error {
 	return Parallel(ctx, len(s.ippNodes), s.cfg.CreateWorkers, func(ctx context.Context, i int) error {
-		n, err := s.cluster.Fast.CoreV1().Nodes().Get(ctx, s.ippNodes[i], metav1.GetOptions{})
+		// The IPP controller, which runs for dedicated-placed, may be writing the same Node.
+		err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+			n, err := s.cluster.Fast.CoreV1().Nodes().Get(ctx, s.ippNodes[i], metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			n.Spec.Taints = taints
+			// The IPP controller, when it ran for dedicated-placed, took the binding label off
+			// these nodes: they have no instance.
+			n.Labels[isolation.BindingLabel] = n.Name
+			_, err = s.cluster.Fast.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			return fmt.Errorf("getting node %s: %w", s.ippNodes[i], err)
-		}
-		n.Spec.Taints = taints
-		// The IPP controller, when it ran for dedicated-placed, took the binding label off
-		// these nodes: they have no instance.
-		n.Labels[isolation.BindingLabel] = n.Name
-		if _, err := s.cluster.Fast.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("tainting node %s: %w", s.ippNodes[i], err)
 		}
 		return nil
