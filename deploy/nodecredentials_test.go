@@ -96,6 +96,27 @@ func compilePolicy(t testing.TB, p *admissionregistrationv1.ValidatingAdmissionP
 	return policyEvaluator{validating.NewValidator(validationCond, matcher, auditCond, messageCond, p.Spec.FailurePolicy, nil)}
 }
 
+// policyVersions are the Kubernetes versions the policies are evaluated for: the oldest with
+// admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy, and the one the apiserver packages
+// here are from.
+func policyVersions() []*version.Version {
+	return []*version.Version{version.MajorMinor(1, 30), environment.DefaultCompatibilityVersion()}
+}
+
+// forEachVersion compiles policy for every policyVersions entry first (compilePolicy stops a
+// test that has already failed), then calls check with each evaluator, named by its version.
+func forEachVersion(t *testing.T, policy *admissionregistrationv1.ValidatingAdmissionPolicy, check func(ver string, eval policyEvaluator)) {
+	t.Helper()
+	versions := policyVersions()
+	var evals []policyEvaluator
+	for _, ver := range versions {
+		evals = append(evals, compilePolicy(t, policy, ver))
+	}
+	for i, ver := range versions {
+		check(ver.String(), evals[i])
+	}
+}
+
 // denials returns the messages of the validations that deny the request on a Secret in
 // kube-system, or of the errors that deny it under failurePolicy Fail; none if the policy admits
 // it or does not match it.
@@ -267,10 +288,9 @@ func TestJoinTokenPolicy(t *testing.T) {
 	}
 	// The policy must compile on the oldest Kubernetes with admissionregistration.k8s.io/v1
 	// ValidatingAdmissionPolicy, and on the one the apiserver packages here are from.
-	for _, ver := range []*version.Version{version.MajorMinor(1, 30), environment.DefaultCompatibilityVersion()} {
-		eval := compilePolicy(t, policy, ver)
+	forEachVersion(t, policy, func(ver string, eval policyEvaluator) {
 		for _, tc := range tests {
-			t.Run(ver.String()+"/"+tc.name, func(t *testing.T) {
+			t.Run(ver+"/"+tc.name, func(t *testing.T) {
 				username := tc.user
 				if username == "" {
 					username = ippUsername
@@ -281,7 +301,7 @@ func TestJoinTokenPolicy(t *testing.T) {
 				}
 			})
 		}
-	}
+	})
 }
 
 var cmpEmptySlice = cmp.FilterValues(func(a, b []string) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())

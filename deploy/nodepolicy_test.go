@@ -7,9 +7,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
-	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/ipp-project/ipp/pkg/isolation"
 )
@@ -136,16 +134,9 @@ func TestNodePolicy(t *testing.T) {
 		})},
 		{name: "another ServiceAccount named ipp", op: admission.Delete, user: "system:serviceaccount:default:ipp", old: worker},
 	}
-	// Compiled first: compilePolicy stops a test that has already failed.
-	versions := []*version.Version{version.MajorMinor(1, 30), environment.DefaultCompatibilityVersion()}
-	var evals []policyEvaluator
-	for _, ver := range versions {
-		evals = append(evals, compilePolicy(t, policy, ver))
-	}
-	for i, ver := range versions {
-		eval := evals[i]
+	forEachVersion(t, policy, func(ver string, eval policyEvaluator) {
 		for _, tc := range tests {
-			t.Run(ver.String()+"/"+tc.name, func(t *testing.T) {
+			t.Run(ver+"/"+tc.name, func(t *testing.T) {
 				username := tc.user
 				if username == "" {
 					username = ippUsername
@@ -156,7 +147,7 @@ func TestNodePolicy(t *testing.T) {
 				}
 			})
 		}
-	}
+	})
 }
 
 // nodeWith returns a deep copy of n changed by f.

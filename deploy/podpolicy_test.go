@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/cel/environment"
 
@@ -277,16 +276,9 @@ func TestPodPolicy(t *testing.T) {
 		{name: "the ReplicaSet controller deletes a Pod", op: admission.Delete, user: "system:serviceaccount:kube-system:replicaset-controller", old: gated},
 		{name: "another ServiceAccount named ipp", op: admission.Update, user: "system:serviceaccount:default:ipp", old: gated, obj: podWith(placed, func(p *corev1.Pod) { p.Spec.Tolerations = nil })},
 	}
-	// Compiled first: compilePolicy stops a test that has already failed.
-	versions := []*version.Version{version.MajorMinor(1, 30), environment.DefaultCompatibilityVersion()}
-	var evals []policyEvaluator
-	for _, ver := range versions {
-		evals = append(evals, compilePolicy(t, policy, ver))
-	}
-	for i, ver := range versions {
-		eval := evals[i]
+	forEachVersion(t, policy, func(ver string, eval policyEvaluator) {
 		for _, tc := range tests {
-			t.Run(ver.String()+"/"+tc.name, func(t *testing.T) {
+			t.Run(ver+"/"+tc.name, func(t *testing.T) {
 				username := tc.user
 				if username == "" {
 					username = ippUsername
@@ -297,7 +289,7 @@ func TestPodPolicy(t *testing.T) {
 				}
 			})
 		}
-	}
+	})
 }
 
 // TestPodPolicyMessages keeps the messages above equal to the policy's.
