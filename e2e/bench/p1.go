@@ -66,7 +66,18 @@ const (
 	// List included) to the last Pod placed: the controller alone, without Pod creation as a
 	// ceiling. No scheduler runs.
 	ModePlacementOnly = "placement-only"
+	// ModePatchOnly (dedicated-placed only) is placement-only without the controller: every Pod
+	// created with the controller stopped, the benchmark sends the controller's own placement
+	// PATCH (placement.PinPatch, to a node of the Pod's class) for each, as the ipp
+	// ServiceAccount through the policy ipp-pods, PatchOnlyWorkers at a time, and times from the
+	// first PATCH to the last Pod placed. It is the API server's ceiling for one placement PATCH
+	// per Pod on this machine: what placement-only's rate compares to. No scheduler runs.
+	ModePatchOnly = "patch-only"
 )
+
+// PatchOnlyWorkers is how many placement PATCHes patch-only sends at once: as many as the
+// controller's default placement workers can have in flight (4 classes × 16 Pods).
+const PatchOnlyWorkers = 64
 
 // Variant is one way of admitting P1's measured Pods.
 type Variant struct {
@@ -457,7 +468,7 @@ func (s *p1Size) runVariant(ctx context.Context, v Variant, existing int) (runs 
 		}
 	}()
 	for rep := range max(1, s.cfg.Repeat) {
-		for _, mode := range []string{ModePlacementOnly, ModePlacement, ModeEndToEnd, ModeScheduler} {
+		for _, mode := range []string{ModePlacementOnly, ModePatchOnly, ModePlacement, ModeEndToEnd, ModeScheduler} {
 			if !s.cfg.wants(s.cfg.Modes, mode) || (isPlacementMode(mode) && !v.Placed) {
 				continue
 			}
@@ -671,8 +682,16 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 		return run, err
 	}
 
-	if mode == ModePlacementOnly {
+	if mode == ModePlacementOnly || mode == ModePatchOnly {
 		s.stopPlaced()
+	}
+	if mode == ModePatchOnly {
+		// The following runs need the controller again.
+		defer func() {
+			if serr := s.startController(ctx); serr != nil && err == nil {
+				err = serr
+			}
+		}()
 	}
 	// Create-to-bind and placement runs are profiled from the first Create on: the whole
 	// process, apiserver and webhooks included.
@@ -709,7 +728,7 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 	run.CreatePerSecond = float64(s.cfg.Pods) / run.CreateSeconds
 
 	timeout := runTimeout(s.cfg.Pods)
-	if mode == ModePlacementOnly {
+	if mode == ModePlacementOnly || mode == ModePatchOnly {
 		select {
 		case <-w.allSeen:
 		case <-time.After(time.Minute):
@@ -724,7 +743,12 @@ func (s *p1Size) measure(ctx context.Context, v Variant, mode string, existing, 
 			defer stop()
 		}
 		t0, cpu0 = time.Now(), processCPU()
-		if err := s.startController(ctx); err != nil {
+		if mode == ModePatchOnly {
+			err = s.patchAll(ctx, selector)
+		} else {
+			err = s.startController(ctx)
+		}
+		if err != nil {
 			return run, err
 		}
 	}
@@ -848,7 +872,9 @@ func (s *p1Size) finishPlacement(ctx context.Context, run P1Run, w *podWatch, cr
 	return run, err
 }
 
-func isPlacementMode(mode string) bool { return mode == ModePlacement || mode == ModePlacementOnly }
+func isPlacementMode(mode string) bool {
+	return mode == ModePlacement || mode == ModePlacementOnly || mode == ModePatchOnly
+}
 
 func waitPlaced(ctx context.Context, w *podWatch, timeout time.Duration) error {
 	select {

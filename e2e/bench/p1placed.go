@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -235,4 +236,59 @@ func gated(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// patchAll places every gated Pod of the selector as the controller would, without it: one
+// placement.PinPatch per Pod, to a node of the Pod's class (round robin; the nodes' room is not
+// looked at, as no scheduler runs), sent as the ipp ServiceAccount with PatchOnlyWorkers in
+// flight. It returns once every PATCH has returned.
+func (s *p1Size) patchAll(ctx context.Context, selector string) error {
+	restCfg, err := s.cluster.ServiceAccountConfig(ctx)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(controller.ProtobufConfig(UnlimitedConfig(rest.AddUserAgent(restCfg, "bench-patch-only"))))
+	if err != nil {
+		return err
+	}
+	nodes, err := s.cluster.Fast.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: isolation.ClassLabel})
+	if err != nil {
+		return err
+	}
+	byKey := map[string][]string{}
+	for _, n := range nodes.Items {
+		k := n.Labels[isolation.ClassLabel]
+		byKey[k] = append(byKey[k], n.Name)
+	}
+	pods, err := s.cluster.Fast.CoreV1().Pods(P1Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return err
+	}
+	next := map[string]int{}
+	patches := make([][]byte, len(pods.Items))
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		key := p.Spec.NodeSelector[isolation.ClassLabel]
+		names := byKey[key]
+		if len(names) == 0 {
+			return fmt.Errorf("no node bound to the class key %q of Pod %s", key, p.Name)
+		}
+		patch, err := placement.PinPatch(p, names[next[key]%len(names)])
+		if err != nil {
+			return err
+		}
+		next[key]++
+		if patches[i], err = patch.Marshal(); err != nil {
+			return err
+		}
+	}
+	return Parallel(ctx, len(patches), PatchOnlyWorkers, func(ctx context.Context, i int) error {
+		p := &pods.Items[i]
+		_, err := kube.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, patches[i],
+			metav1.PatchOptions{FieldManager: controller.FieldManager, FieldValidation: metav1.FieldValidationIgnore})
+		if err != nil {
+			return fmt.Errorf("placing Pod %s: %w", p.Name, err)
+		}
+		return nil
+	})
 }

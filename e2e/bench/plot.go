@@ -38,7 +38,7 @@ func PlotP1(res *P1Result, path string) error {
 	var panels []panelKey
 	for _, r := range res.Runs {
 		// The placement mode times the IPP controller, not scheduling.
-		if r.Error != "" || r.PodsPerSecond <= 0 || r.Mode == ModePlacement {
+		if r.Error != "" || r.PodsPerSecond <= 0 || r.Mode == ModePlacement || r.Mode == ModePatchOnly {
 			continue
 		}
 		k := panelKey{r.Mode, r.ExistingPerNode}

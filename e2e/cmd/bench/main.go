@@ -46,7 +46,7 @@ func run() error {
 	pods := flag.Int("p1-pods", 0, "Override P1's measured Pods per run.")
 	existing := flag.String("p1-existing", "", "Override P1's Pods already running per node, such as 0,6.")
 	variants := flag.String("p1-variants", "", "Run only these P1 variants (baseline, dedicated, dedicated-label-only, autoscaler, dedicated-placed).")
-	modes := flag.String("p1-modes", "", "Run only these P1 modes (create-to-bind, scheduler-only, placement, placement-only; the last two are dedicated-placed's alone).")
+	modes := flag.String("p1-modes", "", "Run only these P1 modes (create-to-bind, scheduler-only, placement, placement-only, patch-only; the last three are dedicated-placed's alone).")
 	placedPerClass := flag.Int("p1-placed-nodes-per-class", 0, "Nodes per class of P1's dedicated-placed variant, bound by the IPP controller (default: the suite's nodes per class, so as many placed nodes as N).")
 	placementWorkers := flag.Int("p1-placement-workers", 0, "The IPP controller's --placement-workers in P1's dedicated-placed variant (default: the controller's).")
 	profile := flag.Int("p1-profile-nodes", -1, "CPU-profile P1's runs (every mode) at this node count (default: the largest).")
