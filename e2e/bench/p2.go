@@ -35,6 +35,10 @@ import (
 
 // P2Config sizes P2.
 type P2Config struct {
+	// Placement is the webhook's --placement, which decides its patch: admission (pin each class
+	// to its one node by name) or controller (gate each Pod and select its class key). The
+	// AdmissionReviews sent are of the same placement, so that /validate allows them.
+	Placement isolation.Placement `json:"placement"`
 	// Concurrency are the numbers of clients of the /mutate runs.
 	Concurrency []int `json:"concurrency"`
 	// Duration is how long each run is measured, after Warmup.
@@ -108,6 +112,15 @@ type P2Create struct {
 	LoadAvg    float64 `json:"loadAvg"`
 }
 
+// webhookConfig is the webhook's configuration in P2: the default, with cfg.Placement.
+func (cfg P2Config) webhookConfig() isolation.Config {
+	c := isolation.DefaultConfig()
+	if cfg.Placement != "" {
+		c.Placement = cfg.Placement
+	}
+	return c
+}
+
 // RunP2 runs P2.
 func RunP2(ctx context.Context, cfg P2Config) (*P2Result, error) {
 	logger := klog.FromContext(ctx)
@@ -120,13 +133,14 @@ func RunP2(ctx context.Context, cfg P2Config) (*P2Result, error) {
 	if err != nil {
 		return res, err
 	}
-	mutate, validate, err := p2Bodies()
+	iso := cfg.webhookConfig()
+	mutate, validate, err := p2Bodies(iso)
 	if err != nil {
 		return res, err
 	}
 	res.MutateBodyBytes, res.ValidateBodyBytes = len(mutate), len(validate)
 
-	srv, err := startWebhookProcess(ctx, bin, ca, cfg.WorkDir)
+	srv, err := startWebhookProcess(ctx, bin, ca, cfg.WorkDir, iso.Placement)
 	if err != nil {
 		return res, err
 	}
@@ -166,7 +180,7 @@ func RunP2(ctx context.Context, cfg P2Config) (*P2Result, error) {
 	}
 
 	res.Profile = filepath.Join(cfg.WorkDir, "profiles", "p2-webhook-serve.pprof")
-	if err := profileServe(ctx, res.Profile, mutate, top, cfg.Duration.Duration); err != nil {
+	if err := profileServe(ctx, iso, res.Profile, mutate, top, cfg.Duration.Duration); err != nil {
 		return res, err
 	}
 
@@ -198,9 +212,8 @@ func ippBinary(ctx context.Context, bin, repo, dir string) (string, error) {
 }
 
 // p2Bodies returns the AdmissionReviews sent: a Deployment-made IPP Pod as /mutate gets it, and
-// the same Pod with IPP's patch applied, as /validate gets it.
-func p2Bodies() (mutate, validate []byte, err error) {
-	cfg := admissionConfig()
+// the same Pod with the patch of a webhook configured as cfg applied, as /validate gets it.
+func p2Bodies(cfg isolation.Config) (mutate, validate []byte, err error) {
 	req := admissiontest.Request(p2UID, "team-a", admissiontest.Pod("class0"))
 	resp := admission.MutateReview(cfg, &admission.Review{Request: req})
 	if !resp.Allowed || len(resp.Patch) == 0 {
@@ -229,7 +242,7 @@ type webhookProcess struct {
 	done    chan error
 }
 
-func startWebhookProcess(ctx context.Context, bin string, ca *framework.CA, dir string) (*webhookProcess, error) {
+func startWebhookProcess(ctx context.Context, bin string, ca *framework.CA, dir string, placement isolation.Placement) (*webhookProcess, error) {
 	kp, err := ca.ServingCert("ipp-webhook", []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
 	if err != nil {
 		return nil, err
@@ -255,7 +268,7 @@ func startWebhookProcess(ctx context.Context, bin string, ca *framework.CA, dir 
 	// cluster for the webhook to watch IPP nodes or NodeClasses in, and its Pods name no node, so
 	// the nodeName check would never look them up: --watch-ipp-nodes=false and
 	// --watch-node-classes=false.
-	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile, "--metrics-address=127.0.0.1:0", "--watch-ipp-nodes=false", "--watch-node-classes=false"}
+	args := []string{"webhook", "--listen-address=" + addr, "--tls-cert-file=" + certFile, "--tls-private-key-file=" + keyFile, "--metrics-address=127.0.0.1:0", "--watch-ipp-nodes=false", "--watch-node-classes=false", "--placement=" + string(placement)}
 	logf, err := os.Create(filepath.Join(dir, "p2-webhook.log"))
 	if err != nil {
 		return nil, err
@@ -566,7 +579,7 @@ func sleepUntil(ctx context.Context, t time.Time) {
 // profileServe runs webhook.Serve in this process under the same /mutate load from conns
 // clients and writes a CPU profile of the whole process (server and load generator; the server's
 // share is under net/http.(*conn).serve).
-func profileServe(ctx context.Context, path string, body []byte, conns int, d time.Duration) error {
+func profileServe(ctx context.Context, iso isolation.Config, path string, body []byte, conns int, d time.Duration) error {
 	ca, err := framework.NewCA("ipp-bench-profile-ca")
 	if err != nil {
 		return err
@@ -586,7 +599,7 @@ func profileServe(ctx context.Context, path string, body []byte, conns int, d ti
 	sctx, cancel := context.WithCancel(klog.NewContext(ctx, klog.Background()))
 	done := make(chan error, 1)
 	go func() {
-		done <- webhook.Serve(sctx, admissionConfig(), webhook.ServerOptions{
+		done <- webhook.Serve(sctx, iso, webhook.ServerOptions{
 			Listener:       ln,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 		})
@@ -610,7 +623,7 @@ func measureCreate(ctx context.Context, cfg P2Config) (*P2Create, error) {
 	}
 	defer cluster.Stop()
 	const with, without = "bench-webhook", "bench-nowebhook"
-	if _, _, err := cluster.RegisterWebhook(ctx, admissionConfig(), without); err != nil {
+	if _, _, err := cluster.RegisterWebhook(ctx, cfg.webhookConfig(), without); err != nil {
 		return nil, err
 	}
 	for _, ns := range []string{with, without} {

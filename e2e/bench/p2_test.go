@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/e2e/framework"
+	"github.com/ipp-project/ipp/pkg/isolation"
 	"github.com/ipp-project/ipp/pkg/webhook"
 )
 
@@ -32,39 +33,49 @@ func TestGenerateLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutate, validate, err := p2Bodies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(klog.NewContext(t.Context(), klog.Background()))
-	done := make(chan error, 1)
-	go func() {
-		done <- webhook.Serve(ctx, admissionConfig(), webhook.ServerOptions{
-			Listener:       ln,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+	// P2's bodies against a webhook of each placement: /validate must allow what /mutate made.
+	for _, placement := range isolation.Placements {
+		t.Run(placement, func(t *testing.T) {
+			iso := P2Config{Placement: isolation.Placement(placement)}.webhookConfig()
+			mutate, validate, err := p2Bodies(iso)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(klog.NewContext(t.Context(), klog.Background()))
+			done := make(chan error, 1)
+			go func() {
+				done <- webhook.Serve(ctx, iso, webhook.ServerOptions{
+					Listener:       ln,
+					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+				})
+			}()
+			defer func() { cancel(); <-done }()
+			url := "https://" + ln.Addr().String()
+			for _, c := range []struct {
+				path string
+				body []byte
+				h2   bool
+			}{{webhook.MutatePath, mutate, false}, {webhook.ValidatePath, validate, false}, {webhook.MutatePath, mutate, true}} {
+				run, err := generateLoad(t.Context(), url+c.path, c.body, ca.CertPool(), 2, c.h2, 0, 50*time.Millisecond, 200*time.Millisecond, os.Getpid())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if run.Requests == 0 || run.Errors != 0 {
+					t.Errorf("%s (HTTP/2 %v): %d requests, %d errors; want some and none", c.path, c.h2, run.Requests, run.Errors)
+				}
+			}
 		})
-	}()
-	defer func() { cancel(); <-done }()
-	url := "https://" + ln.Addr().String()
-	for _, c := range []struct {
-		path string
-		body []byte
-		h2   bool
-	}{{webhook.MutatePath, mutate, false}, {webhook.ValidatePath, validate, false}, {webhook.MutatePath, mutate, true}} {
-		run, err := generateLoad(t.Context(), url+c.path, c.body, ca.CertPool(), 2, c.h2, 0, 50*time.Millisecond, 200*time.Millisecond, os.Getpid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if run.Requests == 0 || run.Errors != 0 {
-			t.Errorf("%s (HTTP/2 %v): %d requests, %d errors; want some and none", c.path, c.h2, run.Requests, run.Errors)
-		}
 	}
 
 	// Wrong answers: a stale UID, a denial, /validate's answer (no patch) to /mutate.
+	mutate, _, err := p2Bodies(isolation.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, answer := range map[string]string{
 		"stale uid": `{"response":{"uid":"` + p2UID + `","allowed":true,"patch":"W10="}}`,
 		"denial":    `{"response":{"uid":"UID","allowed":false,"patch":"W10="}}`,

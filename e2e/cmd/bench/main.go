@@ -50,6 +50,7 @@ func run() error {
 	placedPerClass := flag.Int("p1-placed-nodes-per-class", 0, "Nodes per class of P1's dedicated-placed variant, bound by the IPP controller (default: the suite's nodes per class, so as many placed nodes as N).")
 	placementWorkers := flag.Int("p1-placement-workers", 0, "The IPP controller's --placement-workers in P1's dedicated-placed variant (default: the controller's).")
 	profile := flag.Int("p1-profile-nodes", -1, "CPU-profile P1's runs (every mode) at this node count (default: the largest).")
+	p2Placement := flag.String("p2-placement", string(isolation.PlacementController), "The --placement of P2's webhook, which decides its patch: "+strings.Join(isolation.Placements, " or ")+".")
 	p3Placement := flag.String("p3-placement", string(isolation.PlacementController), "Who places P3's IPP Pods: "+strings.Join(isolation.Placements, " or ")+" (the webhook's and the controller's --placement).")
 	bootDelay := flag.Duration("p4-boot-delay", 0, "Override P4's emulated boot delay (default 60s; a short one, such as 5s, for a quick check).")
 	ippBinary := flag.String("ipp", "", "ipp binary for P2 and P3 (default: built from the repository into <out>).")
@@ -82,6 +83,10 @@ func run() error {
 		return fmt.Errorf("invalid -p1-placed-nodes-per-class %d / -p1-placement-workers %d: must not be negative", *placedPerClass, *placementWorkers)
 	}
 	cfg.P1.PlacedNodesPerClass, cfg.P1.PlacementWorkers = *placedPerClass, *placementWorkers
+	cfg.P2.Placement = isolation.Placement(*p2Placement)
+	if !slices.Contains(isolation.Placements, *p2Placement) {
+		return fmt.Errorf("invalid -p2-placement %q: must be %s", *p2Placement, strings.Join(isolation.Placements, " or "))
+	}
 	cfg.P3.Placement = isolation.Placement(*p3Placement)
 	if !slices.Contains(isolation.Placements, *p3Placement) {
 		return fmt.Errorf("invalid -p3-placement %q: must be %s", *p3Placement, strings.Join(isolation.Placements, " or "))
