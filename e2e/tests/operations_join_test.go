@@ -42,6 +42,12 @@ func checkJoinTokenPolicy(t *testing.T, sa kubernetes.Interface, cluster string)
 		{"a token that never expires", with(valid("atk003"), func(s *corev1.Secret) {
 			delete(s.StringData, bootstrapapi.BootstrapTokenExpirationKey)
 		}), "must have an expiration"},
+		{"a token not for authentication", with(valid("atk007"), func(s *corev1.Secret) {
+			s.StringData[bootstrapapi.BootstrapTokenUsageAuthentication] = "false"
+		}), "must have usage-bootstrap-authentication"},
+		{"a token with a made-up signing usage", with(valid("atk008"), func(s *corev1.Secret) {
+			s.StringData[bootstrapapi.BootstrapTokenUsageSigningKey] = "yes"
+		}), "usage-bootstrap-signing must be"},
 		{"a token without IPP's label", with(valid("atk004"), func(s *corev1.Secret) { s.Labels = nil }), "ipp.io/join-token=true"},
 		{"an Opaque Secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cloud-credentials", Namespace: metav1.NamespaceSystem}, Type: corev1.SecretTypeOpaque},
 			"only Secrets named bootstrap-token-"},
