@@ -338,7 +338,7 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 
 // watchPods adds the controller's Pod indexers and event handlers to pods.
 func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
-	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podNodeClassIndex: c.podNodeClassNames, podPlacingIndex: c.podPlacingKeys}); err != nil {
+	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podPlacingIndex: c.podPlacingKeys}); err != nil {
 		return fmt.Errorf("adding Pod indexer: %w", err)
 	}
 	_, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -714,7 +714,7 @@ func (c *Controller) enqueuePod(obj any) {
 		c.queue.Add(c.cfg.NodeName(pod.Namespace, pod.class))
 	}
 	if pod.pin == "" {
-		c.enqueueClass(pod.classKey)
+		c.enqueueClass(pod.key())
 	}
 }
 

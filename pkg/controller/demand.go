@@ -52,10 +52,10 @@ func (p *cachedPod) node(cfg isolation.Config) string {
 // podPlacingKeys is the Pod indexer podPlacingIndex.
 func (c *Controller) podPlacingKeys(obj any) ([]string, error) {
 	pod := c.asCachedPod(obj)
-	if pod == nil || !pod.placing || pod.classKey == "" {
+	if pod == nil || !pod.placing || pod.key() == "" {
 		return nil, nil
 	}
-	return []string{pod.classKey}, nil
+	return []string{pod.key()}, nil
 }
 
 func nodeClassIndexFunc(obj any) ([]string, error) {

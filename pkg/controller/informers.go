@@ -2,6 +2,7 @@ package controller
 
 import (
 	"slices"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -167,8 +168,10 @@ type podFields struct {
 	// gate is the Pod's first scheduling gate other than placement.Gate, "" when it has none:
 	// the scheduler holds the Pod until every gate is removed.
 	gate string
-	// classKey is the class key of the Pod's class, "" without a class.
-	classKey string
+	// classKey is the class key of the Pod's class (read it with key()), the zero Handle
+	// without a class. Interned: the Pods of a class share one string, where each would
+	// otherwise hold its own 40-odd bytes (2.4 MB at 50,000 Pods of 10 per class).
+	classKey unique.Handle[string]
 	// placing is whether the Pod carries placement.Gate, and gateIndex where.
 	placing   bool
 	gateIndex int
@@ -179,9 +182,9 @@ type podFields struct {
 
 func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 	class, _ := cfg.Class(p)
-	key := ""
+	var key unique.Handle[string]
 	if class != "" {
-		key = cfg.ClassKey(p.Namespace, class)
+		key = unique.Make(cfg.ClassKey(p.Namespace, class))
 	}
 	gateIndex := slices.IndexFunc(p.Spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == placement.Gate })
 	cp := &cachedPod{
@@ -220,6 +223,14 @@ func newCachedPod(cfg isolation.Config, p *corev1.Pod) *cachedPod {
 		cp.affinity.template = templateAffinity(cfg, p)
 	}
 	return cp
+}
+
+// key returns the class key of the Pod's class, "" without a class.
+func (p *podFields) key() string {
+	if p.classKey == (unique.Handle[string]{}) {
+		return ""
+	}
+	return p.classKey.Value()
 }
 
 // firstGate returns the name of the Pod's first scheduling gate other than placement.Gate, or "".

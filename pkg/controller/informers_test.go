@@ -3,6 +3,8 @@ package controller
 import (
 	"testing"
 	"time"
+	"unique"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -62,6 +64,12 @@ func fullNode() *corev1.Node {
 	}
 }
 
+// cachedPodCmp compares cachedPods field by field; interned class keys by handle.
+var cachedPodCmp = []cmp.Option{
+	cmp.AllowUnexported(cachedPod{}, podFields{}),
+	cmp.Comparer(func(a, b unique.Handle[string]) bool { return a == b }),
+}
+
 func TestTrim(t *testing.T) {
 	cfg := isolation.DefaultConfig()
 	pod := fullPod()
@@ -72,7 +80,7 @@ func TestTrim(t *testing.T) {
 			DeletionTimestamp: pod.DeletionTimestamp,
 		},
 		podFields: podFields{class: "a", nodeClass: "default", pin: pod.Spec.NodeSelector[isolation.BindingLabel], nodeName: pod.Spec.NodeName, phase: corev1.PodRunning,
-			classKey: cfg.ClassKey("team", "a"), gateIndex: -1},
+			classKey: unique.Make(cfg.ClassKey("team", "a")), gateIndex: -1},
 		requests: placement.Requests{},
 	}
 	node := fullNode()
@@ -107,10 +115,23 @@ func TestTrim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(cachedPod{}, podFields{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cachedPodCmp...); diff != "" {
 				t.Errorf("trim (-want +got):\n%s", diff)
 			}
 		})
+	}
+
+	// The Pods of a class share one class key string.
+	other := fullPod()
+	other.Name, other.UID = "q", "uid-q"
+	a, _ := trim(fullPod())
+	b, _ := trim(other)
+	ka, kb := a.(*cachedPod).key(), b.(*cachedPod).key()
+	if ka != cfg.ClassKey("team", "a") || unsafe.StringData(ka) != unsafe.StringData(kb) {
+		t.Errorf("class keys %q at %p and %q at %p; want %q, one string", ka, unsafe.StringData(ka), kb, unsafe.StringData(kb), cfg.ClassKey("team", "a"))
+	}
+	if k := (&cachedPod{}).key(); k != "" {
+		t.Errorf("the key of a Pod without a class is %q; want none", k)
 	}
 }
 
@@ -165,7 +186,7 @@ func TestCachedPod(t *testing.T) {
 			if diff := cmp.Diff(wantRef, cached.ref()); diff != "" {
 				t.Errorf("ref (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(cached, cached.DeepCopyObject(), cmp.AllowUnexported(cachedPod{}, podFields{})); diff != "" {
+			if diff := cmp.Diff(cached, cached.DeepCopyObject(), cachedPodCmp...); diff != "" {
 				t.Errorf("DeepCopyObject (-want +got):\n%s", diff)
 			}
 		})

@@ -638,3 +638,28 @@ func TestPlanWaitingForALimitIsDroppedWhenItsPodsGo(t *testing.T) {
 		t.Errorf("Nodes coming for class b after its Pod went: %d, want 0", n)
 	}
 }
+
+// TestNodeClassChangeEnqueuesItsPods: a change to a NodeClass looks again at the nodes of the
+// Pods that ask for it, and at no other.
+func TestNodeClassChangeEnqueuesItsPods(t *testing.T) {
+	f := newFixture(t)
+	metal := limited("metal", 3)
+	f.withNodeClasses(metal)
+	now := f.clock.Now()
+	f.addPod(f.ncPod("p1", "a", "metal", now))
+	f.addPod(f.pod("p2", "b", now))
+	f.addPod(f.ncPod("p3", "c", "metal", now))
+	f.refresh()
+	f.drainQueue()
+	f.c.nodeClassChanged(metal)
+	var got []string
+	for f.c.queue.Len() > 0 {
+		key, _ := f.c.queue.Get()
+		f.c.queue.Done(key)
+		got = append(got, key)
+	}
+	slices.Sort(got)
+	if want := []string{f.nodeName("a"), f.nodeName("c")}; !slices.Equal(got, want) {
+		t.Errorf("enqueued %v after NodeClass metal changed; want the nodes of its Pods %v", got, want)
+	}
+}

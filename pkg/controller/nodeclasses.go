@@ -23,9 +23,6 @@ import (
 	"github.com/ipp-project/ipp/pkg/nodeclass"
 )
 
-// podNodeClassIndex indexes IPP Pods by the NodeClass they ask for.
-const podNodeClassIndex = "ipp.io/node-class"
-
 // statusBatch is how long a NodeClass's status waits after a change, so that one write carries
 // the changes of a burst; it is also the first retry delay of a failed write.
 const statusBatch = time.Second
@@ -109,9 +106,12 @@ func (c *Controller) nodeClassChanged(obj any) {
 	if !ok {
 		return
 	}
-	objs, _ := c.podIndexer.ByIndex(podNodeClassIndex, nc.Name)
-	for _, o := range objs {
-		c.enqueuePod(o)
+	// A scan, not an index: NodeClasses change rarely, and an index of every IPP Pod by its
+	// NodeClass would hold an entry per Pod (3-4 MB at 50,000 Pods) for it.
+	for _, o := range c.podIndexer.List() {
+		if pod := c.asCachedPod(o); pod != nil && pod.class != "" && pod.nodeClass == nc.Name {
+			c.enqueuePod(o)
+		}
 	}
 	c.wakeWaiting(nc.Name, false)
 	c.enqueueStatus(nc.Name)
@@ -125,15 +125,6 @@ func (c *Controller) enqueueNamespace(ns string) {
 	for _, o := range objs {
 		c.enqueuePod(o)
 	}
-}
-
-// podNodeClassNames is the Pod indexer of podNodeClassIndex.
-func (c *Controller) podNodeClassNames(obj any) ([]string, error) {
-	pod := c.asCachedPod(obj)
-	if pod == nil || pod.class == "" {
-		return nil, nil
-	}
-	return []string{pod.nodeClass}, nil
 }
 
 // wakeWaiting enqueues the dedicated nodes a limit keeps waiting: those of nodeClass and those

@@ -583,7 +583,7 @@ type assumed struct {
 func (c *Controller) assume(d placed) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.assumed[d.pod.UID] = assumed{key: d.pod.classKey, node: d.node, requests: d.pod.requests}
+	c.assumed[d.pod.UID] = assumed{key: d.pod.key(), node: d.node, requests: d.pod.requests}
 }
 
 func (c *Controller) assumedOf(uid types.UID) (assumed, bool) {
