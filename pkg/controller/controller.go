@@ -336,9 +336,14 @@ func newController(kube kubernetes.Interface, pods coreinformers.PodInformer, no
 	return c, nil
 }
 
+// podIndexers are the indexers the controller adds to the Pod informer.
+func (c *Controller) podIndexers() cache.Indexers {
+	return cache.Indexers{podNodeIndex: c.podNodeNames, podPlacingIndex: c.podPlacingKeys}
+}
+
 // watchPods adds the controller's Pod indexers and event handlers to pods.
 func (c *Controller) watchPods(pods coreinformers.PodInformer) error {
-	if err := pods.Informer().AddIndexers(cache.Indexers{podNodeIndex: c.podNodeNames, podPlacingIndex: c.podPlacingKeys}); err != nil {
+	if err := pods.Informer().AddIndexers(c.podIndexers()); err != nil {
 		return fmt.Errorf("adding Pod indexer: %w", err)
 	}
 	_, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -64,9 +64,22 @@ func fullNode() *corev1.Node {
 	}
 }
 
+// TestCachedPodSize keeps a cachedPod within the 288-byte size class of the allocator: 50,000 of
+// them are the largest item of the controller's heap (P3).
+func TestCachedPodSize(t *testing.T) {
+	if size := unsafe.Sizeof(cachedPod{}); size > 288 {
+		t.Errorf("a cachedPod takes %d bytes; keep it within 288 (each byte is 50 KB at 50,000 Pods)", size)
+	}
+	// The informer's key functions read it through meta.Accessor.
+	key, err := cache.MetaNamespaceKeyFunc(&cachedPod{podMeta: podMeta{Name: "p", Namespace: "team"}})
+	if err != nil || key != "team/p" {
+		t.Errorf("MetaNamespaceKeyFunc(cachedPod) = %q, %v; want team/p", key, err)
+	}
+}
+
 // cachedPodCmp compares cachedPods field by field; interned class keys by handle.
 var cachedPodCmp = []cmp.Option{
-	cmp.AllowUnexported(cachedPod{}, podFields{}),
+	cmp.AllowUnexported(cachedPod{}, podMeta{}, podFields{}),
 	cmp.Comparer(func(a, b unique.Handle[string]) bool { return a == b }),
 }
 
@@ -74,7 +87,7 @@ func TestTrim(t *testing.T) {
 	cfg := isolation.DefaultConfig()
 	pod := fullPod()
 	wantPod := &cachedPod{
-		ObjectMeta: metav1.ObjectMeta{
+		podMeta: podMeta{
 			Name: "p", Namespace: "team", UID: "uid-p", ResourceVersion: "7",
 			CreationTimestamp: pod.CreationTimestamp,
 			DeletionTimestamp: pod.DeletionTimestamp,

@@ -32,7 +32,7 @@ func TestObservePodBound(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(created.Add(90 * time.Second))
 	c := &Controller{clock: clk}
-	pending := &cachedPod{ObjectMeta: metav1.ObjectMeta{Name: "p", CreationTimestamp: metav1.NewTime(created)}}
+	pending := &cachedPod{podMeta: podMeta{Name: "p", CreationTimestamp: metav1.NewTime(created)}}
 	bound := pending.DeepCopyObject().(*cachedPod)
 	bound.nodeName = "ipp-a-1"
 
