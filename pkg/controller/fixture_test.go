@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -219,12 +220,16 @@ func (f *fixture) mustSync(name string) time.Duration {
 	return after
 }
 
-// drainQueue empties the work queue.
-func (f *fixture) drainQueue() {
+// drainQueue empties the work queue and returns what it held, sorted.
+func (f *fixture) drainQueue() []string {
+	var keys []string
 	for f.c.queue.Len() > 0 {
 		key, _ := f.c.queue.Get()
 		f.c.queue.Done(key)
+		keys = append(keys, key)
 	}
+	slices.Sort(keys)
+	return keys
 }
 
 // actions returns the kube actions since the last call, reads left out, as "verb resource/name"

@@ -197,13 +197,7 @@ func TestLimitInstances(t *testing.T) {
 	f.drainQueue()
 	f.mustSync(names[0])
 	diff(t, "provider calls", []string{"create " + names[0], "create " + names[1], "create " + names[2], "delete " + names[0]}, f.calls())
-	var queued []string
-	for f.c.queue.Len() > 0 {
-		key, _ := f.c.queue.Get()
-		f.c.queue.Done(key)
-		queued = append(queued, key)
-	}
-	slices.Sort(queued)
+	queued := f.drainQueue()
 	want := []string{names[3], names[4]}
 	slices.Sort(want)
 	diff(t, "enqueued after the deletion", want, queued)
@@ -652,14 +646,7 @@ func TestNodeClassChangeEnqueuesItsPods(t *testing.T) {
 	f.refresh()
 	f.drainQueue()
 	f.c.nodeClassChanged(metal)
-	var got []string
-	for f.c.queue.Len() > 0 {
-		key, _ := f.c.queue.Get()
-		f.c.queue.Done(key)
-		got = append(got, key)
-	}
-	slices.Sort(got)
-	if want := []string{f.nodeName("a"), f.nodeName("c")}; !slices.Equal(got, want) {
+	if got, want := f.drainQueue(), []string{f.nodeName("a"), f.nodeName("c")}; !slices.Equal(got, want) {
 		t.Errorf("enqueued %v after NodeClass metal changed; want the nodes of its Pods %v", got, want)
 	}
 }
