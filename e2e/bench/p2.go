@@ -592,26 +592,36 @@ func profileServe(ctx context.Context, iso isolation.Config, path string, body [
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stopServe, err := serveWebhook(ctx, iso, &cert)
 	if err != nil {
 		return err
+	}
+	defer stopServe()
+	stop, err := startCPUProfile(path)
+	if err != nil {
+		return err
+	}
+	_, err = generateLoad(ctx, url+webhook.MutatePath, body, ca.CertPool(), conns, false, 0, 0, d, os.Getpid())
+	stop()
+	return err
+}
+
+// serveWebhook runs webhook.Serve in this process on a loopback port with cert, configured as
+// iso, and returns its https URL and a function that stops it.
+func serveWebhook(ctx context.Context, iso isolation.Config, cert *tls.Certificate) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
 	}
 	sctx, cancel := context.WithCancel(klog.NewContext(ctx, klog.Background()))
 	done := make(chan error, 1)
 	go func() {
 		done <- webhook.Serve(sctx, iso, webhook.ServerOptions{
 			Listener:       ln,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil },
 		})
 	}()
-	defer func() { cancel(); <-done }()
-	stop, err := startCPUProfile(path)
-	if err != nil {
-		return err
-	}
-	_, err = generateLoad(ctx, "https://"+ln.Addr().String()+webhook.MutatePath, body, ca.CertPool(), conns, false, 0, 0, d, os.Getpid())
-	stop()
-	return err
+	return "https://" + ln.Addr().String(), func() { cancel(); <-done }, nil
 }
 
 // measureCreate creates IPP Pods one at a time, alternating between a namespace the webhooks

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"k8s.io/klog/v2"
 
 	"github.com/ipp-project/ipp/e2e/framework"
 	"github.com/ipp-project/ipp/pkg/isolation"
@@ -41,20 +38,11 @@ func TestGenerateLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			url, stop, err := serveWebhook(t.Context(), iso, &cert)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(klog.NewContext(t.Context(), klog.Background()))
-			done := make(chan error, 1)
-			go func() {
-				done <- webhook.Serve(ctx, iso, webhook.ServerOptions{
-					Listener:       ln,
-					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
-				})
-			}()
-			defer func() { cancel(); <-done }()
-			url := "https://" + ln.Addr().String()
+			defer stop()
 			for _, c := range []struct {
 				path string
 				body []byte
